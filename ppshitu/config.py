@@ -1,0 +1,222 @@
+"""YAML configs with `-o Section.key=value` overrides, validated against a schema.
+
+A schema is a nested dict: key -> Field (a typed leaf), dict (a sub-section with
+fixed keys) or OPEN (a component section whose keys are checked later by the
+registry that builds it, against the constructor's signature). Unknown keys are
+rejected with the file or override they came from and the nearest valid key.
+Override values are parsed as YAML scalars/lists; nothing is ever eval()'d.
+"""
+import copy
+import re
+
+import yaml
+
+from .errors import ConfigError, did_you_mean
+
+MISSING = object()
+
+
+class Field:
+    """A typed leaf. `types` is a type or tuple; float accepts int, None needs NoneType."""
+
+    def __init__(self, types=object, default=MISSING, choices=None, doc=""):
+        self.types = types if isinstance(types, tuple) else (types,)
+        self.default = default
+        self.choices = choices
+        self.doc = doc
+
+    @property
+    def required(self):
+        return self.default is MISSING
+
+    def check(self, value, path, source):
+        if value is None and type(None) in self.types:
+            return value
+        ok = any(_isinstance(value, t) for t in self.types)
+        if not ok:
+            names = "/".join("null" if t is type(None) else t.__name__ for t in self.types)
+            raise ConfigError(f"{source}: {path} must be {names}, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(f"{source}: {path} must be one of {list(self.choices)}, got {value!r}"
+                              f"{did_you_mean(value, self.choices)}")
+        return float(value) if float in self.types and isinstance(value, int) and int not in self.types \
+            and not isinstance(value, bool) else value
+
+
+def _isinstance(value, t):
+    if t is object:
+        return True
+    if t is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if t is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, t)
+
+
+OPEN = "open"  # keys checked by the component's builder, not here
+
+
+class AttrDict(dict):
+    """A dict whose keys are also attributes (cfg.Global.epochs), as PaddleClas users expect."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key, value):
+        self[key] = value
+
+    def __deepcopy__(self, memo):
+        return to_attrdict(copy.deepcopy(to_plain(self), memo))
+
+
+def to_attrdict(obj):
+    if isinstance(obj, dict):
+        return AttrDict({k: to_attrdict(v) for k, v in obj.items()})
+    if isinstance(obj, list):
+        return [to_attrdict(v) for v in obj]
+    return obj
+
+
+def to_plain(obj):
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+_FRACTION = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*/\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$")
+
+
+def parse_number(value, where="value"):
+    """A number, or a fraction string as PP-ShiTu configs write it ("1.0/255.0"), without eval."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        m = _FRACTION.match(value)
+        if m:
+            den = float(m.group(2))
+            if den == 0:
+                raise ConfigError(f"{where}: division by zero in {value!r}")
+            return float(m.group(1)) / den
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise ConfigError(f"{where}: expected a number or a fraction like 1.0/255.0, got {value!r}")
+
+
+def load_yaml(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text):
+    """'A.B.0.C=value' -> (['A', 'B', 0, 'C'], parsed value)."""
+    if "=" not in text:
+        raise ConfigError(f"-o {text}: an override must look like Section.key=value")
+    key, raw = text.split("=", 1)
+    parts = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+    if not key.strip() or any(p == "" for p in parts):
+        raise ConfigError(f"-o {text}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw  # a string YAML cannot parse (e.g. 'a: b') is taken literally
+    return parts, value
+
+
+def apply_override(cfg, text):
+    parts, value = parse_override(text)
+    node = cfg
+    for i, p in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            if not isinstance(p, int) or p >= len(node):
+                raise ConfigError(f"-o {text}: {'.'.join(map(str, parts[:i]))} is a list of {len(node)}; "
+                                  f"'{p}' is not a valid index")
+            node = node[p]
+        else:
+            if not isinstance(node.get(p), (dict, list)):
+                node[p] = {}
+            node = node[p]
+    last = parts[-1]
+    if isinstance(node, list):
+        if not isinstance(last, int) or last >= len(node):
+            raise ConfigError(f"-o {text}: '{last}' is not a valid index into a list of {len(node)}")
+    node[last] = value
+    return parts
+
+
+def validate(cfg, schema, source="config", path="", override_paths=()):
+    """Check `cfg` against `schema`, fill defaults, and return a new plain dict."""
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{_src(source, path, override_paths)}: {path or 'config'} must be a mapping, "
+                          f"got {cfg!r}")
+    out = {}
+    for key, value in cfg.items():
+        sub = f"{path}.{key}" if path else str(key)
+        if key not in schema:
+            raise ConfigError(f"{_src(source, sub, override_paths)}: unknown key {sub}"
+                              f"{did_you_mean(key, schema, path + '.' if path else '')}")
+        spec = schema[key]
+        if isinstance(spec, Field):
+            out[key] = spec.check(value, sub, _src(source, sub, override_paths))
+        elif isinstance(spec, dict):
+            out[key] = validate(value if value is not None else {}, spec, source, sub, override_paths)
+        else:  # OPEN
+            out[key] = value
+    for key, spec in schema.items():
+        if key in out:
+            continue
+        sub = f"{path}.{key}" if path else str(key)
+        if isinstance(spec, Field):
+            if spec.required:
+                raise ConfigError(f"{source}: missing required key {sub}")
+            out[key] = copy.deepcopy(spec.default)
+        elif isinstance(spec, dict) and path == "" and _has_required(spec):
+            raise ConfigError(f"{source}: missing required section {sub}")
+        elif isinstance(spec, dict):
+            out[key] = validate({}, spec, source, sub, override_paths)
+    return out
+
+
+def _has_required(schema):
+    return any((isinstance(s, Field) and s.required) or (isinstance(s, dict) and _has_required(s))
+               for s in schema.values())
+
+
+def _src(source, path, override_paths):
+    for op in override_paths:
+        if path == op or path.startswith(op + ".") or op.startswith(path + "."):
+            return f"-o {op}"
+    return source
+
+
+def load_config(path, overrides=(), schema=None):
+    """Load `path`, apply `-o` overrides in order, validate against `schema` (if given)."""
+    cfg = load_yaml(path)
+    override_paths = []
+    for text in overrides or ():
+        parts = apply_override(cfg, text)
+        override_paths.append(".".join(map(str, parts)))
+    if schema is not None:
+        cfg = validate(cfg, schema, source=str(path), override_paths=override_paths)
+    return to_attrdict(cfg)
+
+
+def dump_config(cfg, path):
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(to_plain(cfg), f, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,117 @@
+"""The config schemas: PaddleClas's sections for training, PP-ShiTu's for inference.
+
+Leaves are typed Fields with defaults; OPEN sections hold components whose keys
+are checked by the registry that builds them (against constructor signatures).
+Keys PP-ShiTu accepts but ppshitu has no use for are accepted and documented as
+such, so that a PaddleClas config runs here unchanged.
+"""
+from .config import OPEN, Field
+
+NONE = type(None)
+STR_OR_NONE = (str, NONE)
+NUM = (int, float)
+
+# ---------------------------------------------------------------- training
+TRAIN_GLOBAL = {
+    "checkpoints": Field(STR_OR_NONE, None, doc="checkpoint prefix to resume from, e.g. output/RecModel/epoch_5"),
+    "pretrained_model": Field(STR_OR_NONE, None, doc="weights (.pdparams prefix or path) to start from / evaluate"),
+    "output_dir": Field(str, "./output/"),
+    "device": Field(str, "cpu", choices=("cpu", "gpu")),
+    "save_interval": Field(int, 1),
+    "eval_during_train": Field(bool, True),
+    "eval_interval": Field(int, 1),
+    "start_eval_epoch": Field(int, 0),
+    "epochs": Field(int, 10),
+    "print_batch_step": Field(int, 10),
+    "use_visualdl": Field(bool, False, doc="accepted for PaddleClas compatibility; not used"),
+    "image_shape": Field(list, [3, 224, 224]),
+    "save_inference_dir": Field(str, "./inference"),
+    "eval_mode": Field(str, "retrieval", choices=("retrieval", "classification", "detection")),
+    "seed": Field((int, NONE), 42),
+    "to_static": Field(bool, False, doc="accepted for PaddleClas compatibility; training runs in dygraph"),
+    "use_dali": Field(bool, False, doc="accepted for PaddleClas compatibility; not used"),
+    "num_threads": Field((int, NONE), None, doc="CPU threads for training (default: all cores)"),
+    "max_iters_per_epoch": Field((int, NONE), None, doc="cut each epoch short (smoke tests, quick demos)"),
+    "export_format": Field(str, "pir", choices=("pir", "legacy"), doc="inference.json (pir) or inference.pdmodel (legacy)"),
+    "feature_normalize": Field(bool, True),
+    "re_ranking": Field(bool, False, doc="accepted for PaddleClas compatibility; not used"),
+}
+
+TRAIN_SCHEMA = {
+    "Global": TRAIN_GLOBAL,
+    "Arch": OPEN,
+    "Loss": {"Train": Field((list, NONE), None), "Eval": Field((list, NONE), None)},
+    "Optimizer": OPEN,
+    "DataLoader": OPEN,
+    "Metric": {"Train": Field((list, NONE), None), "Eval": Field((list, NONE), None)},
+    "AMP": {
+        "use_amp": Field(bool, False),
+        "scale_loss": Field(NUM, 65536.0),
+        "use_dynamic_loss_scaling": Field(bool, True),
+        "use_promote": Field(bool, False),
+        "level": Field(str, "O1", choices=("O1", "O2")),
+    },
+    "EMA": OPEN,
+    "Infer": OPEN,
+}
+
+# --------------------------------------------------------------- inference
+INFER_GLOBAL = {
+    "infer_imgs": Field(STR_OR_NONE, None, doc="an image, a directory or a list file"),
+    "det_inference_model_dir": Field(STR_OR_NONE, None, doc="empty: recognise the whole image only"),
+    "rec_inference_model_dir": Field(STR_OR_NONE, None),
+    "inference_model_dir": Field(STR_OR_NONE, None, doc="PaddleClas predict_rec/predict_det key"),
+    "rec_nms_thresold": Field(NUM, 0.05, doc="IoU above which same-label boxes are merged (PP-ShiTu's spelling)"),
+    "batch_size": Field(int, 1),
+    "image_shape": Field(list, [3, 640, 640]),
+    "threshold": Field(NUM, 0.2, doc="detector score threshold"),
+    "max_det_results": Field(int, 5),
+    "label_list": Field((list, NONE), ["foreground"]),
+    "use_gpu": Field(bool, False),
+    "enable_mkldnn": Field(bool, True),
+    "enable_mkldnn_bfloat16": Field(bool, False),
+    "cpu_num_threads": Field(int, 2),
+    "enable_benchmark": Field(bool, False, doc="accepted for PaddleClas compatibility"),
+    "use_fp16": Field(bool, False),
+    "ir_optim": Field(bool, True),
+    "use_tensorrt": Field(bool, False),
+    "gpu_mem": Field(int, 8000),
+    "enable_profile": Field(bool, False),
+    "use_onnx": Field(bool, False, doc="accepted for PaddleClas compatibility; must be False"),
+    "use_xpu": Field(bool, False), "use_npu": Field(bool, False), "use_mlu": Field(bool, False),
+    "save_log_path": Field(STR_OR_NONE, None, doc="accepted for PaddleClas compatibility"),
+    "benchmark": Field(bool, False, doc="accepted for PaddleClas compatibility"),
+    "output_dir": Field(str, "./output/"),
+    "save_visual": Field(bool, True, doc="draw labelled boxes into output_dir"),
+    "font_path": Field(STR_OR_NONE, None, doc="a TTF font for labels; default: one found on the system"),
+}
+
+INDEX_PROCESS = {
+    "index_method": Field(str, "HNSW32", choices=("HNSW32", "IVF", "Flat", "FLAT", "IVFPQ")),
+    "image_root": Field(STR_OR_NONE, None),
+    "index_dir": Field(STR_OR_NONE, None),
+    "data_file": Field(STR_OR_NONE, None),
+    "index_operation": Field(str, "new", choices=("new", "append", "remove")),
+    "delimiter": Field(str, "\t"),
+    "dist_type": Field(str, "IP", choices=("IP", "L2", "hamming", "jaccard")),
+    "embedding_size": Field(int, 512),
+    "batch_size": Field(int, 32),
+    "return_k": Field(int, 5),
+    "score_thres": Field(NUM, 0.5),
+    "hamming_radius": Field(int, 100, doc="accepted for PaddleClas compatibility (binary indexes)"),
+    "binary_index": Field(bool, False, doc="accepted for PaddleClas compatibility; must be False"),
+    "ef_search": Field((int, NONE), None, doc="HNSW efSearch (default chosen for recall >= 0.95)"),
+    "nprobe": Field((int, NONE), None, doc="IVF nprobe (default chosen for recall >= 0.95)"),
+    "nlist": Field((int, NONE), None, doc="IVF lists (default: from the data size)"),
+    "use_det": Field(bool, False, doc="index the detector's main object instead of the whole image"),
+    "num_workers": Field(int, 2, doc="image-decoding threads while the model runs"),
+}
+
+INFER_SCHEMA = {
+    "Global": INFER_GLOBAL,
+    "DetPreProcess": {"transform_ops": Field((list, NONE), None)},
+    "DetPostProcess": OPEN,
+    "RecPreProcess": {"transform_ops": Field((list, NONE), None)},
+    "RecPostProcess": OPEN,
+    "IndexProcess": INDEX_PROCESS,
+}
