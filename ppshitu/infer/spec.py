@@ -1,0 +1,52 @@
+"""inference.yml: how to feed an exported model, written next to it at export time,
+so gallery building and queries can never preprocess differently from training."""
+import hashlib
+import os
+
+import yaml
+
+from ..errors import ConfigError
+
+SPEC_FILE = "inference.yml"
+_REQUIRED = ("model_type", "input_size", "interpolation", "scale", "mean", "std")
+_INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
+
+
+def fingerprint(params_path):
+    """A short, stable id of the weights: galleries refuse vectors from another model."""
+    h = hashlib.sha256()
+    with open(params_path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def write_spec(model_dir, **spec):
+    spec.setdefault("fingerprint", fingerprint(os.path.join(model_dir, "inference.pdiparams")))
+    check_spec(spec, os.path.join(model_dir, SPEC_FILE))
+    with open(os.path.join(model_dir, SPEC_FILE), "w", encoding="utf-8") as f:
+        yaml.safe_dump(spec, f, sort_keys=False)
+    return spec
+
+
+def read_spec(model_dir):
+    """The spec dict, or None for a directory without one (e.g. PP-ShiTu's published models)."""
+    path = os.path.join(model_dir, SPEC_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        spec = yaml.safe_load(f) or {}
+    check_spec(spec, path)
+    return spec
+
+
+def check_spec(spec, where):
+    missing = [k for k in _REQUIRED if k not in spec]
+    if missing:
+        raise ConfigError(f"{where}: missing keys {missing}")
+    if spec["model_type"] not in ("rec", "det"):
+        raise ConfigError(f"{where}: model_type must be rec or det, got {spec['model_type']!r}")
+    if spec["interpolation"] not in _INTERPOLATIONS:
+        raise ConfigError(f"{where}: interpolation must be one of {_INTERPOLATIONS}, got {spec['interpolation']!r}")
+    if spec["model_type"] == "rec" and "embedding_size" not in spec:
+        raise ConfigError(f"{where}: a rec model needs embedding_size")
