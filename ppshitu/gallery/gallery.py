@@ -1,0 +1,395 @@
+"""Gallery: a FAISS index + SQLite label store + manifest, updated atomically.
+
+    g = Gallery.create(dir, 512, dist_type="IP", index_method="HNSW32", model_fingerprint=fp)
+    ids = g.add(vectors, labels, paths)        # -1 where a path was already in the gallery
+    labels, scores, ids = g.search(queries, k=5)
+    g.remove(labels=["cat"]); g.compact()
+
+A Gallery object is a snapshot of one published version (see layout.py); every
+update writes a complete new version and then publishes it, so other processes
+keep answering from the version they opened until they call refresh().
+"""
+import os
+import shutil
+import threading
+import time
+import warnings
+
+import faiss
+import numpy as np
+
+from . import layout, store
+from .errors import GalleryError
+from .indexes import INDEX_METHODS
+
+FORMAT = "ppshitu-gallery"
+FORMAT_VERSION = 1
+FILES = {"index": "index.faiss", "vectors": "vectors.npy", "ids": "ids.npy",
+         "meta": "meta.sqlite", "manifest": "manifest.json"}
+COMPACT_TOMBSTONE_RATIO = 0.25  # past this share of removed-but-indexed ids, filtering costs recall: rebuild
+
+
+class Gallery:
+    # ------------------------------------------------------------ lifecycle
+    def __init__(self, index_dir):
+        """Use Gallery.open() or Gallery.create()."""
+        self.index_dir = os.fspath(index_dir)
+        self._lock = threading.Lock()
+        self._con = None
+
+    @classmethod
+    def open(cls, index_dir, model_fingerprint=None, embedding_size=None):
+        """Open the current version; with a model's fingerprint/embedding size, check they match."""
+        g = cls(index_dir)
+        for attempt in range(3):
+            try:
+                g._load(layout.current_version(g.index_dir))
+                break
+            except GalleryError:
+                # an update may have published and garbage-collected our version meanwhile
+                if attempt == 2 or not os.path.isdir(g.index_dir):
+                    raise
+                time.sleep(0.05)
+        if model_fingerprint is not None or embedding_size is not None:
+            g.check_model(model_fingerprint, embedding_size)
+        return g
+
+    @classmethod
+    def create(cls, index_dir, embedding_size, dist_type="IP", index_method="HNSW32",
+               model_fingerprint=None, overwrite=False, vectors=None, labels=None, paths=None,
+               boxes=None, **index_params):
+        """A new gallery, optionally filled with a first set of vectors in the same atomic step.
+        `overwrite=True` replaces an existing gallery (atomically: the old one stays current until
+        the new one is complete). `index_params`: ef_search, nprobe, nlist, ... (see indexes.py)."""
+        if not isinstance(embedding_size, int) or embedding_size <= 0:
+            raise GalleryError(f"embedding_size must be a positive int, got {embedding_size!r}")
+        method = INDEX_METHODS.build(index_method, index_params, where="IndexProcess",
+                                     dim=embedding_size, dist_type=dist_type)
+        g = cls(index_dir)
+        with layout.writer_lock(g.index_dir):
+            if layout.is_gallery(g.index_dir) and not overwrite:
+                raise GalleryError(f"{g.index_dir}: a gallery already exists (open it to append, "
+                                   f"or use index_operation: new / overwrite=True to replace it)")
+            if os.path.isdir(g.index_dir) and not layout.is_gallery(g.index_dir) and \
+                    set(os.listdir(g.index_dir)) - {"LOCK", layout.VERSIONS}:
+                raise GalleryError(f"{g.index_dir}: not empty and not a gallery; choose an empty or new index_dir")
+            now = _now()
+            g.manifest = {
+                "format": FORMAT, "format_version": FORMAT_VERSION, "embedding_size": embedding_size,
+                "dist_type": dist_type, "index_method": index_method, "index_params": method.params(),
+                "model_fingerprint": model_fingerprint, "next_id": 0, "trained_on": 0,
+                "count": 0, "created_at": now, "updated_at": now}
+            g.method, g.index, g.version = method, None, None
+            g.ids = np.zeros(0, np.int64)
+            g.vectors = np.zeros((0, embedding_size), np.float32)
+            g.tombstones = np.zeros(0, np.int64)
+            g._selector = None
+
+            def fill(con):
+                if vectors is not None:
+                    return g._add_locked(con, vectors, labels, paths, boxes, model_fingerprint)
+                return None
+            g._write_version(fill, base_meta=None)
+        return g
+
+    def refresh(self):
+        """Switch to the newest published version (another process may have updated it)."""
+        name = layout.current_version(self.index_dir)
+        if name != self.version:
+            self._load(name)
+        return self
+
+    def close(self):
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------ queries
+    def __len__(self):
+        return len(self.ids)
+
+    @property
+    def embedding_size(self):
+        return self.manifest["embedding_size"]
+
+    @property
+    def higher_is_better(self):
+        """IP scores are cosine similarities; L2 scores are squared distances (lower is better)."""
+        return self.manifest["dist_type"] == "IP"
+
+    @property
+    def model_fingerprint(self):
+        return self.manifest["model_fingerprint"]
+
+    def labels(self):
+        """Distinct labels, sorted."""
+        return sorted(self.label_counts())
+
+    def label_counts(self):
+        with self._lock:
+            return store.label_counts(self._con)
+
+    def records(self, ids=None):
+        """Rows {id, label, path, box, added_at}, ordered by id."""
+        with self._lock:
+            return store.records(self._con, ids)
+
+    def check_model(self, model_fingerprint=None, embedding_size=None):
+        """Refuse vectors from a model other than the one that built the gallery."""
+        mine = self.manifest
+        if embedding_size is not None and embedding_size != mine["embedding_size"]:
+            raise GalleryError(f"{self.index_dir}: the gallery holds {mine['embedding_size']}-d vectors but the "
+                               f"model makes {embedding_size}-d ones; rebuild the gallery with this model")
+        if model_fingerprint is not None and mine["model_fingerprint"] is not None \
+                and model_fingerprint != mine["model_fingerprint"]:
+            raise GalleryError(f"{self.index_dir}: the gallery was built with model {mine['model_fingerprint']}, "
+                               f"not {model_fingerprint}; its vectors are not comparable, rebuild the gallery "
+                               f"(tools/build_gallery.py with index_operation: new)")
+
+    def search(self, vectors, k=5):
+        """Top-k per query: (labels [n][k] str or None, scores float32 [n,k], ids int64 [n,k]).
+        Empty slots (fewer than k items) have id -1, label None and the worst possible score."""
+        q = self._as_matrix(vectors, "query vectors")
+        k = int(k)
+        if k < 1:
+            raise GalleryError(f"k must be >= 1, got {k}")
+        worst = -np.inf if self.higher_is_better else np.inf
+        ids = np.full((len(q), k), -1, np.int64)
+        scores = np.full((len(q), k), worst, np.float32)
+        if len(self) and len(q):
+            fetch = min(k * max(1, self.method.rerank_factor), self.index.ntotal)
+            params = self.method.search_params(self.index, self._selector)
+            found_d, found_i = self.index.search(q, fetch, params=params)
+            if self.method.rerank_factor:
+                found_d, found_i = self._rescore(q, found_i)
+            kk = min(k, found_i.shape[1])
+            ids[:, :kk], scores[:, :kk] = found_i[:, :kk], found_d[:, :kk]
+            scores[ids < 0] = worst
+        with self._lock:
+            names = store.labels_of(self._con, np.unique(ids[ids >= 0]))
+        labels = [[names.get(int(i)) for i in row] for row in ids]
+        return labels, scores, ids
+
+    # ------------------------------------------------------------ updates
+    def add(self, vectors, labels, paths=None, boxes=None, model_fingerprint=None):
+        """Add vectors with their labels; returns their new ids, -1 for each skipped one
+        (its path is already in the gallery, or repeated in this call). Atomic."""
+        if model_fingerprint is not None:
+            self.check_model(model_fingerprint)
+        return self._update(lambda con: self._add_locked(con, vectors, labels, paths, boxes, model_fingerprint))
+
+    def remove(self, labels=None, paths=None):
+        """Remove every item with one of `labels` or one of `paths`; returns the removed ids. Atomic."""
+        if labels is None and paths is None:
+            raise GalleryError("remove needs labels or paths")
+        labels = [labels] if isinstance(labels, str) else list(labels or [])
+        paths = [paths] if isinstance(paths, str) else list(paths or [])
+        return self._update(lambda con: self._remove_locked(con, labels, paths))
+
+    def compact(self):
+        """Rebuild (and retrain) the index from the kept vectors, dropping filtered-out ids. Atomic."""
+        return self._update(self._rebuild_locked)
+
+    # ------------------------------------------------------------ internals
+    def _as_matrix(self, vectors, what):
+        v = np.asarray(vectors, dtype=np.float32)
+        if v.ndim == 1:
+            v = v[None, :]
+        if v.ndim != 2 or v.shape[1] != self.embedding_size:
+            raise GalleryError(f"{what}: expected shape [n, {self.embedding_size}] (the gallery's embedding "
+                               f"size), got {list(np.shape(vectors))}")
+        if not np.isfinite(v).all():
+            raise GalleryError(f"{what}: contain NaN or infinite values")
+        v = np.ascontiguousarray(v)
+        if self.manifest["dist_type"] == "IP":
+            # IP is meant as cosine: normalize (a zero vector stays zero)
+            norms = np.linalg.norm(v, axis=1, keepdims=True)
+            v = v / np.where(norms > 0, norms, 1)
+        return v
+
+    def _rescore(self, q, cand):
+        """Exact scores of candidate ids from the raw vectors; sorted best first."""
+        rows = np.searchsorted(self.ids, np.where(cand >= 0, cand, 0))
+        rows = np.minimum(rows, len(self.ids) - 1)
+        valid = (cand >= 0) & (self.ids[rows] == cand)
+        cvec = np.asarray(self.vectors[rows.ravel()]).reshape(*cand.shape, -1)
+        if self.higher_is_better:
+            d = np.einsum("nkd,nd->nk", cvec, q)
+            d[~valid] = -np.inf
+            order = np.argsort(-d, axis=1, kind="stable")
+        else:
+            d = ((cvec - q[:, None, :]) ** 2).sum(-1)
+            d[~valid] = np.inf
+            order = np.argsort(d, axis=1, kind="stable")
+        cand = np.where(valid, cand, -1)
+        return np.take_along_axis(d, order, 1).astype(np.float32), np.take_along_axis(cand, order, 1)
+
+    def _update(self, change):
+        with layout.writer_lock(self.index_dir):
+            if layout.current_version(self.index_dir) != self.version:
+                self._load(layout.current_version(self.index_dir))  # don't overwrite another writer's update
+            return self._write_version(change, base_meta=os.path.join(self._vdir(self.version), FILES["meta"]))
+
+    def _write_version(self, change, base_meta):
+        """Apply `change(con)` to a copy of the state and publish it as a new version (lock held)."""
+        tmp = layout.new_version_tmpdir(self.index_dir)
+        old = (self.manifest.copy(), self.index, self.ids, self.vectors, self.tombstones, self.version)
+        try:
+            meta = os.path.join(tmp, FILES["meta"])
+            if base_meta:
+                shutil.copyfile(base_meta, meta)
+            con = store.open_writable(meta)
+            try:
+                result = change(con)
+                if (self.method.retrain_growth and self.manifest["trained_on"]
+                        and self.method.nlist is None
+                        and len(self.ids) > self.method.retrain_growth * self.manifest["trained_on"]):
+                    self._rebuild_locked(con)  # an IVF trained on a small start outgrows its lists
+                elif len(self.tombstones) > COMPACT_TOMBSTONE_RATIO * max(1, self.index.ntotal if self.index else 0):
+                    self._rebuild_locked(con)
+            finally:
+                con.close()
+            self.manifest.update(count=len(self.ids), updated_at=_now())
+            self._save(tmp)
+            name = layout.publish(self.index_dir, tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            # the in-memory index may be half-updated: go back to the published state
+            (self.manifest, self.index, self.ids, self.vectors, self.tombstones, self.version) = old
+            if self.version is not None:
+                self._load(self.version)
+            raise
+        self._load(name, keep_index=True)
+        layout.collect_garbage(self.index_dir)
+        return result
+
+    def _add_locked(self, con, vectors, labels, paths, boxes, model_fingerprint):
+        v = self._as_matrix(vectors, "vectors")
+        n = len(v)
+        labels = [labels] * n if isinstance(labels, str) else list(labels)
+        paths = [None] * n if paths is None else [None if p is None else str(p) for p in paths]
+        boxes = [None] * n if boxes is None else [None if b is None else [float(x) for x in b] for b in boxes]
+        for name, seq in (("labels", labels), ("paths", paths), ("boxes", boxes)):
+            if len(seq) != n:
+                raise GalleryError(f"add: {n} vectors but {len(seq)} {name}")
+        bad = [i for i, lab in enumerate(labels) if not isinstance(lab, str) or not lab.strip()]
+        if bad:
+            raise GalleryError(f"add: labels must be non-empty strings; item {bad[0]} has {labels[bad[0]]!r}")
+        bad = [i for i, b in enumerate(boxes) if b is not None and len(b) != 4]
+        if bad:
+            raise GalleryError(f"add: a box is [x1, y1, x2, y2]; item {bad[0]} has {boxes[bad[0]]!r}")
+        if self.manifest["model_fingerprint"] is None and model_fingerprint is not None and len(self) == 0:
+            self.manifest["model_fingerprint"] = model_fingerprint
+
+        seen = store.existing_paths(con, paths)
+        keep = []
+        for i, p in enumerate(paths):
+            if p is None or p not in seen:
+                keep.append(i)
+                if p is not None:
+                    seen.add(p)
+        new_ids = np.full(n, -1, np.int64)
+        if not keep:
+            return new_ids
+        start = self.manifest["next_id"]
+        fresh = np.arange(start, start + len(keep), dtype=np.int64)
+        new_ids[keep] = fresh
+        kv = v[keep]
+        if self.index is None:
+            self.index = self.method.create(kv)
+            self.manifest["trained_on"] = len(kv)
+        self.index.add_with_ids(kv, fresh)
+        self.ids = np.concatenate([self.ids, fresh])
+        self.vectors = np.concatenate([np.asarray(self.vectors), kv])
+        self.manifest["next_id"] = start + len(keep)
+        store.insert_items(con, fresh, [labels[i] for i in keep], [paths[i] for i in keep],
+                           [boxes[i] for i in keep])
+        layout.pause_for_test("mid_write")
+        return new_ids
+
+    def _remove_locked(self, con, labels, paths):
+        gone = sorted(set(store.ids_where(con, "label", labels)) | set(store.ids_where(con, "path", paths)))
+        gone = np.asarray(gone, np.int64)
+        if not len(gone):
+            return gone
+        store.delete_items(con, gone, tombstone=not self.method.can_remove)
+        if self.method.can_remove:
+            self.index.remove_ids(gone)
+        else:
+            self.tombstones = np.union1d(self.tombstones, gone)
+        keep = ~np.isin(self.ids, gone)
+        self.ids, self.vectors = self.ids[keep], np.asarray(self.vectors)[keep]
+        return gone
+
+    def _rebuild_locked(self, con):
+        vectors = np.ascontiguousarray(np.asarray(self.vectors))
+        self.index = self.method.create(vectors) if len(vectors) else None
+        if self.index is not None:
+            self.index.add_with_ids(vectors, self.ids)
+        self.manifest["trained_on"] = len(vectors)
+        self.tombstones = np.zeros(0, np.int64)
+        store.clear_tombstones(con)
+        return len(vectors)
+
+    def _save(self, tmp):
+        if self.index is not None:
+            faiss.write_index(self.index, os.path.join(tmp, FILES["index"]))
+        np.save(os.path.join(tmp, FILES["vectors"]), np.asarray(self.vectors))
+        np.save(os.path.join(tmp, FILES["ids"]), self.ids)
+        layout.write_json(os.path.join(tmp, FILES["manifest"]), self.manifest)
+
+    def _vdir(self, name):
+        return layout.version_dir(self.index_dir, name)
+
+    def _load(self, name, keep_index=False):
+        """Read version `name`; `keep_index` reuses the in-memory index just written (same content)."""
+        vdir = self._vdir(name)
+        manifest = layout.read_json(os.path.join(vdir, FILES["manifest"]))
+        if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+            raise GalleryError(f"{vdir}: unsupported gallery format {manifest.get('format')!r} "
+                               f"version {manifest.get('format_version')!r} (this code reads {FORMAT} "
+                               f"{FORMAT_VERSION})")
+        method = INDEX_METHODS.build(manifest["index_method"], manifest["index_params"],
+                                     where=f"{vdir}/manifest.json", dim=manifest["embedding_size"],
+                                     dist_type=manifest["dist_type"])
+        try:
+            ids = np.load(os.path.join(vdir, FILES["ids"]))
+            vectors = np.load(os.path.join(vdir, FILES["vectors"]), mmap_mode="r")
+            index_path = os.path.join(vdir, FILES["index"])
+            if keep_index:
+                index = self.index
+            else:
+                index = faiss.read_index(index_path) if os.path.exists(index_path) else None
+        except (OSError, ValueError, RuntimeError) as e:
+            raise GalleryError(f"{vdir}: damaged gallery version ({str(e).splitlines()[0]})") from None
+        con = store.open_readonly(os.path.join(vdir, FILES["meta"]))
+        tomb = np.asarray(store.tombstones(con), np.int64)
+        indexed = index.ntotal if index is not None else 0
+        if len(ids) != manifest["count"] or vectors.shape != (len(ids), manifest["embedding_size"]) \
+                or indexed != len(ids) + len(tomb) or store.count(con) != len(ids):
+            con.close()
+            raise GalleryError(f"{vdir}: damaged gallery version (manifest count {manifest['count']}, "
+                               f"{len(ids)} ids, {vectors.shape[0]} vectors, {indexed} indexed, "
+                               f"{len(tomb)} removed)")
+        self.close()
+        self.version, self.manifest, self.method, self.index = name, manifest, method, index
+        self.ids, self.vectors, self.tombstones, self._con = ids, vectors, tomb, con
+        # FAISS selectors hold raw pointers to each other: keep the inner one alive too
+        self._tomb_batch = faiss.IDSelectorBatch(tomb) if len(tomb) else None
+        self._selector = faiss.IDSelectorNot(self._tomb_batch) if len(tomb) else None
+
+
+def _now():
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def warn_if_unknown_model(gallery):
+    if gallery.model_fingerprint is None:
+        warnings.warn(f"{gallery.index_dir}: the model that made this gallery's vectors is unknown "
+                      f"(e.g. imported from PP-ShiTu); make sure queries use the same model")

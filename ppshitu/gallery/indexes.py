@@ -1,0 +1,148 @@
+"""FAISS index methods, one registry entry per PP-ShiTu `index_method` name.
+
+Every index maps stable int64 ids (IndexIDMap, or IVF's own ids). A method knows
+how to train an empty index for a given amount of data, whether FAISS can
+delete from it (HNSW cannot: removed ids are filtered at search time until a
+compaction rebuilds it), and the search-time parameters. Defaults for
+efSearch / nprobe are the measured ones that keep recall@1 against exact search
+>= 0.95 on random 512-d vectors, the hard case (bench/bench_search.py).
+"""
+import math
+import warnings
+
+import faiss
+
+from ..registry import Registry
+from .errors import GalleryError
+
+INDEX_METHODS = Registry("index_method")
+METRICS = {"IP": faiss.METRIC_INNER_PRODUCT, "L2": faiss.METRIC_L2}
+MIN_POINTS_PER_CENTROID = 39  # below this FAISS' k-means warns and clusters poorly
+
+
+class IndexMethod:
+    can_remove = True       # FAISS remove_ids works on this index
+    rerank_factor = 0       # >0: fetch k * factor candidates and rescore them exactly with the raw vectors
+    retrain_growth = None   # rebuild (retrain) once the gallery outgrows its training set this many times
+
+    def __init__(self, dim, dist_type):
+        if dist_type not in METRICS:
+            raise GalleryError(f"dist_type must be one of {sorted(METRICS)}, got {dist_type!r}")
+        self.dim, self.dist_type, self.metric = dim, dist_type, METRICS[dist_type]
+
+    def params(self):
+        """What the manifest records, so the gallery reopens with the same settings."""
+        return {}
+
+    def create(self, train_vectors):
+        """An empty index with stable ids, trained on `train_vectors` when it needs training."""
+        raise NotImplementedError
+
+    def search_params(self, index, selector):
+        return faiss.SearchParameters(sel=selector) if selector is not None else None
+
+
+@INDEX_METHODS.register("Flat")
+class FlatMethod(IndexMethod):
+    """Exact search; the reference the other methods' recall is measured against."""
+
+    def create(self, train_vectors):
+        return faiss.IndexIDMap(faiss.IndexFlat(self.dim, self.metric))
+
+
+INDEX_METHODS.register("FLAT")(FlatMethod)  # PP-ShiTu's docs spell it both ways
+
+
+@INDEX_METHODS.register("HNSW32")
+class HNSWMethod(IndexMethod):
+    can_remove = False
+
+    def __init__(self, dim, dist_type, ef_search=None, ef_construction=40):
+        super().__init__(dim, dist_type)
+        # FAISS' efSearch default (16) loses most of recall@1 on 512-d vectors.
+        self.ef_search = ef_search or 128
+        self.ef_construction = ef_construction
+
+    def params(self):
+        return {"ef_search": self.ef_search, "ef_construction": self.ef_construction}
+
+    def create(self, train_vectors):
+        hnsw = faiss.IndexHNSWFlat(self.dim, 32, self.metric)
+        hnsw.hnsw.efConstruction = self.ef_construction
+        hnsw.hnsw.efSearch = self.ef_search
+        return faiss.IndexIDMap(hnsw)
+
+    def search_params(self, index, selector):
+        return faiss.SearchParametersHNSW(sel=selector, efSearch=self.ef_search)
+
+
+@INDEX_METHODS.register("IVF")
+class IVFMethod(IndexMethod):
+    retrain_growth = 4
+
+    def __init__(self, dim, dist_type, nlist=None, nprobe=None):
+        super().__init__(dim, dist_type)
+        self.nlist, self.nprobe = nlist, nprobe
+
+    def params(self):
+        return {"nlist": self.nlist, "nprobe": self.nprobe}
+
+    def lists_for(self, n):
+        """nlist from the data size (~4 sqrt(n), >= 39 points per list), unless configured."""
+        auto = max(1, min(int(4 * math.sqrt(n)), n // MIN_POINTS_PER_CENTROID))
+        if self.nlist is None:
+            return auto
+        if self.nlist > n:
+            warnings.warn(f"IndexProcess.nlist={self.nlist} exceeds the {n} vectors to train on; using {n}")
+            return n
+        return self.nlist
+
+    def probes(self, nlist):
+        # Random 512-d vectors need about a tenth of the lists for recall@1 >= 0.95 (measured).
+        return min(nlist, self.nprobe or max(8, math.ceil(nlist / 10)))
+
+    def _quantizer(self):
+        return faiss.IndexFlat(self.dim, self.metric)
+
+    def _empty(self, quantizer, nlist):
+        return faiss.IndexIVFFlat(quantizer, self.dim, nlist, self.metric)
+
+    def create(self, train_vectors):
+        if len(train_vectors) == 0:
+            raise GalleryError("an IVF index needs vectors to train on")
+        quantizer = self._quantizer()
+        index = self._empty(quantizer, self.lists_for(len(train_vectors)))
+        index.train(train_vectors)
+        index.nprobe = self.probes(index.nlist)
+        return index
+
+    def search_params(self, index, selector):
+        return faiss.SearchParametersIVF(sel=selector, nprobe=self.probes(faiss.extract_index_ivf(index).nlist))
+
+
+@INDEX_METHODS.register("IVFPQ")
+class IVFPQMethod(IVFMethod):
+    """Compressed codes for large galleries; the candidates are rescored exactly with
+    the raw vectors (memory-mapped from disk), which restores recall@1."""
+
+    def __init__(self, dim, dist_type, nlist=None, nprobe=None, pq_m=None, rerank_factor=10):
+        super().__init__(dim, dist_type, nlist, nprobe)
+        self.pq_m = pq_m or max(m for m in range(1, dim // 8 + 1) if dim % m == 0)
+        if dim % self.pq_m:
+            raise GalleryError(f"IndexProcess.pq_m={self.pq_m} must divide embedding_size={dim}")
+        self.rerank_factor = rerank_factor
+        self._n_train = 0
+
+    def params(self):
+        return {**super().params(), "pq_m": self.pq_m, "rerank_factor": self.rerank_factor}
+
+    def _empty(self, quantizer, nlist):
+        # 2**nbits codewords need ~39 training points each: fewer bits for small galleries.
+        nbits = int(min(8, max(1, math.floor(math.log2(max(2, self._n_train) / MIN_POINTS_PER_CENTROID)))))
+        return faiss.IndexIVFPQ(quantizer, self.dim, nlist, self.pq_m, nbits, self.metric)
+
+    def create(self, train_vectors):
+        if len(train_vectors) < 2:
+            raise GalleryError("an IVFPQ index needs at least 2 vectors to train on")
+        self._n_train = len(train_vectors)
+        return super().create(train_vectors)

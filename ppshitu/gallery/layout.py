@@ -1,0 +1,138 @@
+"""Versioned gallery directories: every update writes a complete new version and
+then atomically repoints CURRENT at it, so readers only ever open finished
+versions and a crash mid-update leaves the previous version current.
+
+    index_dir/
+      CURRENT                 "v000007\n", replaced with write-temp + fsync + os.replace
+      LOCK                    flock'd by writers (released by the kernel if a writer dies)
+      versions/v000007/       manifest.json, index.faiss, vectors.npy, ids.npy, meta.sqlite
+      versions/.tmp-.../      a version being written (removed by the next writer if abandoned)
+"""
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import time
+
+from .errors import GalleryError
+
+CURRENT = "CURRENT"
+VERSIONS = "versions"
+KEEP_OLD_VERSIONS = 1  # readers that read CURRENT just before an update can still open their version
+TEST_PAUSE_ENV = "PPSHITU_GALLERY_TEST_PAUSE"
+
+
+def fsync_path(path):
+    """Flush a file or directory entry to disk (a rename is durable only once its directory is)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json(path, obj):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise GalleryError(f"{path}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise GalleryError(f"{path}: not valid JSON ({e})") from None
+
+
+def is_gallery(index_dir):
+    return os.path.isfile(os.path.join(index_dir, CURRENT))
+
+
+def current_version(index_dir):
+    """Name of the published version, e.g. 'v000007'."""
+    path = os.path.join(index_dir, CURRENT)
+    try:
+        with open(path, encoding="utf-8") as f:
+            name = f.read().strip()
+    except FileNotFoundError:
+        hint = (" (a PP-ShiTu index: import it with tools/convert_ppshitu_index.py)"
+                if os.path.isfile(os.path.join(index_dir, "id_map.pkl")) else "")
+        raise GalleryError(f"{index_dir}: not a gallery, {CURRENT} is missing{hint}") from None
+    if not name.startswith("v") or not name[1:].isdigit():
+        raise GalleryError(f"{path}: damaged, expected a version name like v000001, got {name!r}")
+    return name
+
+
+def version_dir(index_dir, name):
+    return os.path.join(index_dir, VERSIONS, name)
+
+
+@contextlib.contextmanager
+def writer_lock(index_dir):
+    """One writer at a time per gallery; a second waits for the first to finish."""
+    os.makedirs(index_dir, exist_ok=True)
+    with open(os.path.join(index_dir, "LOCK"), "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def new_version_tmpdir(index_dir):
+    """A private directory to write the next version into (call with the writer lock held)."""
+    root = os.path.join(index_dir, VERSIONS)
+    os.makedirs(root, exist_ok=True)
+    tmp = os.path.join(root, f".tmp-{os.getpid()}-{time.time_ns()}")
+    os.makedirs(tmp)
+    return tmp
+
+
+def next_version_name(index_dir):
+    root = os.path.join(index_dir, VERSIONS)
+    nums = [int(n[1:]) for n in os.listdir(root) if n.startswith("v") and n[1:].isdigit()] if os.path.isdir(root) else []
+    return f"v{max(nums, default=0) + 1:06d}"
+
+
+def publish(index_dir, tmpdir):
+    """Make the fully written `tmpdir` the current version; returns its name.
+    Order matters: files are already fsync'd, then the directory is renamed into
+    place, then CURRENT is replaced. A crash before the last step changes nothing."""
+    for name in os.listdir(tmpdir):
+        fsync_path(os.path.join(tmpdir, name))
+    fsync_path(tmpdir)
+    pause_for_test("before_rename")
+    name = next_version_name(index_dir)
+    os.rename(tmpdir, version_dir(index_dir, name))
+    fsync_path(os.path.join(index_dir, VERSIONS))
+    pause_for_test("before_current")
+    tmp_current = os.path.join(index_dir, f".{CURRENT}.tmp")
+    with open(tmp_current, "w", encoding="utf-8") as f:
+        f.write(name + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp_current, os.path.join(index_dir, CURRENT))
+    fsync_path(index_dir)
+    return name
+
+
+def collect_garbage(index_dir):
+    """Remove abandoned temp dirs and all but the newest old versions (writer lock held)."""
+    root = os.path.join(index_dir, VERSIONS)
+    current = current_version(index_dir)
+    names = sorted(n for n in os.listdir(root) if n.startswith("v") and n[1:].isdigit() and n < current)
+    doomed = [n for n in os.listdir(root) if n.startswith(".tmp-")] + names[:max(0, len(names) - KEEP_OLD_VERSIONS)]
+    for n in doomed:
+        shutil.rmtree(os.path.join(root, n), ignore_errors=True)
+
+
+def pause_for_test(stage):
+    """Crash-safety tests stop a writer here (env var names the stage) and SIGKILL it."""
+    if os.environ.get(TEST_PAUSE_ENV) == stage:
+        print(f"PAUSED {stage}", flush=True)
+        time.sleep(3600)
