@@ -163,7 +163,7 @@ class Gallery:
         ids = np.full((len(q), k), -1, np.int64)
         scores = np.full((len(q), k), worst, np.float32)
         if len(self) and len(q):
-            fetch = min(k * max(1, self.method.rerank_factor), self.index.ntotal)
+            fetch = min(self.method.candidates(k), self.index.ntotal)
             params = self.method.search_params(self.index, self._selector)
             found_d, found_i = self.index.search(q, fetch, params=params)
             if self.method.rerank_factor:

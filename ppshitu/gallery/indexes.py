@@ -30,6 +30,10 @@ class IndexMethod:
             raise GalleryError(f"dist_type must be one of {sorted(METRICS)}, got {dist_type!r}")
         self.dim, self.dist_type, self.metric = dim, dist_type, METRICS[dist_type]
 
+    def candidates(self, k):
+        """How many results to ask FAISS for, to return the best k."""
+        return k
+
     def params(self):
         """What the manifest records, so the gallery reopens with the same settings."""
         return {}
@@ -135,6 +139,10 @@ class IVFPQMethod(IVFMethod):
 
     def params(self):
         return {**super().params(), "pq_m": self.pq_m, "rerank_factor": self.rerank_factor}
+
+    def candidates(self, k):
+        # rescoring a few hundred raw vectors costs little next to scanning the lists
+        return max(k * self.rerank_factor, 100)
 
     def _empty(self, quantizer, nlist):
         # 2**nbits codewords need ~39 training points each: fewer bits for small galleries.
