@@ -238,6 +238,8 @@ class Gallery:
 
     def _write_version(self, change, base_meta):
         """Apply `change(con)` to a copy of the state and publish it as a new version (lock held)."""
+        if layout.is_gallery(self.index_dir):
+            layout.collect_garbage(self.index_dir)  # first, what a killed writer left behind
         tmp = layout.new_version_tmpdir(self.index_dir)
         old = (self.manifest.copy(), self.index, self.ids, self.vectors, self.tombstones, self.version)
         try:

@@ -122,11 +122,13 @@ def publish(index_dir, tmpdir):
 
 
 def collect_garbage(index_dir):
-    """Remove abandoned temp dirs and all but the newest old versions (writer lock held)."""
+    """Remove abandoned versions and all but the newest old one (writer lock held)."""
     root = os.path.join(index_dir, VERSIONS)
     current = current_version(index_dir)
-    names = sorted(n for n in os.listdir(root) if n.startswith("v") and n[1:].isdigit() and n < current)
-    doomed = [n for n in os.listdir(root) if n.startswith(".tmp-")] + names[:max(0, len(names) - KEEP_OLD_VERSIONS)]
+    versions = sorted(n for n in os.listdir(root) if n.startswith("v") and n[1:].isdigit())
+    older = [n for n in versions if n < current]
+    orphans = [n for n in versions if n > current]  # renamed into place by a writer that died before CURRENT
+    doomed = [n for n in os.listdir(root) if n.startswith(".tmp-")] + orphans + older[:max(0, len(older) - KEEP_OLD_VERSIONS)]
     for n in doomed:
         shutil.rmtree(os.path.join(root, n), ignore_errors=True)
 
