@@ -1,0 +1,158 @@
+"""Randomly initialised models of the real architectures, exported once into the bench cache.
+
+Speed does not depend on trained weights, so the benchmark needs no download:
+  rec_pir/, rec_legacy/   MobileNetV1 @224 + 512-d FC neck (PP-ShiTu's MobileNetV1_retrieval),
+                          the same weights in Paddle 3's PIR format and the pre-3.0 format
+  det_pir/                PicoDet-LCNet x2.5 @640 (PP-ShiTu's mainbody detector shape), PIR only:
+                          legacy export of LCNet's SE block and PicoHead fails in Paddle 3.3.1
+
+Each export runs in its own process because the format is chosen by FLAGS_enable_pir_api,
+which Paddle reads at start-up. `python bench/models.py <kind> <format> <out_dir>` is that
+process; `ensure_models()` drives it and skips what is already exported.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+CACHE = BENCH / ".cache"
+MODELS = CACHE / "models"
+
+REC_INPUT = 224
+EMBEDDING_SIZE = 512
+DET_INPUT = 640
+IMAGENET = {"scale": 1 / 255.0, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
+# PP-ShiTu's mainbody detector (picodet_lcnet_x2_5_640_mainbody): LCNet x2.5, a 4-level PAN, GFL head.
+DET_ARCH = {
+    "name": "PicoDet", "class_num": 1,
+    "backbone": {"name": "LCNet", "scale": 2.5, "feature_maps": [3, 4, 5]},
+    "neck": {"name": "LCPAN", "out_channels": 160, "use_depthwise": True, "num_features": 4},
+    "head": {"name": "PicoHeadV2",
+             "conv_feat": {"name": "PicoFeat", "feat_in": 160, "feat_out": 160, "num_convs": 4,
+                           "num_fpn_stride": 4, "norm_type": "bn", "share_cls_reg": True, "use_se": True},
+             "fpn_stride": [8, 16, 32, 64], "feat_in_chan": 160, "prior_prob": 0.01, "reg_max": 7,
+             "cell_offset": 0.5, "grid_cell_scale": 5.0, "static_assigner_epoch": 100,
+             "use_align_head": True,
+             "static_assigner": {"name": "ATSSAssigner", "topk": 9, "force_gt_matching": False},
+             "assigner": {"name": "TaskAlignedAssigner", "topk": 13, "alpha": 1.0, "beta": 6.0},
+             "loss_class": {"name": "VarifocalLoss", "use_sigmoid": False, "iou_weighted": True,
+                            "loss_weight": 1.0},
+             "loss_dfl": {"name": "DistributionFocalLoss", "loss_weight": 0.5},
+             "loss_bbox": {"name": "GIoULoss", "loss_weight": 2.5}},
+    # PP-ShiTu keeps the detector's top boxes by score, so NMS here keeps a generous top-k.
+    "nms": {"score_threshold": 0.0, "nms_threshold": 0.6, "nms_top_k": 1000, "keep_top_k": 100},
+}
+
+
+def model_dir(kind, fmt):
+    return MODELS / f"{kind}_{fmt}"
+
+
+def _export_rec(out_dir):
+    import paddle
+    from paddleclas.ppcls.arch import build_model
+
+    paddle.seed(0)
+    arch = {"name": "RecModel", "Backbone": {"name": "MobileNetV1", "pretrained": False},
+            "BackboneStopLayer": {"name": "flatten"},
+            "Neck": {"name": "FC", "embedding_size": 1024, "class_num": EMBEDDING_SIZE}}
+    net = build_model({"Arch": arch}, mode="eval")
+
+    class Embedder(paddle.nn.Layer):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            f = self.net(x)["features"]
+            # linalg.norm + divide is the L2 normalisation that also exports in legacy mode
+            return f / paddle.linalg.norm(f, p=2, axis=-1, keepdim=True)
+
+    model = Embedder(net)
+    model.eval()
+    spec = [paddle.static.InputSpec([None, 3, REC_INPUT, REC_INPUT], "float32", "x")]
+    paddle.jit.save(paddle.jit.to_static(model, input_spec=spec, full_graph=True), str(out_dir / "inference"))
+    return {"model_type": "rec", "input_size": [REC_INPUT, REC_INPUT], "interpolation": "bilinear",
+            "embedding_size": EMBEDDING_SIZE, **IMAGENET}
+
+
+def _export_det(out_dir):
+    import paddle
+    from ppshitu.det.model import build_model
+
+    paddle.seed(0)
+
+    class Detector(paddle.nn.Layer):
+        """PicoDetModel.forward with two changes for random weights, so both pipelines crop the
+        same realistic boxes: boxes are clipped to the image (PP-ShiTu crops unclipped boxes, and
+        a negative corner gives an empty crop and a cv2 error), and scores get a bonus of
+        1e-3 x the box's image fraction (random weights score every box alike: ties would let
+        the two pipelines keep different boxes, mostly tiny ones). `im_shape` is not an input:
+        PIR export refuses unused inputs; both predictors feed only the inputs declared."""
+
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, image, scale_factor):
+            net = self.net
+            scores, boxes = net.head(net.features(image), export_post_process=True)
+            sy, sx = paddle.split(scale_factor, 2, axis=-1)
+            scale = paddle.concat([sx, sy, sx, sy], axis=-1).reshape([-1, 1, 4])
+            size = paddle.full([1, 1, 4], float(DET_INPUT), "float32") / scale  # original W, H, W, H
+            boxes = paddle.maximum(paddle.minimum(boxes / scale, size), paddle.zeros_like(size))
+            area = (boxes[:, :, 2] - boxes[:, :, 0]) * (boxes[:, :, 3] - boxes[:, :, 1])
+            frac = area / (size[:, :, 0] * size[:, :, 1])
+            scores = scores + 1e-3 * frac.unsqueeze(1)
+            nms = net.nms
+            bbox, _, bbox_num = paddle._C_ops.multiclass_nms3(
+                boxes, scores, None, float(nms["score_threshold"]), nms["nms_top_k"], nms["keep_top_k"],
+                float(nms["nms_threshold"]), False, 1.0, -1)
+            return bbox, bbox_num
+
+    model = Detector(build_model(DET_ARCH))
+    model.eval()
+    spec = [paddle.static.InputSpec([None, 3, DET_INPUT, DET_INPUT], "float32", "image"),
+            paddle.static.InputSpec([None, 2], "float32", "scale_factor")]
+    paddle.jit.save(paddle.jit.to_static(model, input_spec=spec, full_graph=True), str(out_dir / "inference"))
+    # PP-ShiTu's mainbody DetResize: stretched to 640x640 with interp 2 (bicubic)
+    return {"model_type": "det", "input_size": [DET_INPUT, DET_INPUT], "interpolation": "bicubic",
+            "label_list": ["foreground"], **IMAGENET}
+
+
+def _export_main(kind, fmt, out_dir):
+    sys.path.insert(0, str(ROOT))
+    from ppshitu.infer.spec import write_spec
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = {"rec": _export_rec, "det": _export_det}[kind](out_dir)
+    write_spec(str(out_dir), **spec, format=fmt)
+
+
+def export(kind, fmt, timeout=600):
+    """Export one model into the cache (in a fresh process); returns its directory."""
+    out = model_dir(kind, fmt)
+    if (out / "inference.yml").is_file():
+        return out
+    env = dict(os.environ, FLAGS_enable_pir_api="1" if fmt == "pir" else "0")
+    tmp = out.with_name(out.name + ".tmp")
+    proc = subprocess.run([sys.executable, __file__, kind, fmt, str(tmp)], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-3:])
+        raise RuntimeError(f"exporting {kind} in {fmt} format failed:\n{tail}")
+    tmp.rename(out)
+    return out
+
+
+def ensure_models():
+    """{name: dir} of every model the benchmark needs, exporting the missing ones."""
+    return {"rec_pir": export("rec", "pir"), "rec_legacy": export("rec", "legacy"), "det_pir": export("det", "pir")}
+
+
+if __name__ == "__main__":
+    _export_main(*sys.argv[1:4])
