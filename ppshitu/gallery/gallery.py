@@ -57,10 +57,11 @@ class Gallery:
     @classmethod
     def create(cls, index_dir, embedding_size, dist_type="IP", index_method="HNSW32",
                model_fingerprint=None, overwrite=False, vectors=None, labels=None, paths=None,
-               boxes=None, **index_params):
+               boxes=None, ids=None, **index_params):
         """A new gallery, optionally filled with a first set of vectors in the same atomic step.
         `overwrite=True` replaces an existing gallery (atomically: the old one stays current until
-        the new one is complete). `index_params`: ef_search, nprobe, nlist, ... (see indexes.py)."""
+        the new one is complete). `ids`: keep existing ids (imports); by default 0, 1, 2, ...
+        `index_params`: ef_search, nprobe, nlist, ... (see indexes.py)."""
         if not isinstance(embedding_size, int) or embedding_size <= 0:
             raise GalleryError(f"embedding_size must be a positive int, got {embedding_size!r}")
         method = INDEX_METHODS.build(index_method, index_params, where="IndexProcess",
@@ -87,7 +88,7 @@ class Gallery:
 
             def fill(con):
                 if vectors is not None:
-                    return g._add_locked(con, vectors, labels, paths, boxes, model_fingerprint)
+                    return g._add_locked(con, vectors, labels, paths, boxes, model_fingerprint, ids)
                 return None
             g._write_version(fill, base_meta=None)
         return g
@@ -271,7 +272,7 @@ class Gallery:
         layout.collect_garbage(self.index_dir)
         return result
 
-    def _add_locked(self, con, vectors, labels, paths, boxes, model_fingerprint):
+    def _add_locked(self, con, vectors, labels, paths, boxes, model_fingerprint, ids=None):
         v = self._as_matrix(vectors, "vectors")
         n = len(v)
         labels = [labels] * n if isinstance(labels, str) else list(labels)
@@ -301,6 +302,12 @@ class Gallery:
             return new_ids
         start = self.manifest["next_id"]
         fresh = np.arange(start, start + len(keep), dtype=np.int64)
+        if ids is not None:
+            fresh = np.asarray(ids, np.int64)[keep]
+            if len(np.unique(fresh)) != len(fresh) or (len(fresh) and fresh.min() < start):
+                raise GalleryError(f"add: ids must be unique and >= {start}")
+        order = np.argsort(fresh, kind="stable")  # rows stay sorted by id (rescoring looks them up)
+        keep, fresh = [keep[i] for i in order], fresh[order]
         new_ids[keep] = fresh
         kv = v[keep]
         if self.index is None:
@@ -309,7 +316,7 @@ class Gallery:
         self.index.add_with_ids(kv, fresh)
         self.ids = np.concatenate([self.ids, fresh])
         self.vectors = np.concatenate([np.asarray(self.vectors), kv])
-        self.manifest["next_id"] = start + len(keep)
+        self.manifest["next_id"] = int(fresh.max()) + 1
         store.insert_items(con, fresh, [labels[i] for i in keep], [paths[i] for i in keep],
                            [boxes[i] for i in keep])
         layout.pause_for_test("mid_write")

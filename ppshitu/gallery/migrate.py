@@ -1,0 +1,135 @@
+"""Import a PP-ShiTu index directory (vector.index + id_map.pkl) into a Gallery.
+
+PP-ShiTu stores labels as a pickled dict {id: "image_path<delimiter>label"}, and
+loading a pickle can run arbitrary code. This reader's unpickler builds only
+dicts, ints, strings and the numpy int64 scalars PP-ShiTu's builder writes as
+keys (decoded from raw bytes into plain ints); any other class is refused.
+"""
+import io
+import os
+import pickle
+
+import faiss
+import numpy as np
+
+from .errors import GalleryError
+from .gallery import Gallery
+
+_NUMPY_SCALAR = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
+_NUMPY_DTYPE = {("numpy", "dtype")}
+_INT_CODES = {f"{k}{n}" for k in "iu" for n in (1, 2, 4, 8)}
+
+
+def _int_dtype(code, align=False, copy=True):
+    if code not in _INT_CODES:
+        raise pickle.UnpicklingError(f"refusing numpy dtype {code!r}: only integer ids are expected")
+    return np.dtype(code)
+
+
+def _int_scalar(dtype, data=None):
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "iu" or not isinstance(data, bytes) \
+            or len(data) != dtype.itemsize:
+        raise pickle.UnpicklingError("refusing a numpy scalar that is not an integer id")
+    return int(np.frombuffer(data, dtype)[0])
+
+
+class IdMapUnpickler(pickle.Unpickler):
+    """Plain dicts, ints and strings only (numpy integer scalars become ints)."""
+
+    def find_class(self, module, name):
+        if (module, name) in _NUMPY_SCALAR:
+            return _int_scalar
+        if (module, name) in _NUMPY_DTYPE:
+            return _int_dtype
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: an id map holds only ints and strings")
+
+
+def read_id_map(path):
+    """{int id: str doc} from PP-ShiTu's id_map.pkl, refusing anything else."""
+    try:
+        with open(path, "rb") as f:
+            data = IdMapUnpickler(io.BytesIO(f.read())).load()
+    except FileNotFoundError:
+        raise GalleryError(f"{path}: missing") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+        raise GalleryError(f"{path}: not a plain PP-ShiTu id map ({e})") from None
+    if not isinstance(data, dict):
+        raise GalleryError(f"{path}: expected a dict of id -> 'path<TAB>label', got {type(data).__name__}")
+    bad = [(k, v) for k, v in data.items() if not isinstance(k, int) or not isinstance(v, str)]
+    if bad:
+        raise GalleryError(f"{path}: expected int ids and string entries, got {bad[0]!r}")
+    return data
+
+
+def split_doc(doc, delimiter="\t"):
+    """PP-ShiTu keeps each data-file line whole: 'relpath<delimiter>label' -> (path, label)."""
+    doc = doc.strip()
+    parts = doc.split(delimiter, 1) if delimiter in doc else doc.split(None, 1)
+    if len(parts) == 2 and parts[1].strip():
+        return parts[0], parts[1].strip()
+    return None, doc  # a bare label (PP-ShiTu's Android demo galleries)
+
+
+def _inner_method(index, path):
+    kind = type(index).__name__
+    if kind.startswith("IndexHNSW"):
+        return "HNSW32", {"ef_search": max(index.hnsw.efSearch, 128)}
+    if kind == "IndexIVFPQ":
+        return "IVFPQ", {"nlist": index.nlist}
+    if kind.startswith("IndexIVF"):
+        return "IVF", {"nlist": index.nlist}
+    if kind.startswith("IndexFlat"):
+        return "Flat", {}
+    raise GalleryError(f"{path}: unsupported FAISS index type {kind} (supported: HNSW, IVF, IVFPQ, Flat)")
+
+
+def read_ppshitu_index(index_dir):
+    """(ids int64 [n], vectors float32 [n, d], dist_type, index_method, index_params)."""
+    path = os.path.join(index_dir, "vector.index")
+    if not os.path.isfile(path):
+        raise GalleryError(f"{path}: missing (not a PP-ShiTu index directory)")
+    try:
+        index = faiss.read_index(path)
+    except RuntimeError as e:
+        raise GalleryError(f"{path}: cannot read it as a float FAISS index (binary/hamming indexes are "
+                           f"not supported): {str(e).splitlines()[0]}") from None
+    wrapped = isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2))
+    inner = faiss.downcast_index(index.index if wrapped else index)
+    method, params = _inner_method(inner, path)
+    ivf = method in ("IVF", "IVFPQ")
+    if ivf:
+        inner.make_direct_map()  # reconstruct() needs id -> list position
+    if wrapped:  # what PP-ShiTu writes: the inner index numbers vectors 0..n-1
+        ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+        vectors = inner.reconstruct_n(0, inner.ntotal)
+    elif ivf:    # an IVF keeps its own ids in its lists
+        ids = np.sort(_ivf_ids(inner))
+        vectors = np.stack([inner.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, inner.d))
+    else:
+        ids, vectors = np.arange(inner.ntotal, dtype=np.int64), inner.reconstruct_n(0, inner.ntotal)
+    dist_type = "IP" if index.metric_type == faiss.METRIC_INNER_PRODUCT else "L2"
+    return ids, np.asarray(vectors, np.float32), dist_type, method, params
+
+
+def _ivf_ids(ivf):
+    lists = ivf.invlists
+    return np.concatenate([np.zeros(0, np.int64)] + [
+        faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy() for i in range(ivf.nlist)
+        if lists.list_size(i)]).astype(np.int64)
+
+
+def convert_ppshitu_index(src_dir, out_dir, delimiter="\t", index_method=None, overwrite=False):
+    """Write a Gallery at `out_dir` from PP-ShiTu's `src_dir`; returns it. The model that made the
+    vectors is unknown, so the gallery records no fingerprint."""
+    ids, vectors, dist_type, method, params = read_ppshitu_index(src_dir)
+    id_map = read_id_map(os.path.join(src_dir, "id_map.pkl"))
+    missing = [int(i) for i in ids if int(i) not in id_map]
+    if missing or len(id_map) != len(ids):
+        raise GalleryError(f"{src_dir}: vector.index holds {len(ids)} ids, id_map.pkl {len(id_map)}; "
+                           f"{len(missing)} index ids have no entry (e.g. {missing[:3]})")
+    docs = [split_doc(id_map[int(i)], delimiter) for i in ids]
+    if index_method is not None and index_method != method:
+        method, params = index_method, {}
+    return Gallery.create(out_dir, int(vectors.shape[1]), dist_type=dist_type, index_method=method,
+                          model_fingerprint=None, overwrite=overwrite, vectors=vectors,
+                          labels=[lab for _, lab in docs], paths=[p for p, _ in docs], ids=ids, **params)
