@@ -141,6 +141,22 @@ class Gallery:
         with self._lock:
             return store.records(self._con, ids)
 
+    def existing_paths(self, paths):
+        """The subset of `paths` already in the gallery."""
+        with self._lock:
+            return store.existing_paths(self._con, [str(p) for p in paths])
+
+    def set_search_params(self, ef_search=None, nprobe=None):
+        """Tune HNSW efSearch / IVF nprobe for this object's searches (the manifest keeps its own)."""
+        for name, value in (("ef_search", ef_search), ("nprobe", nprobe)):
+            if value is not None:
+                if not hasattr(self.method, name):
+                    raise GalleryError(f"{name} does not apply to a {self.manifest['index_method']} index")
+                if int(value) < 1:
+                    raise GalleryError(f"{name} must be >= 1, got {value!r}")
+                setattr(self.method, name, int(value))
+        return self
+
     def check_model(self, model_fingerprint=None, embedding_size=None):
         """Refuse vectors from a model other than the one that built the gallery."""
         mine = self.manifest

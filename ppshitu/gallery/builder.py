@@ -1,0 +1,210 @@
+"""Gallery building from images: the pipeline behind tools/build_gallery.py, the demo
+and the benchmarks.
+
+Images are decoded and preprocessed in worker threads while the model runs the
+previous batch; unreadable images are skipped with a warning each and a count at
+the end. On `append`, images already in the gallery are skipped before any
+decoding, so a re-run costs nothing and adds nothing.
+"""
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from ..errors import ConfigError
+from ..utils.image import ImageReadError, read_image
+from .errors import GalleryError
+from .gallery import Gallery
+
+log = logging.getLogger("ppshitu.gallery")
+OPERATIONS = ("new", "append", "remove", "compact")
+
+
+def read_data_file(data_file, delimiter="\t", label_only=False):
+    """[(relpath, label)] from `relpath<delimiter>label` lines; the label is everything after the
+    first delimiter, so it may contain spaces. `label_only`: a line may be just a label (path None)."""
+    try:
+        with open(data_file, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        raise ConfigError(f"IndexProcess.data_file: {data_file} does not exist") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"IndexProcess.data_file: {data_file} is not UTF-8 text ({e})") from None
+    entries = []
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        parts = line.strip().split(delimiter, 1)
+        if len(parts) == 2 and parts[0].strip() and parts[1].strip():
+            entries.append((parts[0].strip(), parts[1].strip()))
+        elif label_only:
+            entries.append((None, line.strip()))
+        else:
+            raise ConfigError(f"{data_file}:{no}: expected 'relpath{delimiter!r}label', got {line!r} "
+                              f"(check IndexProcess.delimiter)")
+    if not entries:
+        raise ConfigError(f"IndexProcess.data_file: {data_file} lists no images")
+    return entries
+
+
+@dataclass
+class Embedded:
+    vectors: np.ndarray                  # float32 [m, D], one per readable image
+    index: list = field(default_factory=list)    # position in the input list of each vector
+    boxes: list = field(default_factory=list)    # main-object box per vector, None for the whole image
+    unreadable: list = field(default_factory=list)
+
+
+def main_object(det, rgb):
+    """The detector's best box and its crop, or (None, the whole image) when it finds nothing."""
+    boxes = det.predict(rgb)
+    if not len(boxes):
+        return None, rgb
+    x1, y1, x2, y2 = (int(round(float(v))) for v in boxes[0][:4])
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        return None, rgb
+    return [float(v) for v in boxes[0][:4]], rgb[y1:y2, x1:x2]
+
+
+def embed_images(rec, paths, batch_size=32, num_workers=2, det=None, desc="embedding"):
+    """Run `rec` (and `det`, to embed the main object) over image files."""
+    batch_size, num_workers = max(1, int(batch_size)), max(1, int(num_workers))
+
+    def load(path):
+        try:
+            rgb = read_image(path)
+        except ImageReadError as e:
+            return e
+        return rgb if det is not None else rec.preprocess(rgb)  # the detector runs in the main thread
+
+    out = Embedded(np.zeros((0, rec.embedding_size), np.float32))
+    chunks, starts = [], range(0, len(paths), batch_size)
+    with ThreadPoolExecutor(num_workers) as pool, tqdm(total=len(paths), desc=desc, unit="img") as bar:
+        pending = [pool.submit(load, p) for p in paths[:batch_size]]
+        for start in starts:
+            loaded = [f.result() for f in pending]
+            nxt = start + batch_size  # queue the next batch before the model runs this one
+            pending = [pool.submit(load, p) for p in paths[nxt:nxt + batch_size]]
+            inputs = []
+            for offset, item in enumerate(loaded):
+                if isinstance(item, ImageReadError):
+                    log.warning("skipped unreadable image: %s", item)
+                    out.unreadable.append(paths[start + offset])
+                    continue
+                box = None
+                if det is not None:
+                    box, crop = main_object(det, item)
+                    item = rec.preprocess(crop)
+                inputs.append(item)
+                out.index.append(start + offset)
+                out.boxes.append(box)
+            if inputs:
+                chunks.append(np.asarray(rec.predict_batch(np.stack(inputs)), np.float32))
+            bar.update(len(loaded))
+    if chunks:
+        out.vectors = np.concatenate(chunks)
+    if out.unreadable:
+        log.warning("%d of %d images could not be read and were skipped", len(out.unreadable), len(paths))
+    return out
+
+
+def index_params(ip):
+    """The IndexProcess keys that tune the FAISS index (None: the measured defaults)."""
+    return {k: ip[k] for k in ("ef_search", "nprobe", "nlist") if ip.get(k) is not None}
+
+
+def build_gallery(cfg, rec=None, det=None):
+    """Run IndexProcess.index_operation on IndexProcess.index_dir; returns a summary dict.
+    `rec`/`det` predictors are made from Global.* unless given."""
+    ip = cfg["IndexProcess"]
+    op = ip["index_operation"]
+    if op not in OPERATIONS:
+        raise ConfigError(f"IndexProcess.index_operation must be one of {list(OPERATIONS)}, got {op!r}")
+    index_dir = _required(ip, "index_dir")
+    if op == "compact":
+        g = Gallery.open(index_dir)
+        g.compact()
+        return {"operation": op, "count": len(g)}
+    remove_by = ip.get("remove_by", "path")
+    entries = read_data_file(_required(ip, "data_file"), ip["delimiter"],
+                             label_only=(op == "remove" and remove_by == "label"))
+    if op == "remove":
+        g = Gallery.open(index_dir)
+        if remove_by == "label":
+            removed = g.remove(labels=sorted({label for _, label in entries}))
+        else:
+            removed = g.remove(paths=[path for path, _ in entries])
+        return {"operation": op, "removed": len(removed), "count": len(g)}
+
+    image_root = _required(ip, "image_root")
+    if ip["dist_type"] not in ("IP", "L2"):
+        raise ConfigError(f"IndexProcess.dist_type: {ip['dist_type']!r} (binary indexes) is not supported; "
+                          f"use IP or L2")
+    rec = rec or make_rec_predictor(cfg)
+    if ip["embedding_size"] != rec.embedding_size:
+        raise ConfigError(f"IndexProcess.embedding_size is {ip['embedding_size']} but the model in "
+                          f"{cfg['Global'].get('rec_inference_model_dir')} makes {rec.embedding_size}-d vectors")
+    if det is None and ip.get("use_det"):
+        det = make_det_predictor(cfg)
+    gallery = None
+    skipped = 0
+    if op == "append":
+        gallery = Gallery.open(index_dir, model_fingerprint=rec.fingerprint, embedding_size=rec.embedding_size)
+        if ip["dist_type"] != gallery.manifest["dist_type"]:
+            raise ConfigError(f"IndexProcess.dist_type is {ip['dist_type']} but the gallery in {index_dir} "
+                              f"uses {gallery.manifest['dist_type']}")
+        present = gallery.existing_paths([p for p, _ in entries])
+        skipped = sum(p in present for p, _ in entries)
+        entries = [(p, lab) for p, lab in entries if p not in present]
+    # the same image listed twice in the file: embed it once
+    entries = list(dict((p, (p, lab)) for p, lab in entries).values())
+    emb = embed_images(rec, [os.path.join(image_root, p) for p, _ in entries], ip["batch_size"],
+                       ip.get("num_workers", 2), det, desc=f"{op} gallery")
+    labels = [entries[i][1] for i in emb.index]
+    paths = [entries[i][0] for i in emb.index]
+    boxes = emb.boxes if det is not None else None
+    if op == "new":
+        if not len(emb.vectors):
+            raise GalleryError(f"no readable images in {ip['data_file']}: the gallery was not created")
+        gallery = Gallery.create(index_dir, rec.embedding_size, dist_type=ip["dist_type"],
+                                 index_method=ip["index_method"], model_fingerprint=rec.fingerprint,
+                                 overwrite=True, vectors=emb.vectors, labels=labels, paths=paths, boxes=boxes,
+                                 **index_params(ip))
+        added = len(gallery)
+    else:
+        added = int((gallery.add(emb.vectors, labels, paths, boxes, rec.fingerprint) >= 0).sum()) \
+            if len(emb.vectors) else 0
+    return {"operation": op, "added": added, "already_present": skipped,
+            "unreadable": len(emb.unreadable), "count": len(gallery), "labels": len(gallery.labels())}
+
+
+def make_rec_predictor(cfg):
+    from ..infer.rec import RecPredictor  # paddle loads only when a model is needed
+
+    g = cfg["Global"]
+    model_dir = g.get("rec_inference_model_dir") or g.get("inference_model_dir")
+    if not model_dir:
+        raise ConfigError("Global.rec_inference_model_dir: required to embed gallery images")
+    return RecPredictor(model_dir, use_gpu=g["use_gpu"], enable_mkldnn=g["enable_mkldnn"],
+                        cpu_threads=g["cpu_num_threads"], bf16=g.get("enable_mkldnn_bfloat16", False),
+                        preprocess=(cfg.get("RecPreProcess") or {}).get("transform_ops"))
+
+
+def make_det_predictor(cfg):
+    from ..infer.det import DetPredictor
+
+    g = cfg["Global"]
+    if not g.get("det_inference_model_dir"):
+        raise ConfigError("IndexProcess.use_det is true but Global.det_inference_model_dir is empty")
+    return DetPredictor(g["det_inference_model_dir"], threshold=g["threshold"], max_det_results=1,
+                        use_gpu=g["use_gpu"], enable_mkldnn=g["enable_mkldnn"], cpu_threads=g["cpu_num_threads"],
+                        preprocess=(cfg.get("DetPreProcess") or {}).get("transform_ops"))
+
+
+def _required(ip, key):
+    if not ip.get(key):
+        raise ConfigError(f"IndexProcess.{key}: required")
+    return ip[key]
