@@ -1,0 +1,96 @@
+"""What every benchmark stage shares: timing, the one-process-per-stage protocol, machine facts.
+
+A stage runs in its own Python process (`python bench/stages.py NAME JSON_ARGS`), so its
+peak resident memory is its own and one pipeline's warm caches cannot help the other.
+The child prints one line `BENCH_RESULT {json}` last; `run_stage` parses it.
+"""
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULT_TAG = "BENCH_RESULT "
+if str(ROOT) not in sys.path:  # bench scripts run as `python bench/x.py`: make `ppshitu` importable
+    sys.path.insert(0, str(ROOT))
+
+
+class StageError(RuntimeError):
+    pass
+
+
+def peak_rss_mb():
+    """This process's peak resident set (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def timed(fn, min_seconds, min_iters=2, warmup=1):
+    """Mean seconds per call of fn(), after `warmup` calls, over at least `min_iters` calls
+    and `min_seconds` of wall time."""
+    for _ in range(warmup):
+        fn()
+    n, start = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        elapsed = time.perf_counter() - start
+        if n >= min_iters and elapsed >= min_seconds:
+            return elapsed / n
+
+
+def emit(result):
+    """The child's last line: its metrics plus its peak RSS."""
+    result = dict(result, peak_rss_mb=round(peak_rss_mb(), 1))
+    sys.stdout.write(RESULT_TAG + json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+def run_stage(name, args, timeout=600, env=None):
+    """Run one stage in a fresh process; its metrics dict, or StageError with its stderr tail."""
+    cmd = [sys.executable, str(BENCH / "stages.py"), name, json.dumps(args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env=dict(os.environ, **(env or {})))
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_TAG):
+            return json.loads(line[len(RESULT_TAG):])
+    tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
+    raise StageError(f"stage {name} {args} exited {proc.returncode}:\n{tail}")
+
+
+def _cpuinfo():
+    info = {}
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    return info
+
+
+def _version(module):
+    try:
+        return __import__(module).__version__
+    except Exception as exc:  # a missing package is a fact to record, not a failure
+        return f"unavailable ({type(exc).__name__})"
+
+
+def machine_info():
+    """CPU, core count, load and package versions, saved with every result."""
+    cpu = _cpuinfo()
+    flags = cpu.get("flags", "").split()
+    return {
+        "cpu": cpu.get("model name", platform.processor()),
+        "cpu_family_model": f"{cpu.get('cpu family')}/{cpu.get('model')}",
+        "cpu_mhz_reported": float(cpu.get("cpu MHz", 0) or 0),
+        "cores": os.cpu_count(),
+        "avx512f": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags,
+        "avx512_vnni": "avx512_vnni" in flags,
+        "load_avg_at_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "packages": {m: _version(m) for m in ("paddle", "paddleclas", "ppdet", "faiss", "numpy", "cv2")},
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }

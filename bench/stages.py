@@ -1,0 +1,198 @@
+"""One benchmark stage per process: `python bench/stages.py STAGE '{"impl": ..., ...}'`.
+
+Each stage function takes its args dict and returns a metrics dict; `main` adds the
+process's peak RSS and prints it as the last line (see common.py). `impl` is `ppshitu`
+(this project) or `ppshitu_ref` (PaddleClas 2.6's deploy/python, through reference.py).
+"""
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import emit, timed  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+REF = "pp-shitu"
+OURS = "ppshitu"
+STAGES = {}
+
+
+def stage(fn):
+    STAGES[fn.__name__] = fn
+    return fn
+
+
+def _read_rgb(path):
+    from ppshitu.utils.image import read_image
+
+    return read_image(path)
+
+
+def _ref_config(a, **kw):
+    import reference
+
+    return reference.shitu_config(a["rec_dir"], a.get("det_dir"), threads=a.get("threads", 2),
+                                  mkldnn=a.get("mkldnn", True), **kw)
+
+
+# --------------------------------------------------------------------------- CPU peak
+@stage
+def cpu_peak(a):
+    """fp32 GEMM rate (numpy/OpenBLAS, all cores): the attainable peak the models are compared to."""
+    n = a.get("n", 4096)
+    x = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    sec = timed(lambda: x @ x, a.get("seconds", 2.0), min_iters=3)
+    return {"sgemm_gflops": 2 * n ** 3 / sec / 1e9, "n": n}
+
+
+# --------------------------------------------------------------------------- recognition model
+def _ours_rec_runner(a):
+    from ppshitu.infer.rec import RecPredictor
+
+    rec = RecPredictor(a["rec_dir"], enable_mkldnn=a["mkldnn"], cpu_threads=a.get("threads", 2))
+    return rec.predict_batch
+
+
+def _ref_rec_runner(a):
+    """The model alone as PaddleClas's Predictor configured it (memory optim, zero copy, oneDNN
+    cache 10): its own RecPredictor.predict also preprocesses, which this row leaves out."""
+    import reference
+
+    rec = reference.rec_predictor(_ref_config(a))
+    p = rec.predictor
+    inp = p.get_input_handle(p.get_input_names()[0])
+    out = p.get_output_handle(p.get_output_names()[0])
+
+    def run(x):
+        inp.copy_from_cpu(x)
+        p.run()
+        return out.copy_to_cpu()
+    return run
+
+
+@stage
+def rec_model(a):
+    """images/s of the recognition model alone (preprocessed input) at each batch size."""
+    run = (_ref_rec_runner if a["impl"] == REF else _ours_rec_runner)(a)
+    rng = np.random.default_rng(0)
+    out = {}
+    for bs in a["batches"]:
+        x = rng.standard_normal((bs, 3, 224, 224), dtype=np.float32)
+        emb = run(x)
+        assert emb.shape == (bs, 512), emb.shape
+        out[f"bs{bs}"] = bs / timed(lambda: run(x), a["seconds"])
+    return {"images_per_s": out}
+
+
+# --------------------------------------------------------------------------- detector
+@stage
+def det(a):
+    """ms/image of the detector on decoded scene images, its own preprocessing included."""
+    images = [_read_rgb(p) for p in a["images"]]
+    if a["impl"] == REF:
+        import reference
+
+        d = reference.det_predictor(_ref_config(a, max_det_results=a["max_det"]))
+        count = lambda img: len(d.predict(img))  # noqa: E731
+    else:
+        from ppshitu.infer.det import DetPredictor
+
+        d = DetPredictor(a["det_dir"], threshold=0.0, max_det_results=a["max_det"],
+                         enable_mkldnn=a.get("mkldnn", True), cpu_threads=a.get("threads", 2))
+        count = lambda img: len(d.predict(img))  # noqa: E731
+    count(images[0])  # warm-up: oneDNN builds its kernels on the first run
+    boxes, start = 0, time.perf_counter()
+    for img in images:
+        boxes += count(img)
+    ms = (time.perf_counter() - start) * 1000 / len(images)
+    return {"ms_per_image": ms, "boxes_per_image": boxes / len(images), "images": len(images)}
+
+
+# --------------------------------------------------------------------------- gallery build
+def _ref_gallery(a):
+    """GalleryBuilder's own build(): list -> cv2.imread -> RecPredictor.predict per batch of 32 ->
+    faiss index -> vector.index + id_map.pkl. The predictor is created (and warmed with one
+    batch) before the clock starts, as for ppshitu."""
+    import reference
+    from paddleclas.deploy.python.build_gallery import GalleryBuilder
+
+    cfg = _ref_config(a, index_dir=a["index_dir"], image_root=a["image_root"], data_file=a["list_file"],
+                      index_method=a.get("index_method", "HNSW32"))
+    builder = GalleryBuilder.__new__(GalleryBuilder)
+    builder.config, builder.android_demo = cfg, False
+    builder.rec_predictor = reference.rec_predictor(cfg)
+    bs = cfg["IndexProcess"]["batch_size"]
+    builder.rec_predictor.predict([np.zeros((224, 224, 3), np.uint8)] * bs)
+    start = time.perf_counter()
+    builder.build(cfg["IndexProcess"])
+    return time.perf_counter() - start
+
+
+def _ours_gallery(a):
+    from ppshitu.gallery.builder import build_gallery_bench  # replaced once the builder lands
+
+    return build_gallery_bench(a)
+
+
+@stage
+def gallery(a):
+    """images/s of a whole gallery build: read list, decode, embed, index, save."""
+    shutil.rmtree(a["index_dir"], ignore_errors=True)
+    seconds = (_ref_gallery if a["impl"] == REF else _ours_gallery)(a)
+    return {"images_per_s": a["num_images"] / seconds, "seconds": seconds, "images": a["num_images"]}
+
+
+# --------------------------------------------------------------------------- predict_system
+class _CountingRec:
+    """Counts the crops a pipeline sends to recognition."""
+
+    def __init__(self, rec):
+        self._rec, self.crops, self.calls = rec, 0, 0
+
+    def predict(self, images, *args, **kwargs):
+        self.calls += 1
+        self.crops += len(images) if isinstance(images, list) else 1
+        return self._rec.predict(images, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._rec, name)
+
+
+@stage
+def system(a):
+    """ms/image of the full query path on decoded scenes: det -> crops -> rec -> search -> NMS."""
+    images = [_read_rgb(p) for p in a["images"]]
+    if a["impl"] == REF:
+        import reference
+
+        cfg = _ref_config(a, max_det_results=a["max_det"], index_dir=a["index_dir"])
+        sysp = reference.system_predictor(cfg)
+        sysp.rec_predictor = counter = _CountingRec(sysp.rec_predictor)
+        predict = sysp.predict
+    else:
+        from ppshitu.system import RecognitionSystem  # noqa: F401  (interface pending)
+
+        raise NotImplementedError("ppshitu system stage pending RecognitionSystem")
+    predict(images[0])
+    counter.crops = counter.calls = 0
+    start = time.perf_counter()
+    for img in images:
+        predict(img)
+    ms = (time.perf_counter() - start) * 1000 / len(images)
+    return {"ms_per_image": ms, "crops_per_image": counter.crops / len(images),
+            "rec_calls_per_image": counter.calls / len(images), "images": len(images)}
+
+
+def main(argv):
+    name, args = argv[0], json.loads(argv[1])
+    if name not in STAGES:
+        raise SystemExit(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+    emit(STAGES[name](args))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
