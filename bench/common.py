@@ -5,6 +5,7 @@ peak resident memory is its own and one pipeline's warm caches cannot help the o
 The child prints one line `BENCH_RESULT {json}` last; `run_stage` parses it.
 """
 import json
+from importlib import metadata
 import os
 import platform
 import resource
@@ -58,8 +59,8 @@ def run_stage(name, args, timeout=600, env=None):
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_TAG):
             return json.loads(line[len(RESULT_TAG):])
-    tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
-    raise StageError(f"stage {name} {args} exited {proc.returncode}:\n{tail}")
+    lines = (proc.stderr or proc.stdout).strip().splitlines()
+    raise StageError(f"exit {proc.returncode}: {lines[-1] if lines else 'no output'}")
 
 
 def _cpuinfo():
@@ -71,11 +72,11 @@ def _cpuinfo():
     return info
 
 
-def _version(module):
+def _version(dist):
     try:
-        return __import__(module).__version__
-    except Exception as exc:  # a missing package is a fact to record, not a failure
-        return f"unavailable ({type(exc).__name__})"
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:  # a missing package is a fact to record, not a failure
+        return "not installed"
 
 
 def machine_info():
@@ -91,6 +92,7 @@ def machine_info():
         "avx512_vnni": "avx512_vnni" in flags,
         "load_avg_at_start": os.getloadavg(),
         "python": platform.python_version(),
-        "packages": {m: _version(m) for m in ("paddle", "paddleclas", "ppdet", "faiss", "numpy", "cv2")},
+        "packages": {d: _version(d) for d in ("paddlepaddle", "paddleclas", "paddledet", "faiss-cpu", "numpy",
+                                              "opencv-python-headless")},
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }

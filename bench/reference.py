@@ -23,6 +23,9 @@ ADAPTATIONS = [
     "use_gpu False, cpu_num_threads and enable_mkldnn from the benchmark, Global.threshold 0 and "
     "max_det_results n (random-weight detector: every scene yields exactly n boxes), IndexProcess "
     "paths to the generated gallery.",
+    "When PaddleClas did not call enable_mkldnn() (Global.enable_mkldnn False), disable_mkldnn() is called "
+    "before create_predictor: Paddle 3.3 turns oneDNN on by default and PaddleClas never turns it off, so "
+    "enable_mkldnn: False would still run oneDNN.",
     "DetPredictor.predict prints one line per image; stdout is captured to a buffer while it runs.",
     "Randomly initialised models of the published architectures (no download): MobileNetV1 @224 + "
     "512-d FC neck for recognition, PicoDet-LCNet x2.5 @640 for the mainbody detector; the same files "
@@ -31,32 +34,33 @@ ADAPTATIONS = [
 
 
 class _Config:
-    """Stands in for paddle.inference.Config inside PaddleClas's Predictor."""
+    """Stands in for paddle.inference.Config inside PaddleClas's Predictor (see ADAPTATIONS)."""
 
-    def __new__(cls, model_dir, prefix="inference"):
+    def __init__(self, model_dir, prefix="inference"):
         legacy = os.path.join(model_dir, prefix + ".pdmodel")
         prog = legacy if os.path.isfile(legacy) else os.path.join(model_dir, prefix + ".json")
-        config = inference.Config(prog, os.path.join(model_dir, prefix + ".pdiparams"))
-        if prog.endswith(".json"):
-            return _NoMemoryOptim(config)
-        return config
+        self._config = inference.Config(prog, os.path.join(model_dir, prefix + ".pdiparams"))
+        self._pir = prog.endswith(".json")
+        self._mkldnn = False
 
-
-class _NoMemoryOptim:
-    """A Config proxy whose enable_memory_optim() does nothing (PIR models fail with it)."""
-
-    def __init__(self, config):
-        self._config = config
+    def enable_mkldnn(self):
+        self._mkldnn = True
+        self._config.enable_mkldnn()
 
     def enable_memory_optim(self, *args):
-        pass
+        if not self._pir:  # PIR models fail in create_predictor with it
+            self._config.enable_memory_optim(*args)
 
     def __getattr__(self, name):
         return getattr(self._config, name)
 
 
 def _create_predictor(config):
-    return inference.create_predictor(getattr(config, "_config", config))
+    if isinstance(config, _Config):
+        if not config._mkldnn:  # on by default in Paddle 3.3; PaddleClas never turns it off
+            config._config.disable_mkldnn()
+        config = config._config
+    return inference.create_predictor(config)
 
 
 def _patch():

@@ -1,0 +1,239 @@
+"""`make bench`: ppshitu side by side with PaddleClas 2.6's PP-ShiTu (deploy/python), in one run,
+on the same exported models and the same generated images; prints one table and saves it
+(text + JSON, with the machine's CPU, core count and package versions) under bench/results/.
+
+    python bench/run_all.py            # full run (~5-10 min on 2 cores)
+    python bench/run_all.py --quick    # small sizes, to check the harness (~1-2 min)
+
+Every measurement runs in its own process (bench/stages.py), so the peak RSS column is that
+stage's alone. Speed-up is ppshitu over PP-ShiTu (>1: ppshitu is faster).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+import data  # noqa: E402
+import models  # noqa: E402
+import reference  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+OURS, REF = "ppshitu", "pp-shitu"
+MOBILENETV1_GFLOP = 1.14     # 0.57 GMAC per 224x224 image (MobileNetV1 1.0); the 512-d FC adds 0.001
+FP32_FLOP_PER_CYCLE = 32     # Zen 4: two 256-bit FMA pipes (AVX-512 runs as two halves): 2 x 8 lanes x 2 ops
+BOOST_GHZ = 3.7              # EPYC 9004 max boost; the VM reports only the 2.6 GHz base clock
+
+SIZES = {
+    # gallery images, scenes per object count, seconds per rec timing, search sizes
+    "quick": {"gallery": 64, "scenes": 3, "rec_seconds": 0.3, "batches": [1, 8], "search": "quick"},
+    "full": {"gallery": 1024, "scenes": 20, "rec_seconds": 3.0, "batches": [1, 8, 32], "search": "full"},
+}
+
+
+class Bench:
+    def __init__(self, quick, threads):
+        self.size = SIZES["quick" if quick else "full"]
+        self.quick, self.threads = quick, threads
+        self.rows, self.raw, self.errors = [], {}, []
+
+    def stage(self, key, name, args):
+        """Run a stage; a failure becomes an error row, not a lost run."""
+        try:
+            self.raw[key] = common.run_stage(name, dict(args, threads=self.threads))
+        except common.StageError as e:
+            self.raw[key] = None
+            self.errors.append(f"{key}: {e}")
+        return self.raw[key]
+
+    def row(self, what, ours, ref, unit, higher_is_better, ours_rss=None, ref_rss=None, note=""):
+        if ours is not None and ref is not None and ours > 0 and ref > 0:
+            speedup = ours / ref if higher_is_better else ref / ours
+        else:
+            speedup = None
+        self.rows.append({"row": what, "ppshitu": ours, "pp_shitu": ref, "unit": unit, "speedup": speedup,
+                          "rss_ppshitu_mb": ours_rss, "rss_pp_shitu_mb": ref_rss, "note": note})
+
+
+def _get(result, *keys):
+    for k in keys:
+        if result is None:
+            return None
+        result = result.get(k)
+    return result
+
+
+def bench_rec(b, m):
+    sec, batches = b.size["rec_seconds"], b.size["batches"]
+    for mkldnn in (True, False):
+        tag = "on" if mkldnn else "off"
+        runs = {}
+        for impl, fmt in ((OURS, "legacy"), (OURS, "pir"), (REF, "legacy")):
+            runs[impl, fmt] = b.stage(f"rec_{impl}_{fmt}_onednn_{tag}", "rec_model",
+                                      {"impl": impl, "rec_dir": str(m[f"rec_{fmt}"]), "mkldnn": mkldnn,
+                                       "batches": batches, "seconds": sec})
+        ref = runs[REF, "legacy"]
+        for fmt in ("legacy", "pir"):
+            ours = runs[OURS, fmt]
+            for bs in batches:
+                b.row(f"rec model bs{bs} oneDNN {tag} ({fmt} model)", _get(ours, "images_per_s", f"bs{bs}"),
+                      _get(ref, "images_per_s", f"bs{bs}"), "img/s", True, _get(ours, "peak_rss_mb"),
+                      _get(ref, "peak_rss_mb"), "PP-ShiTu: legacy model" if fmt == "pir" else "")
+
+
+def bench_det(b, m):
+    images = data.scene_images(5, b.size["scenes"])
+    args = {"rec_dir": str(m["rec_legacy"]), "det_dir": str(m["det_pir"]), "images": images, "max_det": 5}
+    ours = b.stage("det_ppshitu", "det", dict(args, impl=OURS))
+    ref = b.stage("det_pp-shitu", "det", dict(args, impl=REF))
+    b.row("detector PicoDet-LCNet x2.5 @640 (with preprocess)", _get(ours, "ms_per_image"),
+          _get(ref, "ms_per_image"), "ms/img", False, _get(ours, "peak_rss_mb"), _get(ref, "peak_rss_mb"),
+          f"PIR model (no legacy export); {len(images)} scenes 640x480")
+
+
+def bench_gallery(b, m):
+    root, list_file, n = data.gallery_set(b.size["gallery"])
+    index_root = data.DATA / "indexes"
+    common_args = {"image_root": str(root), "list_file": str(list_file), "num_images": n,
+                   "index_method": "HNSW32"}
+    runs = {}
+    for impl, fmt in ((OURS, "legacy"), (OURS, "pir"), (REF, "legacy")):
+        runs[impl, fmt] = b.stage(f"gallery_{impl}_{fmt}", "gallery",
+                                  dict(common_args, impl=impl, rec_dir=str(m[f"rec_{fmt}"]),
+                                       index_dir=str(index_root / f"{impl}_{fmt}")))
+    ref = runs[REF, "legacy"]
+    for fmt in ("legacy", "pir"):
+        ours = runs[OURS, fmt]
+        b.row(f"gallery build e2e ({fmt} model)", _get(ours, "images_per_s"), _get(ref, "images_per_s"),
+              "img/s", True, _get(ours, "peak_rss_mb"), _get(ref, "peak_rss_mb"),
+              f"{n} JPEGs {data.GALLERY_IMAGE_SIZE}px, HNSW32" + ("; PP-ShiTu: legacy" if fmt == "pir" else ""))
+    return {impl: index_root / f"{impl}_legacy" for impl in (OURS, REF)}
+
+
+def bench_system(b, m, index_dirs):
+    for n in (1, 3, 5):
+        images = data.scene_images(n, b.size["scenes"])
+        args = {"rec_dir": str(m["rec_legacy"]), "det_dir": str(m["det_pir"]), "images": images, "max_det": n}
+        ours = b.stage(f"system_{n}_ppshitu", "system", dict(args, impl=OURS, index_dir=str(index_dirs[OURS])))
+        ref = b.stage(f"system_{n}_pp-shitu", "system", dict(args, impl=REF, index_dir=str(index_dirs[REF])))
+        b.row(f"predict_system, {n}-object scenes", _get(ours, "ms_per_image"), _get(ref, "ms_per_image"),
+              "ms/img", False, _get(ours, "peak_rss_mb"), _get(ref, "peak_rss_mb"),
+              f"crops/img {_get(ours, 'crops_per_image')} vs {_get(ref, 'crops_per_image')}, "
+              f"rec calls/img {_get(ours, 'rec_calls_per_image')} vs {_get(ref, 'rec_calls_per_image')}")
+
+
+def flops_note(b):
+    """Fraction of the CPU's fp32 peak that the recognition model reaches (oneDNN, bs32/best)."""
+    gemm = _get(b.raw.get("cpu_peak"), "sgemm_gflops")
+    theory = b.threads * FP32_FLOP_PER_CYCLE * BOOST_GHZ
+    best = {}
+    for key, res in b.raw.items():
+        if key.startswith("rec_") and key.endswith("onednn_on") and res:
+            best[key] = max(res["images_per_s"].values())
+    out = {"theoretical_peak_gflops": theory, "sgemm_gflops": gemm, "model_gflop_per_image": MOBILENETV1_GFLOP,
+           "how": f"{b.threads} cores x {FP32_FLOP_PER_CYCLE} fp32 FLOP/cycle (2 FMA pipes x 8 lanes x 2) x "
+                  f"{BOOST_GHZ} GHz boost; attainable = numpy/OpenBLAS 4096^3 sgemm on all cores"}
+    for key, ips in best.items():
+        gf = ips * MOBILENETV1_GFLOP
+        out[key] = {"images_per_s": ips, "gflops": gf, "of_theoretical": gf / theory,
+                    "of_sgemm": gf / gemm if gemm else None}
+    return out
+
+
+def _fmt(v, unit=""):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+    return str(v)
+
+
+def render(b, info, flops, elapsed):
+    head = ["row", "ppshitu", "PP-ShiTu", "unit", "speed-up", "peak RSS MB (ours/ref)", "note"]
+    lines = [[r["row"], _fmt(r["ppshitu"]), _fmt(r["pp_shitu"]), r["unit"],
+              "n/a" if r["speedup"] is None else f"{r['speedup']:.2f}x",
+              f"{_fmt(r['rss_ppshitu_mb'])}/{_fmt(r['rss_pp_shitu_mb'])}", r["note"]] for r in b.rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
+    fmt_line = lambda cells: " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    out = [f"ppshitu vs PaddleClas 2.6 PP-ShiTu ({'quick' if b.quick else 'full'} run, {elapsed:.0f} s)",
+           f"CPU: {info['cpu']} (family/model {info['cpu_family_model']}), {info['cores']} cores, "
+           f"{b.threads} threads; load at start {info['load_avg_at_start'][0]:.2f}",
+           "packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items()), "",
+           fmt_line(head), "-+-".join("-" * w for w in widths)]
+    out += [fmt_line(cells) for cells in lines]
+    out.append("")
+    out.append(f"CPU fp32 peak: theoretical {flops['theoretical_peak_gflops']:.0f} GFLOP/s ({flops['how']}); "
+               f"measured sgemm {_fmt(flops['sgemm_gflops'])} GFLOP/s")
+    for key, v in flops.items():
+        if isinstance(v, dict):
+            out.append(f"  {key}: best {v['images_per_s']:.0f} img/s x {MOBILENETV1_GFLOP} GFLOP = "
+                       f"{v['gflops']:.0f} GFLOP/s = {v['of_theoretical']:.0%} of theoretical, "
+                       f"{_fmt(v['of_sgemm'])} of sgemm")
+    out.append("")
+    out.append("PP-ShiTu adaptations (benchmark side only):")
+    out += [f"  - {a}" for a in reference.ADAPTATIONS]
+    if b.errors:
+        out.append("")
+        out.append("Stages that failed:")
+        out += [f"  - {e}" for e in b.errors]
+    return "\n".join(out)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--out", default=str(common.BENCH / "results"), help="where to save the table and JSON")
+    p.add_argument("--only", nargs="*", default=None,
+                   help="subset of: rec det gallery system search (default: all)")
+    args = p.parse_args(argv)
+    wanted = set(args.only or ("rec", "det", "gallery", "system", "search"))
+    start = time.perf_counter()
+    info = common.machine_info()
+    b = Bench(args.quick, args.threads)
+    steps = ["models", "cpu_peak"] + [s for s in ("rec", "det", "gallery", "system", "search") if s in wanted]
+    m = None
+    index_dirs = {}
+    for step in tqdm(steps, desc="bench", unit="stage"):
+        if step == "models":
+            m = models.ensure_models()
+        elif step == "cpu_peak":
+            b.stage("cpu_peak", "cpu_peak", {"seconds": 0.5 if b.quick else 2.0})
+        elif step == "rec":
+            bench_rec(b, m)
+        elif step == "det":
+            bench_det(b, m)
+        elif step == "gallery":
+            index_dirs = bench_gallery(b, m)
+        elif step == "system":
+            if not index_dirs:
+                index_dirs = bench_gallery(b, m)
+            bench_system(b, m, index_dirs)
+        elif step == "search":
+            bench_search_rows(b)
+    flops = flops_note(b)
+    elapsed = time.perf_counter() - start
+    text = render(b, info, flops, elapsed)
+    print(text)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = "quick" if args.quick else "bench"
+    (out / f"{name}.txt").write_text(text + "\n", encoding="utf-8")
+    (out / f"{name}.json").write_text(json.dumps(
+        {"machine": info, "rows": b.rows, "flops": flops, "raw": b.raw, "errors": b.errors,
+         "adaptations": reference.ADAPTATIONS, "seconds": elapsed, "quick": args.quick}, indent=1),
+        encoding="utf-8")
+    print(f"\nsaved {out / (name + '.txt')} and {name}.json")
+    return 1 if b.errors else 0
+
+
+def bench_search_rows(b):
+    """Search rows come from bench_search.py (the gallery engineer's); pending."""
+    b.errors.append("search: bench/bench_search.py not available yet")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
