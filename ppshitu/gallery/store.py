@@ -43,6 +43,12 @@ def _chunks(values):
         yield values[i:i + _CHUNK]
 
 
+def _rows_in(con, sql, values):
+    """Rows of `sql` whose `IN ({marks})` is bound to `values`, a chunk at a time."""
+    for chunk in _chunks(values):
+        yield from con.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
+
+
 def insert_items(con, ids, labels, paths, boxes):
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     rows = [(int(i), str(lab), p, *(b if b is not None else (None,) * 4), now)
@@ -74,28 +80,17 @@ def tombstones(con):
 def ids_where(con, column, values):
     """Ids whose `column` (label or path) is one of `values`."""
     assert column in ("label", "path")
-    found = []
-    for chunk in _chunks(values):
-        marks = ",".join("?" * len(chunk))
-        found += [r[0] for r in con.execute(f"SELECT id FROM items WHERE {column} IN ({marks})", chunk)]
-    return sorted(found)
+    return sorted(r[0] for r in _rows_in(con, f"SELECT id FROM items WHERE {column} IN ({{marks}})", values))
 
 
 def existing_paths(con, paths):
-    found = set()
-    for chunk in _chunks(p for p in paths if p is not None):
-        marks = ",".join("?" * len(chunk))
-        found.update(r[0] for r in con.execute(f"SELECT path FROM items WHERE path IN ({marks})", chunk))
-    return found
+    return {r[0] for r in _rows_in(con, "SELECT path FROM items WHERE path IN ({marks})",
+                                   [p for p in paths if p is not None])}
 
 
 def labels_of(con, ids):
     """{id: label} for the given ids."""
-    out = {}
-    for chunk in _chunks(int(i) for i in ids):
-        marks = ",".join("?" * len(chunk))
-        out.update(con.execute(f"SELECT id, label FROM items WHERE id IN ({marks})", chunk))
-    return out
+    return dict(_rows_in(con, "SELECT id, label FROM items WHERE id IN ({marks})", [int(i) for i in ids]))
 
 
 def label_counts(con):
@@ -108,11 +103,7 @@ def records(con, ids=None):
     if ids is None:
         rows = con.execute("SELECT * FROM items ORDER BY id").fetchall()
     else:
-        rows = []
-        for chunk in _chunks(int(i) for i in ids):
-            marks = ",".join("?" * len(chunk))
-            rows += con.execute(f"SELECT * FROM items WHERE id IN ({marks})", chunk).fetchall()
-        rows.sort()
+        rows = sorted(_rows_in(con, "SELECT * FROM items WHERE id IN ({marks})", [int(i) for i in ids]))
     out = []
     for r in rows:
         rec = dict(zip(cols, r))
