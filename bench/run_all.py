@@ -29,14 +29,17 @@ BOOST_GHZ = 3.7              # EPYC 9004 max boost; the VM reports only the 2.6 
 
 SIZES = {
     # gallery images, scenes per object count, seconds per rec timing, search sizes
-    "quick": {"gallery": 64, "scenes": 3, "rec_seconds": 0.3, "batches": [1, 8], "search": "quick"},
-    "full": {"gallery": 1024, "scenes": 20, "rec_seconds": 3.0, "batches": [1, 8, 32], "search": "full"},
+    "quick": {"gallery": 64, "scenes": 3, "rec_seconds": 0.3, "batches": [1, 8], "search_sizes": [20_000],
+              "queries": 200},
+    "full": {"gallery": 1024, "scenes": 20, "rec_seconds": 3.0, "batches": [1, 8, 32],
+             "search_sizes": [100_000, 1_000_000], "queries": 1000},
 }
 
 
 class Bench:
-    def __init__(self, quick, threads):
+    def __init__(self, quick, threads, search_full=False):
         self.size = SIZES["quick" if quick else "full"]
+        self.search_full = search_full
         self.quick, self.threads = quick, threads
         self.rows, self.raw, self.errors = [], {}, []
 
@@ -49,8 +52,8 @@ class Bench:
             self.errors.append(f"{key}: {e}")
         return self.raw[key]
 
-    def row(self, what, ours, ref, unit, higher_is_better, ours_rss=None, ref_rss=None, note=""):
-        if ours is not None and ref is not None and ours > 0 and ref > 0:
+    def row(self, what, ours, ref, unit, higher_is_better, ours_rss=None, ref_rss=None, note="", ratio=True):
+        if ratio and ours is not None and ref is not None and ours > 0 and ref > 0:
             speedup = ours / ref if higher_is_better else ref / ours
         else:
             speedup = None
@@ -187,13 +190,14 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--out", default=str(common.BENCH / "results"), help="where to save the table and JSON")
+    p.add_argument("--search-full", action="store_true", help="also build HNSW32 at 1M (~15 min per pipeline)")
     p.add_argument("--only", nargs="*", default=None,
                    help="subset of: rec det gallery system search (default: all)")
     args = p.parse_args(argv)
     wanted = set(args.only or ("rec", "det", "gallery", "system", "search"))
     start = time.perf_counter()
     info = common.machine_info()
-    b = Bench(args.quick, args.threads)
+    b = Bench(args.quick, args.threads, args.search_full)
     steps = ["models", "cpu_peak"] + [s for s in ("rec", "det", "gallery", "system", "search") if s in wanted]
     m = None
     index_dirs = {}
@@ -231,8 +235,43 @@ def main(argv=None):
 
 
 def bench_search_rows(b):
-    """Search rows come from bench_search.py (the gallery engineer's); pending."""
-    b.errors.append("search: bench/bench_search.py not available yet")
+    """Flat, IVF, HNSW32 at each size: ppshitu's Gallery (its defaults) vs the index PP-ShiTu's
+    GalleryBuilder builds (its defaults: HNSW efSearch 16, IVF nlist N/8 with nprobe 1)."""
+    for n in b.size["search_sizes"]:
+        skip = {OURS: set(), REF: set()}
+        if n > 200_000 and not b.search_full:
+            skip[OURS].add("HNSW32")   # HNSW32 build on 1M x 512-d: ~15 min per pipeline on 2 cores
+            skip[REF].add("HNSW32")
+        if n > 200_000:
+            skip[REF].add("IVF")       # k-means of 65,536 centroids on 1M vectors: hours
+        res = {}
+        for impl in (OURS, REF):
+            methods = [m for m in ("Flat", "IVF", "HNSW32") if m not in skip[impl]]
+            res[impl] = b.stage(f"search_{n}_{impl}", "search",
+                                {"impl": impl, "n": n, "queries": b.size["queries"], "methods": methods})
+        for method in ("Flat", "IVF", "HNSW32"):
+            ours, ref = (_get(res[i], "methods", method) for i in (OURS, REF))
+            why = {i: "not run: " + ("build > 15 min budget (--search-full)" if method == "HNSW32" else
+                                     "nlist N/8 = 65,536 centroids, hours of k-means") for i in skip
+                   if method in skip[i]}
+            label = f"search {method} {n // 1000}k"
+            b.row(f"{label} QPS", _get(ours, "qps"), _get(ref, "qps"), "q/s", True,
+                  _get(res[OURS], "peak_rss_mb"), _get(res[REF], "peak_rss_mb"),
+                  "; ".join([f"{i}: {w}" for i, w in why.items()] +
+                            [f"ours {_setting(ours)}, ref {_setting(ref)}"]))
+            b.row(f"{label} recall@1 near (random)",
+                  _recall(ours), _recall(ref), "", True, note="vs exact; near: gallery vector + noise",
+                  ratio=False)
+
+
+def _setting(r):
+    return ", ".join(f"{k} {v}" for k, v in r["setting"].items()) or "exact" if r else "n/a"
+
+
+def _recall(r):
+    if r is None:
+        return None
+    return f"{r['recall_at_1']:.3f} ({r['recall_at_1_random']:.3f})"
 
 
 if __name__ == "__main__":

@@ -210,6 +210,87 @@ def system(a):
             "rec_calls_per_image": counter.calls / len(images), "images": len(images)}
 
 
+# --------------------------------------------------------------------------- search
+def _ref_index(method, vectors):
+    """The index PP-ShiTu's GalleryBuilder makes: its own _create_index and _add_gallery."""
+    import reference
+    from paddleclas.deploy.python import build_gallery as pb
+
+    cfg = reference.shitu_config("", index_method=method)["IndexProcess"]
+    builder = pb.GalleryBuilder.__new__(pb.GalleryBuilder)
+    if method == "IVF":
+        # as shipped, _create_index reads an undefined global `gallery_images` for IVF (NameError)
+        pb.gallery_images = vectors
+    _, index, ids = builder._create_index(dict(cfg, index_dir=str(Path(cfg["index_dir"] or ".") / "unused")))
+    index, _ = builder._add_gallery(index, ids, vectors, [f"p{i}\tc{i % 1000}" for i in range(len(vectors))],
+                                    cfg, "new")
+    return index
+
+
+@stage
+def search(a):
+    """Per index method: build seconds, QPS (one batched search, k=1) and recall@1 against exact
+    search on random unit 512-d vectors (bench_search.py's data): QPS and recall on `near` queries
+    (a gallery vector plus noise: a photo of an indexed object), recall also on `random` ones."""
+    import faiss
+    import tempfile
+
+    from bench_search import exact_top1, near_queries, random_unit
+
+    faiss.omp_set_num_threads(a.get("threads", 2))
+    base = random_unit(a["n"], seed=a["n"])
+    queries, random_q = near_queries(base, a["queries"], seed=2), random_unit(a["queries"], seed=1)
+    truth, random_truth = exact_top1(base, queries), exact_top1(base, random_q)
+    import reference  # noqa: F401  (imports outside the clock)
+    from paddleclas.deploy.python import build_gallery  # noqa: F401
+    from ppshitu.gallery import Gallery
+    out = {}
+    for method in a["methods"]:
+        start = time.perf_counter()
+        if a["impl"] == REF:
+            index = _ref_index(method, base)
+            build = time.perf_counter() - start
+            search_fn, setting = (lambda q: index.search(q, 1)[1]), _ref_setting(index)
+        else:
+            tmp = tempfile.mkdtemp(prefix="bench_search_")
+            g = Gallery.create(os.path.join(tmp, "g"), base.shape[1], dist_type="IP", index_method=method,
+                               vectors=base, labels=[f"c{i % 1000}" for i in range(len(base))])
+            build = time.perf_counter() - start
+            search_fn, setting = (lambda q: g.search(q, k=1)[2]), _ours_setting(g)
+        t = time.perf_counter()
+        ids = np.asarray(search_fn(queries))
+        qps = len(queries) / (time.perf_counter() - t)
+        recall_random = float(np.mean(np.asarray(search_fn(random_q))[:, 0] == random_truth))
+        out[method] = {"build_s": build, "qps": qps, "recall_at_1": float(np.mean(ids[:, 0] == truth)),
+                       "recall_at_1_random": recall_random, "setting": setting}
+        if a["impl"] != REF:
+            g.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+    return {"n": a["n"], "methods": out}
+
+
+def _ours_setting(g):
+    import faiss
+
+    if hasattr(g.method, "ef_search"):
+        return {"ef_search": g.method.ef_search}
+    if hasattr(g.method, "probes"):
+        nlist = faiss.extract_index_ivf(g.index).nlist
+        return {"nlist": nlist, "nprobe": g.method.probes(nlist)}
+    return {}
+
+
+def _ref_setting(index):
+    import faiss
+
+    inner = faiss.downcast_index(index.index) if hasattr(index, "index") else index
+    if hasattr(inner, "hnsw"):
+        return {"ef_search": inner.hnsw.efSearch}
+    if hasattr(inner, "nprobe"):
+        return {"nlist": inner.nlist, "nprobe": inner.nprobe}
+    return {}
+
+
 def main(argv):
     name, args = argv[0], json.loads(argv[1])
     if name not in STAGES:
