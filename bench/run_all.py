@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-import data  # noqa: E402
-import models  # noqa: E402
-import reference  # noqa: E402
+import harness  # noqa: E402
+import bench_data  # noqa: E402
+import bench_models  # noqa: E402
+import shitu_reference  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 OURS, REF = "ppshitu", "pp-shitu"
@@ -46,8 +46,8 @@ class Bench:
     def stage(self, key, name, args):
         """Run a stage; a failure becomes an error row, not a lost run."""
         try:
-            self.raw[key] = common.run_stage(name, dict(args, threads=self.threads))
-        except common.StageError as e:
+            self.raw[key] = harness.run_stage(name, dict(args, threads=self.threads))
+        except harness.StageError as e:
             self.raw[key] = None
             self.errors.append(f"{key}: {e}")
         return self.raw[key]
@@ -88,7 +88,7 @@ def bench_rec(b, m):
 
 
 def bench_det(b, m):
-    images = data.scene_images(5, b.size["scenes"])
+    images = bench_data.scene_images(5, b.size["scenes"])
     args = {"rec_dir": str(m["rec_legacy"]), "det_dir": str(m["det_pir"]), "images": images, "max_det": 5}
     ours = b.stage("det_ppshitu", "det", dict(args, impl=OURS))
     ref = b.stage("det_pp-shitu", "det", dict(args, impl=REF))
@@ -98,8 +98,8 @@ def bench_det(b, m):
 
 
 def bench_gallery(b, m):
-    root, list_file, n = data.gallery_set(b.size["gallery"])
-    index_root = data.DATA / "indexes"
+    root, list_file, n = bench_data.gallery_set(b.size["gallery"])
+    index_root = bench_data.DATA / "indexes"
     common_args = {"image_root": str(root), "list_file": str(list_file), "num_images": n,
                    "index_method": "HNSW32"}
     runs = {}
@@ -112,13 +112,13 @@ def bench_gallery(b, m):
         ours = runs[OURS, fmt]
         b.row(f"gallery build e2e ({fmt} model)", _get(ours, "images_per_s"), _get(ref, "images_per_s"),
               "img/s", True, _get(ours, "peak_rss_mb"), _get(ref, "peak_rss_mb"),
-              f"{n} JPEGs {data.GALLERY_IMAGE_SIZE}px, HNSW32" + ("; PP-ShiTu: legacy" if fmt == "pir" else ""))
+              f"{n} JPEGs {bench_data.GALLERY_IMAGE_SIZE}px, HNSW32" + ("; PP-ShiTu: legacy" if fmt == "pir" else ""))
     return {impl: index_root / f"{impl}_legacy" for impl in (OURS, REF)}
 
 
 def bench_system(b, m, index_dirs):
     for n in (1, 3, 5):
-        images = data.scene_images(n, b.size["scenes"])
+        images = bench_data.scene_images(n, b.size["scenes"])
         args = {"rec_dir": str(m["rec_legacy"]), "det_dir": str(m["det_pir"]), "images": images, "max_det": n}
         ours = b.stage(f"system_{n}_ppshitu", "system", dict(args, impl=OURS, index_dir=str(index_dirs[OURS])))
         ref = b.stage(f"system_{n}_pp-shitu", "system", dict(args, impl=REF, index_dir=str(index_dirs[REF])))
@@ -177,7 +177,7 @@ def render(b, info, flops, elapsed):
                        f"{_fmt(v['of_sgemm'])} of sgemm")
     out.append("")
     out.append("PP-ShiTu adaptations (benchmark side only):")
-    out += [f"  - {a}" for a in reference.ADAPTATIONS]
+    out += [f"  - {a}" for a in shitu_reference.ADAPTATIONS]
     if b.errors:
         out.append("")
         out.append("Stages that failed:")
@@ -189,21 +189,21 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes, to check the harness")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--out", default=str(common.BENCH / "results"), help="where to save the table and JSON")
+    p.add_argument("--out", default=str(harness.BENCH / "results"), help="where to save the table and JSON")
     p.add_argument("--search-full", action="store_true", help="also build HNSW32 at 1M (~15 min per pipeline)")
     p.add_argument("--only", nargs="*", default=None,
                    help="subset of: rec det gallery system search (default: all)")
     args = p.parse_args(argv)
     wanted = set(args.only or ("rec", "det", "gallery", "system", "search"))
     start = time.perf_counter()
-    info = common.machine_info()
+    info = harness.machine_info()
     b = Bench(args.quick, args.threads, args.search_full)
     steps = ["models", "cpu_peak"] + [s for s in ("rec", "det", "gallery", "system", "search") if s in wanted]
     m = None
     index_dirs = {}
     for step in tqdm(steps, desc="bench", unit="stage"):
         if step == "models":
-            m = models.ensure_models()
+            m = bench_models.ensure_models()
         elif step == "cpu_peak":
             b.stage("cpu_peak", "cpu_peak", {"seconds": 0.5 if b.quick else 2.0})
         elif step == "rec":
@@ -228,7 +228,7 @@ def main(argv=None):
     (out / f"{name}.txt").write_text(text + "\n", encoding="utf-8")
     (out / f"{name}.json").write_text(json.dumps(
         {"machine": info, "rows": b.rows, "flops": flops, "raw": b.raw, "errors": b.errors,
-         "adaptations": reference.ADAPTATIONS, "seconds": elapsed, "quick": args.quick}, indent=1),
+         "adaptations": shitu_reference.ADAPTATIONS, "seconds": elapsed, "quick": args.quick}, indent=1),
         encoding="utf-8")
     print(f"\nsaved {out / (name + '.txt')} and {name}.json")
     return 1 if b.errors else 0

@@ -1,8 +1,8 @@
 """One benchmark stage per process: `python bench/stages.py STAGE '{"impl": ..., ...}'`.
 
 Each stage function takes its args dict and returns a metrics dict; `main` adds the
-process's peak RSS and prints it as the last line (see common.py). `impl` is `ppshitu`
-(this project) or `ppshitu_ref` (PaddleClas 2.6's deploy/python, through reference.py).
+process's peak RSS and prints it as the last line (see harness.py). `impl` is `ppshitu`
+(this project) or `pp-shitu` (PaddleClas 2.6's deploy/python, through shitu_reference.py).
 """
 import json
 import os
@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, emit, timed  # noqa: E402
+from harness import ROOT, emit, timed  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -33,9 +33,9 @@ def _read_rgb(path):
 
 
 def _ref_config(a, **kw):
-    import reference
+    import shitu_reference
 
-    return reference.shitu_config(a["rec_dir"], a.get("det_dir"), threads=a.get("threads", 2),
+    return shitu_reference.shitu_config(a["rec_dir"], a.get("det_dir"), threads=a.get("threads", 2),
                                   mkldnn=a.get("mkldnn", True), **kw)
 
 
@@ -57,9 +57,9 @@ def _ours_rec_runner(a):
 def _ref_rec_runner(a):
     """The model alone as PaddleClas's Predictor configured it (memory optim, zero copy, oneDNN
     cache 10): its own RecPredictor.predict also preprocesses, which this row leaves out."""
-    import reference
+    import shitu_reference
 
-    rec = reference.rec_predictor(_ref_config(a))
+    rec = shitu_reference.rec_predictor(_ref_config(a))
     p = rec.predictor
     inp = p.get_input_handle(p.get_input_names()[0])
     out = p.get_output_handle(p.get_output_names()[0])
@@ -91,9 +91,9 @@ def det(a):
     """ms/image of the detector on decoded scene images, its own preprocessing included."""
     images = [_read_rgb(p) for p in a["images"]]
     if a["impl"] == REF:
-        import reference
+        import shitu_reference
 
-        d = reference.det_predictor(_ref_config(a, max_det_results=a["max_det"]))
+        d = shitu_reference.det_predictor(_ref_config(a, max_det_results=a["max_det"]))
         count = lambda img: len(d.predict(img))  # noqa: E731
     else:
         from ppshitu.infer.det import DetPredictor
@@ -114,14 +114,14 @@ def _ref_gallery(a):
     """GalleryBuilder's own build(): list -> cv2.imread -> RecPredictor.predict per batch of 32 ->
     faiss index -> vector.index + id_map.pkl. The predictor is created (and warmed with one
     batch) before the clock starts, as for ppshitu."""
-    import reference
+    import shitu_reference
     from paddleclas.deploy.python.build_gallery import GalleryBuilder
 
     cfg = _ref_config(a, index_dir=a["index_dir"], image_root=a["image_root"], data_file=a["list_file"],
                       index_method=a.get("index_method", "HNSW32"))
     builder = GalleryBuilder.__new__(GalleryBuilder)
     builder.config, builder.android_demo = cfg, False
-    builder.rec_predictor = reference.rec_predictor(cfg)
+    builder.rec_predictor = shitu_reference.rec_predictor(cfg)
     bs = cfg["IndexProcess"]["batch_size"]
     builder.rec_predictor.predict([np.zeros((224, 224, 3), np.uint8)] * bs)
     start = time.perf_counter()
@@ -190,10 +190,10 @@ def system(a):
     """ms/image of the full query path on decoded scenes: det -> crops -> rec -> search -> NMS."""
     images = [_read_rgb(p) for p in a["images"]]
     if a["impl"] == REF:
-        import reference
+        import shitu_reference
 
         cfg = _ref_config(a, max_det_results=a["max_det"], index_dir=a["index_dir"])
-        sysp = reference.system_predictor(cfg)
+        sysp = shitu_reference.system_predictor(cfg)
         sysp.rec_predictor = counter = _CountingRec(sysp.rec_predictor)
         predict = sysp.predict
     else:
@@ -213,10 +213,10 @@ def system(a):
 # --------------------------------------------------------------------------- search
 def _ref_index(method, vectors):
     """The index PP-ShiTu's GalleryBuilder makes: its own _create_index and _add_gallery."""
-    import reference
+    import shitu_reference
     from paddleclas.deploy.python import build_gallery as pb
 
-    cfg = reference.shitu_config("", index_method=method)["IndexProcess"]
+    cfg = shitu_reference.shitu_config("", index_method=method)["IndexProcess"]
     builder = pb.GalleryBuilder.__new__(pb.GalleryBuilder)
     if method == "IVF":
         # as shipped, _create_index reads an undefined global `gallery_images` for IVF (NameError)
@@ -241,7 +241,7 @@ def search(a):
     base = random_unit(a["n"], seed=a["n"])
     queries, random_q = near_queries(base, a["queries"], seed=2), random_unit(a["queries"], seed=1)
     truth, random_truth = exact_top1(base, queries), exact_top1(base, random_q)
-    import reference  # noqa: F401  (imports outside the clock)
+    import shitu_reference  # noqa: F401  (imports outside the clock)
     from paddleclas.deploy.python import build_gallery  # noqa: F401
     from ppshitu.gallery import Gallery
     out = {}

@@ -7,7 +7,7 @@ Speed does not depend on trained weights, so the benchmark needs no download:
                           legacy export of LCNet's SE block and PicoHead fails in Paddle 3.3.1
 
 Each export runs in its own process because the format is chosen by FLAGS_enable_pir_api,
-which Paddle reads at start-up. `python bench/models.py <kind> <format> <out_dir>` is that
+which Paddle reads at start-up. `python bench/bench_models.py <kind> <format> <out_dir>` is that
 process; `ensure_models()` drives it and skips what is already exported.
 """
 import os

@@ -7,7 +7,7 @@
 import json
 from pathlib import Path
 
-from common import BENCH
+from harness import BENCH
 
 DATA = BENCH / ".cache" / "data"
 GALLERY_IMAGE_SIZE = 448     # product photos of a few hundred pixels, as in PP-ShiTu's demo galleries
