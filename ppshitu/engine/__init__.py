@@ -1,0 +1,1 @@
+"""Training engine: the task-agnostic trainer, checkpoints, optimizers/LR, retrieval metrics, rec task."""
