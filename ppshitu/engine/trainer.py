@@ -20,6 +20,9 @@ number only. A checkpoint then needs just model, optimizer, LR schedule, AMP sca
 and counters, and a run resumed from `epoch_N` repeats the uninterrupted run's
 remaining epochs exactly (on CPU; GPU kernels may be nondeterministic).
 
+`eval_before_train=True` also evaluates the untrained model (history entry epoch 0),
+the baseline that training must beat; it never becomes best_model.
+
 Checkpoints (`ppshitu.engine.checkpoint`): `latest`, `best_model` (by `key_metric`)
 and `epoch_N` every `save_interval` epochs, each `prefix.pdparams` (model),
 `prefix.pdopt` (optimizer, LR schedule, AMP scaler) and `prefix.pdstates` (JSON:
@@ -65,7 +68,8 @@ class Trainer:
                  lr_scheduler=None, evaluate_fn=None, key_metric=None, higher_is_better=True,
                  eval_interval=1, start_eval_epoch=0, save_interval=1, print_batch_step=10,
                  max_iters_per_epoch=None, seed=0, use_amp=False, amp_level="O1", scale_loss=65536.0,
-                 use_dynamic_loss_scaling=True, batch_size_fn=None, hooks=(), config=None, show_progress=True):
+                 use_dynamic_loss_scaling=True, batch_size_fn=None, hooks=(), config=None, show_progress=True,
+                 eval_before_train=False):
         self.world_size = paddle.distributed.get_world_size()
         self.rank = paddle.distributed.get_rank()
         if self.world_size > 1:
@@ -91,6 +95,7 @@ class Trainer:
         self.hooks = list(hooks)
         self.config = config
         self.show_progress = show_progress and self.is_main
+        self.eval_before_train = eval_before_train
         # AMP only where it pays: on GPU. On CPU it would run bf16 kernels nobody asked for.
         self.use_amp = bool(use_amp) and paddle.device.get_device().startswith("gpu")
         self.amp_level = amp_level
@@ -139,6 +144,12 @@ class Trainer:
     def train(self):
         os.makedirs(self.output_dir, exist_ok=True)
         self._call_hooks("before_train")
+        if self.eval_before_train and self.epoch == 0 and self.evaluate_fn is not None and self.is_main:
+            # the untrained network's score is the bar training must clear (metric learning from
+            # scratch on small data can fall below it); it does not compete for best_model
+            metrics = self.evaluate_fn(self.bare_model)
+            log.info("before training: %s", _fmt(metrics))
+            self.history.append({"epoch": 0, **metrics})
         for epoch in range(self.epoch + 1, self.epochs + 1):
             record = {"epoch": epoch, **self._train_epoch(epoch)}
             self.epoch = epoch

@@ -1,0 +1,1 @@
+"""Recognition model: paddleclas backbones (via the adapter), necks, heads, losses, RecModel."""

@@ -1,0 +1,54 @@
+"""Heads: classifiers over the embedding, used only by training losses (`Arch.Head`)."""
+import math
+
+import paddle
+from paddle import nn
+
+from ..registry import Registry
+
+HEADS = Registry("head")
+
+
+def l2_normalize(x, axis=1, eps=1e-12):
+    """x / ||x|| with a zero vector mapped to zero (no NaN), built from ops that trace
+    under both PIR and the legacy exporter (paddle.multiply / maximum do not)."""
+    return x / (paddle.sqrt(paddle.sum(paddle.square(x), axis=axis, keepdim=True)) + eps)
+
+
+@HEADS.register()
+class FC(nn.Layer):
+    def __init__(self, embedding_size, class_num, bias=True):
+        super().__init__()
+        self.class_num = class_num
+        self.fc = nn.Linear(embedding_size, class_num,
+                            weight_attr=paddle.ParamAttr(initializer=nn.initializer.XavierNormal()),
+                            bias_attr=None if bias else False)
+
+    def forward(self, x, label=None):
+        return self.fc(x)
+
+
+@HEADS.register()
+class ArcMargin(nn.Layer):
+    """Additive angular margin (ArcFace): logits scale*cos(theta + margin) for the true class,
+    scale*cos(theta) for the others; plain scaled cosines at eval or without labels."""
+
+    def __init__(self, embedding_size, class_num, margin=0.5, scale=80.0, easy_margin=False):
+        super().__init__()
+        self.margin, self.scale, self.easy_margin = margin, scale, easy_margin
+        self.class_num = class_num
+        self.weight = self.create_parameter([embedding_size, class_num],
+                                            default_initializer=nn.initializer.XavierNormal())
+
+    def forward(self, x, label=None):
+        cos = paddle.matmul(l2_normalize(x), l2_normalize(self.weight, axis=0))
+        if not self.training or label is None:
+            return cos * self.scale
+        sin = paddle.sqrt(paddle.clip(1.0 - paddle.square(cos), min=1e-6))
+        phi = cos * math.cos(self.margin) - sin * math.sin(self.margin)
+        if self.easy_margin:
+            phi = paddle.where(cos > 0, phi, cos)
+        else:  # beyond pi - margin, cos(theta + m) is no longer monotonic: use a linear penalty
+            phi = paddle.where(cos > -math.cos(self.margin), phi, cos - math.sin(self.margin) * self.margin)
+        one_hot = nn.functional.one_hot(paddle.reshape(label, [-1]), self.class_num)
+        return (one_hot * phi + (1.0 - one_hot) * cos) * self.scale

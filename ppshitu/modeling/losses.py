@@ -1,0 +1,94 @@
+"""Metric-learning losses and their weighted combination (PaddleClas's `Loss.Train`).
+
+Each loss maps (model outputs, labels) to per-sample values; `CombinedLoss` averages
+them, applies the configured weights and returns every term by name plus the total.
+"""
+import paddle
+import paddle.nn.functional as F
+from paddle import nn
+
+from ..errors import ConfigError
+from ..registry import Registry, split_spec
+from .heads import l2_normalize
+
+LOSSES = Registry("loss")
+
+
+@LOSSES.register()
+class CELoss(nn.Layer):
+    """Cross-entropy on `logits`, with label smoothing `epsilon` (0 or None: none)."""
+
+    def __init__(self, epsilon=None):
+        super().__init__()
+        if epsilon is not None and not 0 <= epsilon < 1:
+            raise ConfigError(f"Loss CELoss.epsilon must be in [0, 1), got {epsilon}")
+        self.epsilon = epsilon or 0.0
+
+    def forward(self, outputs, labels):
+        logits = outputs["logits"]
+        labels = paddle.reshape(labels, [-1])
+        logp = F.log_softmax(logits, axis=-1)
+        target = F.one_hot(labels, logits.shape[-1])
+        if self.epsilon:
+            target = target * (1.0 - self.epsilon) + self.epsilon / logits.shape[-1]
+        return -paddle.sum(target * logp, axis=-1)
+
+
+def pairwise_distances(x):
+    """Euclidean distances; clipped before the sqrt so equal vectors give 0, not a NaN gradient."""
+    sq = paddle.sum(paddle.square(x), axis=1, keepdim=True)
+    d2 = sq + sq.t() - 2.0 * paddle.matmul(x, x, transpose_y=True)
+    return paddle.sqrt(paddle.clip(d2, min=1e-12))
+
+
+@LOSSES.register()
+class TripletLossV2(nn.Layer):
+    """Batch-hard triplet loss: for each anchor, its farthest positive and nearest negative,
+    max(0, d(a,p) - d(a,n) + margin). Anchors without a negative in the batch are skipped."""
+
+    def __init__(self, margin=0.5, normalize_feature=True, feature_from="features"):
+        super().__init__()
+        self.margin, self.normalize_feature, self.feature_from = margin, normalize_feature, feature_from
+
+    def forward(self, outputs, labels):
+        x = outputs[self.feature_from]
+        if self.normalize_feature:
+            x = l2_normalize(x)
+        dist = pairwise_distances(x)
+        labels = paddle.reshape(labels, [-1, 1])
+        same = paddle.cast(labels == labels.t(), x.dtype)
+        big = paddle.max(dist).detach() + 1.0
+        hardest_pos = paddle.max(dist * same, axis=1)
+        hardest_neg = paddle.min(dist + big * same, axis=1)
+        has_neg = paddle.cast(paddle.sum(1.0 - same, axis=1) > 0, x.dtype)
+        return F.relu(hardest_pos - hardest_neg + self.margin) * has_neg
+
+
+class CombinedLoss(nn.Layer):
+    """`[{CELoss: {weight: 1.0, epsilon: 0.1}}, {TripletLossV2: {weight: 1.0, margin: 0.5}}]`
+    -> callable returning {"CELoss": w*ce, "TripletLossV2": w*tri, "loss": sum}."""
+
+    def __init__(self, specs, where="Loss.Train"):
+        super().__init__()
+        if not specs:
+            raise ConfigError(f"{where}: at least one loss is required, e.g. [{{CELoss: {{weight: 1.0}}}}]")
+        if not isinstance(specs, list):
+            raise ConfigError(f"{where}: expected a list of {{LossName: {{weight: ...}}}}, got {specs!r}")
+        self.names, self.weights, layers = [], [], []
+        for i, spec in enumerate(specs):
+            name, kwargs = split_spec(spec, f"{where}[{i}]")
+            kwargs = dict(kwargs)
+            weight = kwargs.pop("weight", 1.0)
+            if not isinstance(weight, (int, float)) or weight < 0:
+                raise ConfigError(f"{where}[{i}].{name}.weight must be a non-negative number, got {weight!r}")
+            layers.append(LOSSES.build(name, kwargs, where=f"{where}[{i}].{name}"))
+            self.names.append(name if name not in self.names else f"{name}_{i}")
+            self.weights.append(float(weight))
+        self.losses = nn.LayerList(layers)
+
+    def forward(self, outputs, labels):
+        terms = {}
+        for name, weight, loss in zip(self.names, self.weights, self.losses):
+            terms[name] = weight * paddle.mean(loss(outputs, labels))
+        terms["loss"] = paddle.add_n(list(terms.values()))
+        return terms

@@ -1,0 +1,49 @@
+"""The one module that imports paddleclas: backbones by name and their official weight URLs."""
+import sys
+
+from ..errors import ConfigError, did_you_mean
+
+# Families the retrieval recipes use; every named variant of each is selectable.
+_FAMILIES = ("MobileNetV1", "MobileNetV3_", "PPLCNet_", "PPLCNetV2_")
+
+
+def _backbone_module():
+    from paddleclas.ppcls.arch import backbone  # heavy import: only when a model is built
+    return backbone
+
+
+def backbone_names():
+    module = _backbone_module()
+    return sorted(n for n in dir(module) if n.startswith(_FAMILIES) and callable(getattr(module, n))
+                  and "Tanh" not in n and "ShiTu" not in n and "BaseNet" not in n)
+
+
+def create_backbone(name, where="Arch.Backbone", **kwargs):
+    """A paddleclas backbone (random init; weights are loaded by ppshitu.modeling.pretrained)."""
+    names = backbone_names()
+    if name not in names:
+        raise ConfigError(f"{where}.name: unknown backbone '{name}'{did_you_mean(name, names)}; "
+                          f"available: {', '.join(names)}")
+    if name == "MobileNetV1" and "scale" in kwargs:
+        raise ConfigError(f"{where}: MobileNetV1 takes no scale; use MobileNetV1_x0_25, _x0_5 or _x0_75")
+    try:
+        return getattr(_backbone_module(), name)(pretrained=False, **kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{where}: {name} rejected its arguments {sorted(kwargs)}: {e}") from None
+
+
+def weights_url(name):
+    """PaddleClas's official ImageNet weights URL for a backbone name."""
+    fn = getattr(_backbone_module(), name)
+    urls = getattr(sys.modules[fn.__module__], "MODEL_URLS", {})
+    if name not in urls:
+        raise ConfigError(f"Arch.Backbone.pretrained: PaddleClas publishes no weights for {name}")
+    return urls[name]
+
+
+def stop_after(backbone, layer_name, where="Arch.BackboneStopLayer"):
+    """Cut the backbone after `layer_name` (PaddleClas's BackboneStopLayer)."""
+    if not backbone.stop_after(layer_name):
+        names = [n for n, _ in backbone.named_children()]
+        raise ConfigError(f"{where}.name: no layer '{layer_name}' to stop after{did_you_mean(layer_name, names)}; "
+                          f"top-level layers: {', '.join(names)}")

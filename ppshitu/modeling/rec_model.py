@@ -1,0 +1,114 @@
+"""RecModel from PaddleClas's `Arch` section: backbone -> (stop layer) -> neck -> head.
+
+    Arch: {name: RecModel, infer_output_key: features, infer_add_softmax: False,
+           Backbone: {name: MobileNetV1, pretrained: False},
+           BackboneStopLayer: {name: flatten},
+           Neck: {name: FC, embedding_size: 1024, class_num: 512},   # or a list of necks
+           Head: {name: ArcMargin, embedding_size: 512, class_num: 100, margin: 0.2, scale: 30}}
+
+`Neck.embedding_size` / `Head.embedding_size` may be left out: they are taken from the
+layer before. Given but wrong, they are a config error naming the right value.
+"""
+import paddle
+from paddle import nn
+
+from ..errors import ConfigError
+from ..registry import split_spec
+from . import paddleclas_adapter, pretrained
+from .heads import HEADS, l2_normalize
+from .necks import NECKS
+
+_ARCH_KEYS = ("name", "Backbone", "BackboneStopLayer", "Neck", "Head", "infer_output_key", "infer_add_softmax",
+              "head_feature_from")
+
+
+class RecModel(nn.Layer):
+    def __init__(self, backbone, neck=None, head=None, head_feature_from="neck"):
+        super().__init__()
+        self.backbone, self.neck, self.head = backbone, neck, head
+        self.head_feature_from = head_feature_from
+
+    def forward(self, x, label=None):
+        feats = paddle.flatten(self.backbone(x), 1)
+        out = {"backbone": feats}
+        out["features"] = self.neck(feats) if self.neck is not None else feats
+        if self.head is not None:
+            source = out["backbone"] if self.head_feature_from == "backbone" else out["features"]
+            out["logits"] = self.head(source, label)
+        return out
+
+    def embed(self, x):
+        """The L2-normalized retrieval embedding (what export and evaluation use)."""
+        return l2_normalize(self.forward(x)["features"])
+
+
+class EmbeddingNet(nn.Layer):
+    """The exported graph: image batch -> L2-normalized embedding (no head, no label input)."""
+
+    def __init__(self, rec_model):
+        super().__init__()
+        self.model = rec_model
+
+    def forward(self, x):
+        return self.model.embed(x)
+
+
+def _feature_width(backbone, image_shape):
+    backbone.eval()
+    with paddle.no_grad():
+        out = backbone(paddle.zeros([1] + list(image_shape), dtype="float32"))
+    backbone.train()
+    return int(paddle.flatten(out, 1).shape[1])
+
+
+def _build_gear(registry, spec, width, where):
+    name, kwargs = split_spec(spec, where)
+    kwargs = dict(kwargs)
+    key = "num_features" if name == "BNNeck" else "embedding_size"
+    if kwargs.setdefault(key, width) != width:
+        raise ConfigError(f"{where}.{name}.{key} is {kwargs[key]}, but its input has {width} features: "
+                          f"set it to {width} or leave it out")
+    return registry.build(name, kwargs, where=f"{where}.{name}")
+
+
+def build_rec_model(arch, image_shape=(3, 224, 224), class_num=None):
+    """RecModel from the `Arch` section. `class_num`, when given, fills a head's missing class_num."""
+    if not isinstance(arch, dict):
+        raise ConfigError(f"Arch must be a mapping, got {arch!r}")
+    unknown = sorted(set(arch) - set(_ARCH_KEYS))
+    if unknown:
+        raise ConfigError(f"Arch: unknown keys {unknown}; valid: {', '.join(_ARCH_KEYS)}")
+    if arch.get("name", "RecModel") != "RecModel":
+        raise ConfigError(f"Arch.name: only RecModel is a recognition model, got {arch.get('name')!r}")
+    if "Backbone" not in arch:
+        raise ConfigError("Arch.Backbone is required, e.g. {name: MobileNetV1, pretrained: False}")
+    bb_name, bb_kwargs = split_spec(arch["Backbone"], "Arch.Backbone")
+    bb_kwargs = dict(bb_kwargs)
+    weights = bb_kwargs.pop("pretrained", False)
+    bb_kwargs.pop("use_ssld", None)  # the URL table names the weights; ssld variants are not offered
+    backbone = paddleclas_adapter.create_backbone(bb_name, **bb_kwargs)
+    if weights:
+        pretrained.load_backbone_weights(backbone, weights, bb_name)
+    if arch.get("BackboneStopLayer"):
+        stop_name, _ = split_spec(arch["BackboneStopLayer"], "Arch.BackboneStopLayer")
+        paddleclas_adapter.stop_after(backbone, stop_name)
+    width = _feature_width(backbone, image_shape)
+    backbone_width = width
+    necks = arch.get("Neck")
+    neck_layers = []
+    for i, spec in enumerate(necks if isinstance(necks, list) else [necks] if necks else []):
+        layer = _build_gear(NECKS, spec, width, f"Arch.Neck[{i}]" if isinstance(necks, list) else "Arch.Neck")
+        neck_layers.append(layer)
+        width = layer.out_features
+    neck = None if not neck_layers else neck_layers[0] if len(neck_layers) == 1 else nn.Sequential(*neck_layers)
+    head = None
+    feature_from = arch.get("head_feature_from", "neck")
+    if arch.get("Head"):
+        name, kwargs = split_spec(arch["Head"], "Arch.Head")
+        if class_num is not None and "class_num" not in kwargs:
+            kwargs = {**kwargs, "class_num": class_num}
+        head_in = backbone_width if feature_from == "backbone" else width
+        head = _build_gear(HEADS, {name: kwargs}, head_in, "Arch.Head")
+    model = RecModel(backbone, neck, head, feature_from)
+    model.embedding_size = width
+    return model

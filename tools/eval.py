@@ -1,0 +1,27 @@
+#!/usr/bin/env python
+"""Evaluate weights on the config's evaluation data (retrieval: Recall@k, mAP, MAP@R):
+
+    python tools/eval.py -c configs/rec/MobileNetV1_retrieval_CUB.yaml -o Global.pretrained_model=output/RecModel/best_model
+"""
+import json
+import logging
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ppshitu.cli import config_parser, load_cli_config, run_main  # noqa: E402
+from ppshitu.engine.tasks import task_module  # noqa: E402
+from ppshitu.schemas import TRAIN_SCHEMA  # noqa: E402
+
+
+def main():
+    args = config_parser(__doc__.splitlines()[0]).parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = load_cli_config(args, TRAIN_SCHEMA)
+    metrics = task_module(cfg).evaluate(cfg)
+    print(json.dumps(metrics))
+
+
+if __name__ == "__main__":
+    run_main(main)
