@@ -32,7 +32,7 @@ from ppshitu.gallery import Gallery  # noqa: E402
 
 DIM = 512
 NEAR_NOISE = 1.33  # |noise| / |vector|: cosine 1 / sqrt(1 + 1.33^2) = 0.6 to the source
-SWEEPS = {"HNSW32": ("ef_search", (64, 128, None, 1024)), "IVF": ("nprobe", (8, None, 1000)),
+SWEEPS = {"HNSW32": ("ef_search", (64, 256, None, 1024)), "IVF": ("nprobe", (8, None, 1000)),
           "IVFPQ": ("nprobe", (8, None))}
 
 
@@ -142,7 +142,9 @@ def main():
             f"total {time.perf_counter() - t:.0f} s\n")
     print("\n" + text)
     os.makedirs(args.out, exist_ok=True)
-    name = "bench_search_quick.md" if args.quick else "bench_search.md"
+    default = args.sizes == p.get_default("sizes") and args.methods == p.get_default("methods")
+    name = ("bench_search_quick.md" if args.quick else "bench_search.md" if default else
+            f"bench_search_{'_'.join(map(str, args.sizes))}_{'_'.join(args.methods)}.md")
     with open(os.path.join(args.out, name), "w", encoding="utf-8") as f:
         f.write(f"# bench/bench_search.py {' '.join(sys.argv[1:])}\n\n{text}")
 
