@@ -33,12 +33,16 @@ def resolve(path_or_url, cache_dir=None):
         return target
     os.makedirs(cache_dir, exist_ok=True)
     log.info("downloading %s -> %s", path_or_url, target)
+    part = None
     try:
         with urllib.request.urlopen(path_or_url, timeout=30) as resp, \
-                tempfile.NamedTemporaryFile(dir=cache_dir, delete=False) as tmp:
+                tempfile.NamedTemporaryFile(dir=cache_dir, suffix=".part", delete=False) as tmp:
+            part = tmp.name
             shutil.copyfileobj(resp, tmp)
-        os.replace(tmp.name, target)  # atomic: an interrupted download leaves no half file
+        os.replace(part, target)  # atomic: an interrupted download leaves no half file under the name
     except (urllib.error.URLError, OSError) as e:
+        if part is not None and os.path.exists(part):
+            os.unlink(part)
         raise WeightsError(f"cannot download {path_or_url} ({getattr(e, 'reason', e)}); offline? download it "
                            f"elsewhere and put it at {target}, or give a local path instead") from None
     return target
