@@ -6,6 +6,8 @@ the training graph's boxes, and the predictor's boxes must be clipped and ranked
 """
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +29,9 @@ CONFIG = ROOT / "configs/det/picodet_demo.yaml"
 EPOCHS = 20
 
 
-def _cfg(scenes, out, *extra):
+def _overrides(scenes, out, *extra):
     json_path = str(scenes / "train.json")
-    return load_config(CONFIG, [
+    return [
         f"DataLoader.Train.dataset.anno_path={json_path}", f"DataLoader.Eval.dataset.anno_path={json_path}",
         "DataLoader.Train.sampler.batch_size=8", "DataLoader.Train.dataset.batch_transform_ops.0"
         ".BatchRandomResize.target_size=[160]", f"Global.epochs={EPOCHS}", f"Global.output_dir={out}",
@@ -37,7 +39,11 @@ def _cfg(scenes, out, *extra):
         "Optimizer={name: AdamW, weight_decay: 0.0001, lr: {name: Cosine, learning_rate: 0.005, warmup_epoch: 1}}",
         "Arch.head.static_assigner_epoch=8", "EMA.decay=0.9",
         "DataLoader.Train.dataset.transform_ops=[{RandomFlip: {prob: 0.5}}]",
-        "DataLoader.Eval.dataset.transform_ops.0.DetResize.target_size=[160, 160]", *extra], TRAIN_SCHEMA)
+        "DataLoader.Eval.dataset.transform_ops.0.DetResize.target_size=[160, 160]", *extra]
+
+
+def _cfg(scenes, out, *extra):
+    return load_config(CONFIG, _overrides(scenes, out, *extra), TRAIN_SCHEMA)
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +90,16 @@ def test_evaluate_scores_the_saved_ema_weights(trained):
     metrics = task.evaluate(_cfg_with(trained, f"Global.pretrained_model={trained['out']}/best_model"))
     assert metrics["AP50"] == pytest.approx(trained["history"][-1]["AP50"], abs=1e-6)
     assert 0 <= metrics["mAP"] <= metrics["AP50"] <= 1
+
+
+def test_eval_tool_reports_the_same_metrics(trained):
+    scenes = Path(trained["cfg"].DataLoader.Train.dataset.anno_path).parent
+    args = _overrides(scenes, trained["out"], f"Global.pretrained_model={trained['out']}/best_model")
+    proc = subprocess.run([sys.executable, str(ROOT / "tools/eval.py"), "-c", str(CONFIG)]
+                          + [a for o in args for a in ("-o", o)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert metrics["AP50"] == pytest.approx(trained["history"][-1]["AP50"], abs=1e-6)
 
 
 def test_exported_program_matches_training_graph(trained, exported):
