@@ -69,8 +69,9 @@ def _build_part(registry, spec, where, num_classes, **extra):
     if "num_classes" in params and "num_classes" not in kwargs:
         kwargs["num_classes"] = num_classes
     for key in _HEAD_COMPONENTS:
-        if isinstance(params.get(key) and params[key].default, str) and key not in kwargs:
-            raise ConfigError(f"{where}: missing {key} (e.g. {{name: {params[key].default}, ...}})")
+        default = params[key].default if key in params else None
+        if isinstance(default, str) and key not in kwargs:  # a name only ppdet's workspace could resolve
+            raise ConfigError(f"{where}: missing {key} (e.g. {{name: {default}, ...}})")
     return cls(**kwargs, **extra)
 
 
@@ -88,7 +89,7 @@ def build_parts(arch, num_classes, where="Arch"):
     name, head_kwargs = split_spec(arch["head"], f"{where}.head")
     head_kwargs = dict(head_kwargs)
     for key in _HEAD_COMPONENTS:
-        if isinstance(head_kwargs.get(key), dict):
+        if isinstance(head_kwargs.get(key), (dict, str)):
             head_kwargs[key] = _build_part(HEAD_PARTS, head_kwargs[key], f"{where}.head.{name}.{key}", num_classes)
     if head_kwargs.get("nms") is not None:
         raise ConfigError(f"{where}.head.{name}.nms: set NMS in {where}.nms (it runs outside ppdet, so it exports)")

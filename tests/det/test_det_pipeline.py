@@ -188,3 +188,12 @@ def test_config_errors_name_the_key(scenes, tmp_path):
         task.build_model(_cfg(scenes, tmp_path, "Arch.head.loss_class.name=VFL"))
     with pytest.raises(ConfigError, match="Global.pretrained_model: give the trained weights"):
         task.evaluate(_cfg(scenes, tmp_path))
+
+
+def test_head_parts_must_be_configured(scenes, tmp_path):
+    cfg = _cfg(scenes, tmp_path)
+    del cfg.Arch.head["static_assigner"]
+    with pytest.raises(ConfigError, match=r"Arch.head.PicoHeadV2: missing static_assigner \(e.g. {name: ATSSAssigner"):
+        task.build_model(cfg)
+    cfg = _cfg(scenes, tmp_path, "Arch.head.loss_bbox=GIoULoss")  # a bare name is a part with defaults
+    assert type(task.build_model(cfg).head.loss_bbox).__name__ == "GIoULoss"
