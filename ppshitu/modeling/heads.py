@@ -10,9 +10,10 @@ HEADS = Registry("head")
 
 
 def l2_normalize(x, axis=1, eps=1e-12):
-    """x / ||x|| with a zero vector mapped to zero (no NaN), built from ops that trace
-    under both PIR and the legacy exporter (paddle.multiply / maximum do not)."""
-    return x / (paddle.sqrt(paddle.sum(paddle.square(x), axis=axis, keepdim=True)) + eps)
+    """x / ||x|| with a zero vector mapped to zero, and a finite gradient there (eps inside
+    the sqrt); built from ops that trace under both PIR and the legacy exporter
+    (paddle.multiply / maximum do not)."""
+    return x / paddle.sqrt(paddle.sum(paddle.square(x), axis=axis, keepdim=True) + eps)
 
 
 @HEADS.register()
