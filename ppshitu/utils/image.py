@@ -34,3 +34,25 @@ def as_rgb_uint8(image, where="image"):
     if image.dtype != np.uint8:
         raise PPShiTuError(f"{where}: expected uint8 pixels, got {image.dtype}")
     return image
+
+
+def list_images(path):
+    """An image file, a directory (searched recursively) or a list file (one path per line,
+    optionally followed by a tab/space and a label; relative to the list's folder) -> paths."""
+    import os
+
+    path = str(path)
+    if os.path.isdir(path):
+        found = [os.path.join(d, f) for d, _, files in os.walk(path) for f in files
+                 if f.lower().endswith(IMAGE_EXTENSIONS)]
+        if not found:
+            raise ImageReadError(f"{path}: directory holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        return sorted(found)
+    if not os.path.isfile(path):
+        raise ImageReadError(f"{path}: no such image, directory or list file")
+    if path.lower().endswith(IMAGE_EXTENSIONS):
+        return [path]
+    root = os.path.dirname(os.path.abspath(path))
+    with open(path, encoding="utf-8") as f:
+        entries = [line.strip().split("\t")[0].split(" ")[0] for line in f if line.strip()]
+    return [e if os.path.isabs(e) else os.path.join(root, e) for e in entries]

@@ -1,0 +1,192 @@
+"""RecognitionSystem: detector -> crops (+ the whole image) -> one embedding batch ->
+gallery search -> threshold ("unknown") -> NMS -> results.
+
+    system = RecognitionSystem.from_config(load_config("configs/inference/inference_general.yaml",
+                                                       schema=INFER_SCHEMA))
+    results = system.predict(rgb)   # [{"bbox", "rec_docs", "rec_scores", ...}, ...]
+
+Decisions, and why they differ from PP-ShiTu's:
+- The whole image is always recognised too, but it is only *reported* when no detected
+  box was recognised. PP-ShiTu puts it into one NMS at IoU 0.05 with the detections, so a
+  confident whole-image match wipes out every real object in the photo.
+- A candidate whose best match fails `score_thres` is reported as "unknown" (with its
+  nearest label in `nearest_docs`), never as the nearest label. For dist_type L2 the
+  gallery returns distances, so "passes" means distance <= score_thres.
+- NMS only merges boxes that name the same label (IoU > rec_nms_thresold), plus any two
+  boxes that are clearly the same region (IoU > 0.5), keeping the better match.
+"""
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .errors import ConfigError
+from .infer.rec import RecPredictor
+from .utils.image import as_rgb_uint8, read_image
+
+UNKNOWN = "unknown"
+SAME_REGION_IOU = 0.5
+
+
+def iou(a, b):
+    """IoU of two [x1, y1, x2, y2] boxes."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class RecognitionSystem:
+    def __init__(self, rec, gallery, det=None, return_k=5, score_thres=0.5, rec_nms_thresold=0.05,
+                 min_crop_size=4):
+        if rec.embedding_size != gallery.embedding_size:
+            raise ConfigError(f"the recognition model makes {rec.embedding_size}-d vectors but the gallery "
+                              f"{gallery.index_dir} holds {gallery.embedding_size}-d ones")
+        self.rec, self.gallery, self.det = rec, gallery, det
+        self.return_k = int(return_k)
+        self.score_thres = float(score_thres)
+        self.nms_thresh = float(rec_nms_thresold)
+        self.min_crop_size = int(min_crop_size)
+
+    @classmethod
+    def from_config(cls, cfg):
+        """From a PP-ShiTu inference config (Global, DetPreProcess, RecPreProcess, IndexProcess)."""
+        from .gallery import Gallery
+
+        g, idx = cfg["Global"], cfg["IndexProcess"]
+        if g.get("use_onnx"):
+            raise ConfigError("Global.use_onnx: ppshitu runs Paddle Inference models only; set it to False")
+        rec = RecPredictor.from_config(cfg)
+        if not idx.get("index_dir"):
+            raise ConfigError("IndexProcess.index_dir is required (a gallery built by tools/build_gallery.py)")
+        gallery = Gallery.open(idx["index_dir"], model_fingerprint=rec.fingerprint,
+                               embedding_size=rec.embedding_size)
+        if idx.get("ef_search") or idx.get("nprobe"):
+            gallery.set_search_params(ef_search=idx.get("ef_search"), nprobe=idx.get("nprobe"))
+        det = None
+        if g.get("det_inference_model_dir"):
+            from .infer.det import DetPredictor
+            det = DetPredictor(g["det_inference_model_dir"], threshold=g.get("threshold", 0.2),
+                               max_det_results=g.get("max_det_results", 5), use_gpu=g.get("use_gpu", False),
+                               enable_mkldnn=g.get("enable_mkldnn", True), cpu_threads=g.get("cpu_num_threads", 2),
+                               preprocess=(cfg.get("DetPreProcess") or {}).get("transform_ops"))
+        return cls(rec, gallery, det, return_k=idx.get("return_k", 5), score_thres=idx.get("score_thres", 0.5),
+                   rec_nms_thresold=g.get("rec_nms_thresold", 0.05))
+
+    # ------------------------------------------------------------------ API
+    def predict(self, images):
+        """One RGB image -> its results; a list of images -> a list of results (one crop batch)."""
+        single = isinstance(images, np.ndarray)
+        images = [images] if single else list(images)
+        images = [as_rgb_uint8(im, f"image {i}") for i, im in enumerate(images)]
+        boxes = [self.detect(im) for im in images]
+        out = self.recognize(images, boxes)
+        return out[0] if single else out
+
+    def predict_paths(self, paths, batch_size=1, num_workers=2, on_error=None):
+        """Yield (path, results) in order; the next images are decoded (and pre-processed for
+        the detector) in worker threads while the models run. Unreadable images are passed
+        to `on_error(path, exc)` and skipped."""
+        def load(path):
+            try:
+                rgb = read_image(path)
+            except Exception as e:  # noqa: BLE001 - reported to the caller, never fatal
+                return path, None, None, e
+            return path, rgb, (self.det.preprocess(rgb) if self.det else None), None
+
+        with ThreadPoolExecutor(max(1, num_workers)) as pool:
+            pending = [pool.submit(load, p) for p in paths[:batch_size * 2]]
+            next_i = len(pending)
+            while pending:
+                chunk, pending = pending[:batch_size], pending[batch_size:]
+                pending += [pool.submit(load, p) for p in paths[next_i:next_i + batch_size]]
+                next_i += batch_size
+                loaded = []
+                for f in chunk:
+                    path, rgb, det_in, err = f.result()
+                    if err is not None:
+                        if on_error:
+                            on_error(path, err)
+                        continue
+                    loaded.append((path, rgb, det_in))
+                if not loaded:
+                    continue
+                boxes = [self.detect(rgb, det_in) for _, rgb, det_in in loaded]
+                results = self.recognize([rgb for _, rgb, _ in loaded], boxes)
+                yield from ((path, res) for (path, _, _), res in zip(loaded, results))
+
+    # ---------------------------------------------------------------- steps
+    def detect(self, rgb, preprocessed=None):
+        """Detected boxes [K, 5] (x1, y1, x2, y2, score), clipped; empty without a detector."""
+        if self.det is None:
+            return np.zeros((0, 5), np.float32)
+        if preprocessed is None:
+            return self.det.predict(rgb)
+        from .infer.det import select_boxes
+        chw, im_shape, scale_factor = preprocessed
+        bbox, _ = self.det.run(chw[None], im_shape[None], scale_factor[None])
+        return select_boxes(bbox, rgb.shape[0], rgb.shape[1], self.det.threshold, self.det.max_det_results)
+
+    def recognize(self, images, boxes_per_image):
+        """All crops of all images (each image's detections + the whole image) in one batch."""
+        crops, owners = [], []
+        for i, (rgb, boxes) in enumerate(zip(images, boxes_per_image)):
+            h, w = rgb.shape[:2]
+            cands = [(self._clip(b[:4], w, h), float(b[4]), "det") for b in boxes]
+            cands = [c for c in cands if c[0] is not None]
+            cands.append(([0, 0, w, h], None, "image"))
+            for box, det_score, source in cands:
+                x1, y1, x2, y2 = box
+                crops.append(self.rec.preprocess(rgb[y1:y2, x1:x2]))
+                owners.append((i, box, det_score, source))
+        vectors = self.rec.predict_batch(np.stack(crops))
+        labels, scores, _ = self.gallery.search(vectors, self.return_k)
+        per_image = [[] for _ in images]
+        for (i, box, det_score, source), lab, sc in zip(owners, labels, scores):
+            per_image[i].append(self._decide(box, det_score, source, lab, sc))
+        return [self._select(cands) for cands in per_image]
+
+    def passes(self, score):
+        return score >= self.score_thres if self.gallery.higher_is_better else score <= self.score_thres
+
+    def _decide(self, box, det_score, source, labels, scores):
+        nearest = labels[0] if len(labels) and labels[0] is not None else None
+        best = float(scores[0]) if nearest is not None else float("nan")
+        known = nearest is not None and self.passes(best)
+        return {"bbox": [int(v) for v in box], "rec_docs": nearest if known else UNKNOWN,
+                "rec_scores": round(best, 6) if nearest is not None else None,
+                "nearest_docs": nearest, "det_score": None if det_score is None else round(det_score, 6),
+                "source": source,
+                "topk": [{"label": l, "score": round(float(s), 6)} for l, s in zip(labels, scores) if l is not None]}
+
+    def _select(self, cands):
+        """Detected boxes, merged by NMS; the whole image only when no detection is recognised."""
+        dets = [c for c in cands if c["source"] == "det"]
+        whole = next(c for c in cands if c["source"] == "image")
+        known = self._nms([c for c in dets if c["rec_docs"] != UNKNOWN])
+        unknown = [c for c in dets if c["rec_docs"] == UNKNOWN
+                   and all(iou(c["bbox"], k["bbox"]) <= SAME_REGION_IOU for k in known)]
+        if known:
+            return known + unknown
+        if whole["rec_docs"] != UNKNOWN or not dets:
+            return [whole] + unknown
+        return unknown
+
+    def _nms(self, results):
+        """Keep the best match; drop a box overlapping a kept one with the same label beyond
+        rec_nms_thresold, or any label beyond SAME_REGION_IOU (one region, two answers)."""
+        sign = 1.0 if self.gallery.higher_is_better else -1.0
+        kept = []
+        for r in sorted(results, key=lambda r: -sign * r["rec_scores"]):
+            if all(iou(r["bbox"], k["bbox"]) <= (self.nms_thresh if r["rec_docs"] == k["rec_docs"]
+                                                 else SAME_REGION_IOU) for k in kept):
+                kept.append(r)
+        return kept
+
+    def _clip(self, box, width, height):
+        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+        x1, x2 = max(0, min(x1, width)), max(0, min(x2, width))
+        y1, y2 = max(0, min(y1, height)), max(0, min(y2, height))
+        if x2 - x1 < self.min_crop_size or y2 - y1 < self.min_crop_size:
+            return None  # an empty or sliver crop cannot be recognised (and breaks cv2.resize)
+        return [x1, y1, x2, y2]
