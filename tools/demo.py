@@ -1,0 +1,176 @@
+#!/usr/bin/env python
+"""The whole job end to end on generated data (`make demo`):
+
+1. generate synthetic objects (train classes / unseen test classes) and scenes of test classes;
+2. reuse the small demo models in models/demo/ (or, with --retrain, train and export them
+   with configs/rec/demo_rec.yaml and configs/det/picodet_demo.yaml);
+3. build a gallery from some test classes, recognise the scenes;
+4. append more classes to the gallery — no retraining — and recognise the scenes again;
+5. print the results and the evaluation figures; draw labelled images into demo_output/.
+
+Classes never added to the gallery stay in the scenes, to show they come out "unknown".
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from ppshitu.config import load_config  # noqa: E402
+from ppshitu.schemas import INFER_SCHEMA  # noqa: E402
+
+NUM_CLASSES, NUM_TRAIN = 60, 40            # classes 0-39 train the embedding; 40-59 are never seen
+FIRST = list(range(40, 50))                # the gallery at first
+APPENDED = list(range(50, 57))             # added later, without retraining
+NEVER = list(range(57, 60))                # never in the gallery: must come out "unknown"
+REC_CONFIG = "configs/rec/demo_rec.yaml"
+DET_CONFIG = "configs/det/picodet_demo.yaml"
+
+
+def sh(*args):
+    """Run a project tool as a user would, echoing it."""
+    print("$", " ".join(args), flush=True)
+    subprocess.run([sys.executable, *args], cwd=ROOT, check=True)
+
+
+def make_data(data):
+    from ppshitu.data.synthetic import make_recognition_set, make_scenes
+
+    rec, scenes = os.path.join(data, "rec"), os.path.join(data, "scenes")
+    if not os.path.isfile(os.path.join(rec, "gallery_list.txt")):
+        make_recognition_set(rec, num_classes=NUM_CLASSES, views_per_class=8, image_size=96,
+                             num_train_classes=NUM_TRAIN, gallery_views=3, seed=0)
+    if not os.path.isfile(os.path.join(scenes, "val.json")):
+        make_scenes(scenes, num_images=30, image_size=(240, 320), objects_per_image=(1, 4),
+                    object_classes=FIRST + APPENDED + NEVER, seed=1, split="val")
+    return rec, os.path.join(scenes, "val.json")
+
+
+def train_models(data, models):
+    """Train and export both demo models with the project's own recipes (make demo-models)."""
+    from ppshitu.data.synthetic import make_scenes
+
+    rec_data = os.path.join(data, "rec")
+    sh("tools/train.py", "-c", REC_CONFIG, "-o", f"DataLoader.Train.dataset.image_root={rec_data}/",
+       "-o", f"DataLoader.Train.dataset.cls_label_path={rec_data}/train_list.txt",
+       "-o", f"DataLoader.Eval.Query.dataset.image_root={rec_data}/",
+       "-o", f"DataLoader.Eval.Query.dataset.cls_label_path={rec_data}/test_list.txt",
+       "-o", f"DataLoader.Eval.Gallery.dataset.image_root={rec_data}/",
+       "-o", f"DataLoader.Eval.Gallery.dataset.cls_label_path={rec_data}/test_list.txt",
+       "-o", "Global.output_dir=output/demo_rec/")
+    sh("tools/export_model.py", "-c", REC_CONFIG, "-o", "Global.pretrained_model=output/demo_rec/best_model",
+       "--out", os.path.join(models, "rec"))
+    det_data = os.path.join(data, "det")
+    if not os.path.isfile(os.path.join(det_data, "val.json")):  # detector scenes use training classes only
+        make_scenes(det_data, num_images=2000, image_size=(240, 320), objects_per_image=(1, 5),
+                    object_classes=range(NUM_TRAIN), seed=2, split="train")
+        make_scenes(det_data, num_images=100, image_size=(240, 320), objects_per_image=(1, 5),
+                    object_classes=range(NUM_TRAIN), seed=2, split="val")
+    det_cfg = load_config(DET_CONFIG)
+    overrides = []
+    for split in ("Train", "Eval"):
+        ds = det_cfg["DataLoader"][split]["dataset"]
+        for key, value in (("image_dir", f"{det_data}/images"), ("image_root", f"{det_data}/images"),
+                           ("anno_path", f"{det_data}/{split.lower().replace('eval', 'val')}.json")):
+            if key in ds:
+                overrides += ["-o", f"DataLoader.{split}.dataset.{key}={value}"]
+    sh("tools/train.py", "-c", DET_CONFIG, "-o", "Global.output_dir=output/demo_det/", *overrides)
+    sh("tools/export_model.py", "-c", DET_CONFIG, "-o", "Global.pretrained_model=output/demo_det/best_model",
+       "--out", os.path.join(models, "det"))
+
+
+def write_gallery_list(rec_root, classes, path):
+    from ppshitu.data.synthetic import class_name
+
+    names = {class_name(c) for c in classes}
+    with open(os.path.join(rec_root, "gallery_list.txt"), encoding="utf-8") as f:
+        lines = [line for line in f if line.rstrip("\n").split("\t")[1] in names]
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(lines)
+    return path
+
+
+def run(args):
+    from ppshitu.evaluation.system_metrics import evaluate_system
+    from ppshitu.gallery.builder import build_gallery
+    from ppshitu.system import RecognitionSystem
+
+    t0 = time.time()
+    data, models, out = args.data, args.models, args.out
+    rec_root, scenes_json = make_data(data)
+    if args.retrain or not all(os.path.isdir(os.path.join(models, m)) for m in ("rec", "det")):
+        train_models(data, models)
+    if args.retrain_only:
+        return 0
+    os.makedirs(out, exist_ok=True)
+    index_dir = os.path.join(out, "index")
+    overrides = [f"Global.rec_inference_model_dir={models}/rec", f"Global.det_inference_model_dir={models}/det",
+                 f"Global.output_dir={out}", f"IndexProcess.index_dir={index_dir}",
+                 f"IndexProcess.image_root={rec_root}/"]
+    cfg = load_config(os.path.join(ROOT, "configs/inference/inference_general.yaml"), overrides, INFER_SCHEMA)
+    cfg.IndexProcess.embedding_size = load_config(os.path.join(models, "rec", "inference.yml"))["embedding_size"]
+
+    figures = []
+    for phase, op, classes in (("gallery: 10 classes", "new", FIRST),
+                               ("after append: +7 classes", "append", APPENDED)):
+        cfg.IndexProcess.index_operation = op
+        cfg.IndexProcess.data_file = write_gallery_list(rec_root, classes, os.path.join(out, f"gallery_{op}.txt"))
+        summary = build_gallery(cfg)
+        print(f"\n[{phase}] {op}: {summary}")
+        system = RecognitionSystem.from_config(cfg)
+        metrics = evaluate_system(system, scenes_json, progress=True)
+        figures.append((phase, len(system.gallery.labels()), metrics))
+        draw_dir = os.path.join(out, "drawn_" + op)
+        show_scenes(system, scenes_json, draw_dir, cfg.Global.font_path, limit=args.show)
+
+    print_table(figures)
+    print(f"\ndrawn images: {out}/drawn_new/ and {out}/drawn_append/ — demo took {time.time() - t0:.0f} s")
+    return 0
+
+
+def show_scenes(system, scenes_json, draw_dir, font_path, limit):
+    import json
+
+    from ppshitu.utils.image import read_image
+    from ppshitu.visualize import draw_results, save_image
+
+    with open(scenes_json, encoding="utf-8") as f:
+        coco = json.load(f)
+    root = os.path.join(os.path.dirname(scenes_json), "images")
+    os.makedirs(draw_dir, exist_ok=True)
+    by_image = {}
+    for a in coco["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a["object_name"])
+    for im in coco["images"][:limit]:
+        rgb = read_image(os.path.join(root, im["file_name"]))
+        results = system.predict(rgb)
+        save_image(os.path.join(draw_dir, im["file_name"]), draw_results(rgb, results, font_path=font_path))
+        said = ", ".join(f"{r['rec_docs']} ({r['rec_scores']:.2f})" for r in results) or "-"
+        print(f"  {im['file_name']}: truth [{', '.join(sorted(by_image.get(im['id'], [])))}] -> {said}")
+
+
+def print_table(figures):
+    keys = ("precision", "recall", "f1", "unknown_rejection")
+    print("\n{:<28} {:>8} ".format("phase", "classes") + " ".join(f"{k:>17}" for k in keys))
+    for phase, n, m in figures:
+        print("{:<28} {:>8} ".format(phase, n) + " ".join(f"{m.get(k, float('nan')):>17.3f}" for k in keys))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=os.path.join(ROOT, "data", "demo"))
+    parser.add_argument("--models", default=os.path.join(ROOT, "models", "demo"))
+    parser.add_argument("--out", default=os.path.join(ROOT, "demo_output"))
+    parser.add_argument("--retrain", action="store_true", help="train and export the demo models first")
+    parser.add_argument("--retrain-only", action="store_true", help="only (re)make models/demo (make demo-models)")
+    parser.add_argument("--show", type=int, default=6, help="scenes to print and draw per phase")
+    args = parser.parse_args()
+    args.retrain = args.retrain or args.retrain_only
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
