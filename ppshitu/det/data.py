@@ -126,6 +126,7 @@ class DetTrainLoader:
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if self.drop_last and batches and len(batches[-1]) < self.batch_size:
             batches.pop()
+        self.skipped_images = 0
         with ThreadPoolExecutor(max(1, self.num_workers)) as pool:
             for b, idx in enumerate(batches):
                 samples = [s for s in pool.map(self._sample, idx) if s is not None]
@@ -135,6 +136,8 @@ class DetTrainLoader:
                 for t in self.batch_transforms:
                     samples = t(samples, rng)
                 yield self._collate(samples)
+        if self.skipped_images:
+            log.warning("%s: %d unreadable images skipped this epoch", self.coco.json_path, self.skipped_images)
 
     def _collate(self, samples):
         if len({s["image"].shape for s in samples}) != 1:

@@ -197,3 +197,17 @@ def test_head_parts_must_be_configured(scenes, tmp_path):
         task.build_model(cfg)
     cfg = _cfg(scenes, tmp_path, "Arch.head.loss_bbox=GIoULoss")  # a bare name is a part with defaults
     assert type(task.build_model(cfg).head.loss_bbox).__name__ == "GIoULoss"
+
+
+def test_unreadable_training_images_are_skipped_and_counted(scenes, tmp_path, caplog):
+    coco = json.loads((scenes / "train.json").read_text())
+    coco["images"][0]["file_name"] = "missing.jpg"
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(coco))
+    cfg = _cfg(scenes, tmp_path, f"DataLoader.Train.dataset.anno_path={path}",
+               f"DataLoader.Train.dataset.image_root={scenes / 'images'}", "DataLoader.Train.sampler.shuffle=false")
+    loader = DetTrainLoader(cfg)
+    batches = list(loader)
+    assert [len(b["image"]) for b in batches] == [7, 8]
+    assert loader.skipped_images == 1
+    assert "missing.jpg" in caplog.text and "1 unreadable images skipped this epoch" in caplog.text
