@@ -14,13 +14,10 @@ from ..errors import ConfigError
 from ..registry import split_spec
 from ..utils.image import as_rgb_uint8
 from .engine import create_predictor
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, _known, fused_normalizer
 from .spec import read_spec
 
-INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC,
-                  "area": cv2.INTER_AREA, "lanczos": cv2.INTER_LANCZOS4}
 _INTERP_NAMES = {v: k for k, v in INTERPOLATIONS.items()}  # PP-ShiTu configs give cv2 codes (2 = bicubic)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class DetPreprocess:
@@ -43,9 +40,7 @@ class DetPreprocess:
         self.interpolation = interpolation
         self.keep_ratio = bool(keep_ratio)
         self.scale, self.mean, self.std = float(scale), [float(m) for m in mean], [float(s) for s in std]
-        std = np.asarray(self.std, np.float32)
-        self._alpha = (self.scale / std).astype(np.float32)
-        self._beta = (-np.asarray(self.mean, np.float32) / std).astype(np.float32)
+        self._alpha, self._beta = fused_normalizer(self.scale, self.mean, self.std)
 
     def scales(self, height, width):
         """(scale_y, scale_x) that DetResize applies to an image of this size."""
@@ -119,12 +114,6 @@ class DetPreprocess:
         if "DetNormalizeImage" not in seen:
             kwargs.update(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), scale=1.0)
         return cls(**kwargs)
-
-
-def _known(args, names, where):
-    for key in args:
-        if key not in names:
-            raise ConfigError(f"{where}: unknown key '{key}'; valid keys: {', '.join(names)}")
 
 
 def select_boxes(bbox, height, width, threshold, max_det_results):
