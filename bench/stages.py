@@ -171,36 +171,52 @@ def gallery(a):
 
 # --------------------------------------------------------------------------- predict_system
 class _CountingRec:
-    """Counts the crops a pipeline sends to recognition."""
+    """Counts the crops a pipeline sends to recognition, and in how many model calls."""
 
-    def __init__(self, rec):
-        self._rec, self.crops, self.calls = rec, 0, 0
+    def __init__(self, rec, method):
+        self._rec, self._method, self.crops, self.calls = rec, method, 0, 0
+        setattr(self, method, self._counted)
 
-    def predict(self, images, *args, **kwargs):
+    def _counted(self, images, *args, **kwargs):
         self.calls += 1
-        self.crops += len(images) if isinstance(images, list) else 1
-        return self._rec.predict(images, *args, **kwargs)
+        self.crops += len(images) if isinstance(images, list) or getattr(images, "ndim", 3) == 4 else 1
+        return getattr(self._rec, self._method)(images, *args, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self._rec, name)
+
+
+def _ours_system(a):
+    from ppshitu.config import load_config
+    from ppshitu.schemas import INFER_SCHEMA
+    from ppshitu.system import RecognitionSystem
+
+    overrides = {"Global.rec_inference_model_dir": a["rec_dir"], "Global.det_inference_model_dir": a["det_dir"],
+                 "Global.threshold": 0.0, "Global.max_det_results": a["max_det"],
+                 "Global.cpu_num_threads": a.get("threads", 2), "Global.enable_mkldnn": a.get("mkldnn", True),
+                 "IndexProcess.index_dir": a["index_dir"], "IndexProcess.embedding_size": 512}
+    cfg = load_config(ROOT / "configs/inference/inference_general.yaml",
+                      [f"{k}={v}" for k, v in overrides.items()], INFER_SCHEMA)
+    system = RecognitionSystem.from_config(cfg)
+    system.rec = counter = _CountingRec(system.rec, "predict_batch")
+    return system.predict, counter
+
+
+def _ref_system(a):
+    import shitu_reference
+
+    cfg = _ref_config(a, max_det_results=a["max_det"], index_dir=a["index_dir"])
+    system = shitu_reference.system_predictor(cfg)
+    system.rec_predictor = counter = _CountingRec(system.rec_predictor, "predict")
+    return system.predict, counter
 
 
 @stage
 def system(a):
     """ms/image of the full query path on decoded scenes: det -> crops -> rec -> search -> NMS."""
     images = [_read_rgb(p) for p in a["images"]]
-    if a["impl"] == REF:
-        import shitu_reference
-
-        cfg = _ref_config(a, max_det_results=a["max_det"], index_dir=a["index_dir"])
-        sysp = shitu_reference.system_predictor(cfg)
-        sysp.rec_predictor = counter = _CountingRec(sysp.rec_predictor)
-        predict = sysp.predict
-    else:
-        from ppshitu.system import RecognitionSystem  # noqa: F401  (interface pending)
-
-        raise NotImplementedError("ppshitu system stage pending RecognitionSystem")
-    predict(images[0])
+    predict, counter = (_ref_system if a["impl"] == REF else _ours_system)(a)
+    predict(images[0])  # warm-up: oneDNN builds its kernels on the first run
     counter.crops = counter.calls = 0
     start = time.perf_counter()
     for img in images:
