@@ -1,0 +1,192 @@
+"""Recognition-system metrics against labelled scenes (COCO json with `object_name`).
+
+Definitions (IoU threshold 0.5 by default):
+- a *positive* prediction is one whose label is not "unknown";
+- *known* objects are ground-truth objects whose label is in the gallery, *unknown* objects the rest;
+- positives are matched greedily, best score first, each to the unmatched known object with the
+  same label and the highest IoU >= threshold: a match is a true positive, anything else (wrong
+  label, duplicate, background, an unknown object) a false positive; unmatched known objects are
+  false negatives. precision = tp / (tp + fp), recall = tp / known_objects, F1 their harmonic mean;
+- unknown rejection = the fraction of unknown objects that a prediction labelled "unknown" overlaps
+  at IoU >= threshold, or that no prediction with a gallery label overlaps at IoU >= threshold.
+A ratio with a zero denominator is NaN.
+"""
+import json
+import logging
+import math
+import os
+
+from ..errors import PPShiTuError
+
+UNKNOWN = "unknown"
+log = logging.getLogger(__name__)
+
+
+class ScenesError(PPShiTuError, ValueError):
+    """A scenes json is missing or malformed."""
+
+
+def box_iou(a, b):
+    """IoU of two [x1, y1, x2, y2] boxes."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _prediction(p, where):
+    """(bbox, label, score) from {"bbox", "label", "score"} or the system's {"bbox", "rec_docs", "rec_scores"}."""
+    try:
+        bbox = [float(v) for v in p["bbox"]]
+        label = p["label"] if "label" in p else p["rec_docs"]
+        score = p.get("score", p.get("rec_scores", 0.0))
+    except (KeyError, TypeError, ValueError) as e:
+        raise PPShiTuError(f"{where}: a prediction needs 'bbox' [x1,y1,x2,y2] and 'label' (or 'rec_docs'); "
+                           f"got {p!r} ({e})") from None
+    if len(bbox) != 4:
+        raise PPShiTuError(f"{where}: bbox must be [x1, y1, x2, y2], got {p['bbox']!r}")
+    return bbox, (UNKNOWN if label is None else str(label)), float(0.0 if score is None else score)
+
+
+def match_scene(predictions, gt_boxes, gt_labels, iou_thr=0.5, gallery_labels=None, higher_is_better=True):
+    """Match one image's predictions to its ground truth (see the module docstring).
+
+    `gallery_labels`: labels the system can name (None: every ground-truth label is known).
+    `higher_is_better`: False when scores are distances (L2 galleries), so the greedy order flips.
+    Returns counts (tp, fp, fn, known_objects, unknown_objects, unknown_rejected) and
+    `matches`: [(prediction index, ground-truth index)] of the true positives."""
+    if len(gt_boxes) != len(gt_labels):
+        raise PPShiTuError(f"{len(gt_boxes)} ground-truth boxes but {len(gt_labels)} labels")
+    preds = [_prediction(p, f"prediction {i}") for i, p in enumerate(predictions)]
+    gt_boxes = [[float(v) for v in b] for b in gt_boxes]
+    gt_labels = [str(g) for g in gt_labels]
+    known = [gallery_labels is None or g in gallery_labels for g in gt_labels]
+    positive = [i for i, (_, label, _) in enumerate(preds) if label != UNKNOWN]
+    positive.sort(key=lambda i: -preds[i][2] if higher_is_better else preds[i][2])  # stable: ties keep order
+
+    matched, matches = set(), []
+    for i in positive:
+        box, label, _ = preds[i]
+        best, best_iou = None, -1.0
+        for j, (gbox, glabel) in enumerate(zip(gt_boxes, gt_labels)):
+            if j in matched or not known[j] or glabel != label:
+                continue
+            o = box_iou(box, gbox)
+            if o >= iou_thr and o > best_iou:
+                best, best_iou = j, o
+        if best is not None:
+            matched.add(best)
+            matches.append((i, best))
+
+    def named(label):
+        return label != UNKNOWN and (gallery_labels is None or label in gallery_labels)
+
+    rejected = 0
+    for j, gbox in enumerate(gt_boxes):
+        if known[j]:
+            continue
+        near = [label for box, label, _ in preds if box_iou(box, gbox) >= iou_thr]
+        if UNKNOWN in near or not any(named(label) for label in near):
+            rejected += 1
+    tp = len(matches)
+    n_known = sum(known)
+    return {"tp": tp, "fp": len(positive) - tp, "fn": n_known - tp, "known_objects": n_known,
+            "unknown_objects": len(gt_boxes) - n_known, "unknown_rejected": rejected, "matches": matches}
+
+
+def _ratio(num, den):
+    return num / den if den else math.nan
+
+
+def summarize(counts):
+    """precision, recall, f1, unknown_rejection (+ the counts) from summed match_scene counts."""
+    tp, fp, fn = counts["tp"], counts["fp"], counts["fn"]
+    precision, recall = _ratio(tp, tp + fp), _ratio(tp, counts["known_objects"])
+    if math.isnan(precision) or math.isnan(recall):
+        f1 = math.nan
+    else:
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    out = {"precision": precision, "recall": recall, "f1": f1,
+           "unknown_rejection": _ratio(counts["unknown_rejected"], counts["unknown_objects"])}
+    out.update({k: counts[k] for k in ("tp", "fp", "fn", "known_objects", "unknown_objects",
+                                       "unknown_rejected", "images")})
+    return out
+
+
+def evaluate(all_predictions, ground_truth, gallery_labels, iou_thr=0.5, higher_is_better=True):
+    """Metrics over many images.
+
+    `all_predictions`: one list of predictions per image; `ground_truth`: one (boxes, labels) or
+    (image_path, boxes, labels) per image, in the same order; `gallery_labels`: the gallery's labels."""
+    all_predictions, ground_truth = list(all_predictions), list(ground_truth)
+    if len(all_predictions) != len(ground_truth):
+        raise PPShiTuError(f"{len(all_predictions)} prediction lists but {len(ground_truth)} ground-truth images")
+    gallery_labels = {str(g) for g in gallery_labels}
+    totals = dict.fromkeys(("tp", "fp", "fn", "known_objects", "unknown_objects", "unknown_rejected"), 0)
+    for preds, gt in zip(all_predictions, ground_truth):
+        boxes, labels = gt[-2], gt[-1]
+        counts = match_scene(preds, boxes, labels, iou_thr, gallery_labels, higher_is_better)
+        for k in totals:
+            totals[k] += counts[k]
+    totals["images"] = len(ground_truth)
+    return summarize(totals)
+
+
+def load_coco_scenes(json_path, image_root=None):
+    """[(image_path, boxes [[x1, y1, x2, y2]], label names)] from a scenes COCO json.
+
+    Labels come from each annotation's `object_name` (else `object_label`); images are looked
+    up under `image_root` (default: the json's folder + "images/"). Images without objects are kept."""
+    try:
+        with open(json_path, encoding="utf-8") as f:
+            coco = json.load(f)
+    except FileNotFoundError:
+        raise ScenesError(f"scenes json {json_path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise ScenesError(f"scenes json {json_path}: cannot read it as JSON ({e})") from None
+    if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
+        raise ScenesError(f"scenes json {json_path}: expected a COCO object with an 'images' list")
+    root = image_root if image_root is not None else os.path.join(os.path.dirname(os.path.abspath(json_path)),
+                                                                  "images")
+    by_image = {}
+    for a in coco.get("annotations", []):
+        name = a.get("object_name", a.get("object_label"))
+        if name is None or "bbox" not in a or "image_id" not in a:
+            raise ScenesError(f"scenes json {json_path}: annotation {a.get('id', '?')} needs image_id, bbox "
+                              f"and object_name (or object_label)")
+        x, y, w, h = (float(v) for v in a["bbox"])
+        by_image.setdefault(a["image_id"], []).append(([x, y, x + w, y + h], str(name)))
+    scenes = []
+    for im in coco["images"]:
+        if "id" not in im or "file_name" not in im:
+            raise ScenesError(f"scenes json {json_path}: image entry {im!r} needs 'id' and 'file_name'")
+        objs = by_image.get(im["id"], [])
+        scenes.append((os.path.join(root, im["file_name"]), [b for b, _ in objs], [n for _, n in objs]))
+    return scenes
+
+
+def evaluate_system(system, scenes_json, limit=None, progress=True, iou_thr=0.5, image_root=None):
+    """Run `system.predict` on the scenes (the first `limit`) and score it with `evaluate`.
+
+    Unreadable images are skipped with one warning each; their number is `skipped_images`."""
+    from tqdm import tqdm
+
+    from ..utils.image import ImageReadError, read_image
+
+    scenes = load_coco_scenes(scenes_json, image_root)
+    if limit is not None:
+        scenes = scenes[:int(limit)]
+    preds, kept = [], []
+    for path, boxes, labels in tqdm(scenes, desc="eval scenes", unit="img", disable=not progress):
+        try:
+            rgb = read_image(path)
+        except ImageReadError as e:
+            log.warning("skipping %s", e)
+            continue
+        preds.append(system.predict(rgb))
+        kept.append((path, boxes, labels))
+    metrics = evaluate(preds, kept, system.gallery.labels(), iou_thr,
+                       getattr(system.gallery, "higher_is_better", True))
+    metrics["skipped_images"] = len(scenes) - len(kept)
+    return metrics
