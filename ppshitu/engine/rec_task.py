@@ -86,7 +86,8 @@ class RetrievalEvaluator:
         return retrieval_metrics(self.metrics, query, gallery)
 
 
-def train(cfg):
+def train(cfg, hooks=()):
+    """Train; `hooks` are extra Trainer hooks (e.g. a time budget). Returns the history."""
     set_device(cfg)
     g = cfg.Global
     seed_everything(g.seed or 0)
@@ -119,7 +120,7 @@ def train(cfg):
                       save_interval=g.save_interval, print_batch_step=g.print_batch_step,
                       max_iters_per_epoch=g.max_iters_per_epoch, seed=g.seed, use_amp=amp.use_amp,
                       amp_level=amp.level, scale_loss=amp.scale_loss,
-                      use_dynamic_loss_scaling=amp.use_dynamic_loss_scaling, hooks=[BadImageSummary()], config=cfg,
+                      use_dynamic_loss_scaling=amp.use_dynamic_loss_scaling, hooks=[BadImageSummary(), *hooks], config=cfg,
                       eval_before_train=True)
     if g.checkpoints:
         trainer.resume(g.checkpoints)

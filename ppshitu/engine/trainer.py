@@ -30,7 +30,8 @@ epoch, best metric, history).
 
 Hooks: objects with any of `before_train(t)`, `before_epoch(t)`, `after_step(t, losses)`,
 `after_epoch(t)`, `after_train(t)`; the trainer's state is on `t` (`epoch`,
-`global_step`, `history`, `last_metrics`, `model`, ...). Built-in behaviour (logging,
+`global_step`, `history`, `last_metrics`, `model`, ...); a hook may set `t.should_stop`
+to end training after the current epoch. Built-in behaviour (logging,
 LR step, evaluation, checkpoints) is plain code in the loop; hooks add to it.
 
 Data-parallel: started under `python -m paddle.distributed.launch`, the trainer
@@ -106,6 +107,7 @@ class Trainer:
         self.best_metric = None
         self.history = []
         self.last_metrics = {}
+        self.should_stop = False  # a hook sets it to end training after the current epoch (time budgets)
 
     @property
     def is_main(self):
@@ -160,6 +162,9 @@ class Trainer:
             if self.save_interval > 0 and epoch % self.save_interval == 0:
                 self._save(f"epoch_{epoch}")
             self._save("latest")
+            if self.should_stop:
+                log.info("stopping after epoch %d (requested by a hook)", epoch)
+                break
         self._call_hooks("after_train")
         return self.history
 
