@@ -171,3 +171,29 @@ def test_evaluate_system_skips_unreadable(tmp_path):
     (tmp_path / "images" / "val_000002.jpg").write_bytes(b"not a jpeg")
     m = evaluate_system(system, scenes, progress=False)
     assert m["skipped_images"] == 1 and m["images"] == 2
+
+
+def test_eval_system_tool_writes_json(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    import os
+    import sys
+
+    import ppshitu.system
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    spec = importlib.util.spec_from_file_location("eval_system_tool", os.path.join(root, "tools", "eval_system.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+
+    scenes = _write_scenes(tmp_path)
+    # only "cat" in the gallery: dogs and the bird are unknown, so recall 1, rejection 1
+    monkeypatch.setattr(ppshitu.system.RecognitionSystem, "from_config",
+                        classmethod(lambda cls, cfg: _Oracle(scenes, {"cat"})))
+    out_dir = tmp_path / "out"
+    config = os.path.join(root, "configs/inference/inference_general.yaml")
+    monkeypatch.setattr(sys, "argv", ["eval_system.py", "-c", config, "-o", f"Global.output_dir={out_dir}", "--scenes", scenes, "--no-progress"])
+    assert tool.main() == 0
+    saved = json.loads((out_dir / "eval_system.json").read_text())
+    assert saved["tp"] == 3 and saved["fp"] == 0 and saved["unknown_objects"] == 3
+    assert saved["precision"] == 1.0 and saved["unknown_rejection"] == 1.0 and saved["gallery_labels"] == 1
+    assert "unknown_rejection" in capsys.readouterr().out
