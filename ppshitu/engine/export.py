@@ -30,7 +30,7 @@ def _save_program(cfg, out_dir):
     from ..modeling.rec_model import EmbeddingNet
     from .rec_task import build_model
 
-    model = build_model(cfg)
+    model = build_model(cfg, with_head=False)
     model.eval()
     net = EmbeddingNet(model)
     net.eval()

@@ -45,8 +45,10 @@ def _eval_sections(cfg):
     return eval_cfg["Query"], eval_cfg["Gallery"]
 
 
-def build_model(cfg, class_num=None):
-    model = build_rec_model(cfg.Arch, _image_shape(cfg), class_num=class_num)
+def build_model(cfg, class_num=None, with_head=True):
+    """The RecModel, with Global.pretrained_model's weights when set (the head is training-only:
+    evaluation and export build without it)."""
+    model = build_rec_model(cfg.Arch, _image_shape(cfg), class_num=class_num, with_head=with_head)
     if cfg.Global.pretrained_model:
         path = ckpt.load_weights(model, cfg.Global.pretrained_model)
         log.info("loaded weights %s", path)
@@ -131,7 +133,7 @@ def evaluate(cfg):
     set_device(cfg)
     if not cfg.Global.pretrained_model:
         log.warning("Global.pretrained_model is not set: evaluating a randomly initialised network")
-    metrics = RetrievalEvaluator(cfg, cfg.Global.seed or 0)(build_model(cfg))
+    metrics = RetrievalEvaluator(cfg, cfg.Global.seed or 0)(build_model(cfg, with_head=False))
     log.info("eval: %s", ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                    for k, v in metrics.items()))
     return metrics

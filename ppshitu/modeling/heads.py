@@ -10,10 +10,15 @@ HEADS = Registry("head")
 
 
 def l2_normalize(x, axis=1, eps=1e-12):
-    """x / ||x|| with a zero vector mapped to zero, and a finite gradient there (eps inside
-    the sqrt); built from ops that trace under both PIR and the legacy exporter
-    (paddle.multiply / maximum do not)."""
+    """x / ||x|| for training: a zero vector maps to zero with a finite gradient (eps inside the sqrt)."""
     return x / paddle.sqrt(paddle.sum(paddle.square(x), axis=axis, keepdim=True) + eps)
+
+
+def l2_normalize_exportable(x, eps=1e-12):
+    """x / ||x|| over axis 1 (zero stays zero) with ops that trace under both PIR and the legacy
+    exporter: measured in Paddle 3.3.1, legacy to_static fails on sum, sqrt, matmul and
+    F.normalize, and passes linalg.norm, square, mean, division."""
+    return x / (paddle.linalg.norm(x, p=2, axis=1, keepdim=True) + eps)
 
 
 @HEADS.register()

@@ -15,7 +15,7 @@ from paddle import nn
 from ..errors import ConfigError
 from ..registry import split_spec
 from . import paddleclas_adapter, pretrained
-from .heads import HEADS, l2_normalize
+from .heads import HEADS, l2_normalize_exportable
 from .necks import NECKS
 
 _ARCH_KEYS = ("name", "Backbone", "BackboneStopLayer", "Neck", "Head", "infer_output_key", "infer_add_softmax",
@@ -39,7 +39,7 @@ class RecModel(nn.Layer):
 
     def embed(self, x):
         """The L2-normalized retrieval embedding (what export and evaluation use)."""
-        return l2_normalize(self.forward(x)["features"])
+        return l2_normalize_exportable(self.forward(x)["features"])
 
 
 class EmbeddingNet(nn.Layer):
@@ -71,8 +71,9 @@ def _build_gear(registry, spec, width, where):
     return registry.build(name, kwargs, where=f"{where}.{name}")
 
 
-def build_rec_model(arch, image_shape=(3, 224, 224), class_num=None):
-    """RecModel from the `Arch` section. `class_num`, when given, fills a head's missing class_num."""
+def build_rec_model(arch, image_shape=(3, 224, 224), class_num=None, with_head=True):
+    """RecModel from the `Arch` section. `class_num`, when given, fills a head's missing class_num;
+    `with_head=False` leaves the (training-only) head out, for evaluation and export."""
     if not isinstance(arch, dict):
         raise ConfigError(f"Arch must be a mapping, got {arch!r}")
     unknown = sorted(set(arch) - set(_ARCH_KEYS))
@@ -103,7 +104,7 @@ def build_rec_model(arch, image_shape=(3, 224, 224), class_num=None):
     neck = None if not neck_layers else neck_layers[0] if len(neck_layers) == 1 else nn.Sequential(*neck_layers)
     head = None
     feature_from = arch.get("head_feature_from", "neck")
-    if arch.get("Head"):
+    if arch.get("Head") and with_head:
         name, kwargs = split_spec(arch["Head"], "Arch.Head")
         if class_num is not None and "class_num" not in kwargs:
             kwargs = {**kwargs, "class_num": class_num}
