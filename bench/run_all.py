@@ -117,13 +117,17 @@ def bench_gallery(b, m):
 
 
 def bench_system(b, m, index_dirs):
-    for n in (1, 3, 5):
+    runs = [(n, False) for n in (1, 3, 5)] + [(5, True)]
+    for n, folder in runs:
         images = bench_data.scene_images(n, b.size["scenes"])
-        args = {"rec_dir": str(m["rec_legacy"]), "det_dir": str(m["det_pir"]), "images": images, "max_det": n}
-        ours = b.stage(f"system_{n}_ppshitu", "system", dict(args, impl=OURS, index_dir=str(index_dirs[OURS])))
-        ref = b.stage(f"system_{n}_pp-shitu", "system", dict(args, impl=REF, index_dir=str(index_dirs[REF])))
-        b.row(f"predict_system, {n}-object scenes", _get(ours, "ms_per_image"), _get(ref, "ms_per_image"),
-              "ms/img", False, _get(ours, "peak_rss_mb"), _get(ref, "peak_rss_mb"),
+        args = {"rec_dir": str(m["rec_legacy"]), "det_dir": str(m["det_pir"]), "images": images, "max_det": n,
+                "folder": folder}
+        tag = f"{n}{'_folder' if folder else ''}"
+        ours = b.stage(f"system_{tag}_ppshitu", "system", dict(args, impl=OURS, index_dir=str(index_dirs[OURS])))
+        ref = b.stage(f"system_{tag}_pp-shitu", "system", dict(args, impl=REF, index_dir=str(index_dirs[REF])))
+        what = f"predict_system, {n}-object scenes" + (", folder incl. decode" if folder else "")
+        b.row(what, _get(ours, "ms_per_image"), _get(ref, "ms_per_image"), "ms/img", False,
+              _get(ours, "peak_rss_mb"), _get(ref, "peak_rss_mb"),
               f"crops/img {_get(ours, 'crops_per_image')} vs {_get(ref, 'crops_per_image')}, "
               f"rec calls/img {_get(ours, 'rec_calls_per_image')} vs {_get(ref, 'rec_calls_per_image')}")
 
