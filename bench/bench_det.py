@@ -33,13 +33,13 @@ DATA = BENCH / ".cache" / "det_scenes"
 CONFIG = BENCH.parent / "configs/det/picodet_demo.yaml"
 
 
-def det_scenes(num_train=2000, num_val=100, root=DATA):
+def det_scenes(num_train=2000, num_val=100, root=DATA, with_train=True):
     """train / val (classes 0-59) and unseen (classes 60-99) scene sets, generated once."""
     root = Path(root) / f"train{num_train}_val{num_val}"
     sets = {"train": (num_train, range(60), "train"), "val": (num_val, range(60), "val"),
             "unseen": (num_val, range(60, 100), "unseen")}
     for name, (n, classes, split) in sets.items():
-        if not (root / f"{split}.json").is_file():
+        if (with_train or name != "train") and not (root / f"{split}.json").is_file():
             make_scenes(root, num_images=n, object_classes=list(classes), split=split)
     return {name: str(root / f"{split}.json") for name, (_, _, split) in sets.items()}
 
@@ -61,7 +61,7 @@ def main():
     if args.quick:
         args.train_scenes, args.val_scenes = 32, 8
         args.override += ["Global.epochs=1", "Global.max_iters_per_epoch=4", "DataLoader.Train.sampler.batch_size=8"]
-    sets = det_scenes(args.train_scenes, args.val_scenes)
+    sets = det_scenes(args.train_scenes, args.val_scenes, with_train=args.weights is None)
     work = BENCH / ".cache" / "det_run"
     base = [f"DataLoader.Train.dataset.anno_path={sets['train']}", f"DataLoader.Eval.dataset.anno_path={sets['val']}",
             f"Global.output_dir={work}"]
