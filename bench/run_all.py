@@ -167,7 +167,8 @@ def render(b, info, flops, elapsed):
     fmt_line = lambda cells: " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     out = [f"ppshitu vs PaddleClas 2.6 PP-ShiTu ({'quick' if b.quick else 'full'} run, {elapsed:.0f} s)",
            f"CPU: {info['cpu']} (family/model {info['cpu_family_model']}), {info['cores']} cores, "
-           f"{b.threads} threads; load at start {info['load_avg_at_start'][0]:.2f}",
+           f"{b.threads} threads; load average at start {info['load_avg_at_start'][0]:.2f}, "
+           f"at end (last 5 min) {info['load_avg_at_end'][1]:.2f}",
            "packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items()), "",
            fmt_line(head), "-+-".join("-" * w for w in widths)]
     out += [fmt_line(cells) for cells in lines]
@@ -225,6 +226,7 @@ def main(argv=None):
             bench_search_rows(b)
     flops = flops_note(b)
     elapsed = time.perf_counter() - start
+    info["load_avg_at_end"] = os.getloadavg()  # other work on the machine skews every row
     text = render(b, info, flops, elapsed)
     print(text)
     out = Path(args.out)
