@@ -61,7 +61,7 @@ def train_models(data, models):
        "-o", f"DataLoader.Eval.Gallery.dataset.image_root={rec_data}/",
        "-o", f"DataLoader.Eval.Gallery.dataset.cls_label_path={rec_data}/test_list.txt",
        "-o", "Global.output_dir=output/demo_rec/")
-    sh("tools/export_model.py", "-c", REC_CONFIG, "-o", "Global.pretrained_model=output/demo_rec/best_model",
+    sh("tools/export_model.py", "-c", REC_CONFIG, "-o", f"Global.pretrained_model={best_model('output/demo_rec')}",
        "--out", os.path.join(models, "rec"))
     det_data = os.path.join(data, "det")
     if not os.path.isfile(os.path.join(det_data, "val.json")):  # detector scenes use training classes only
@@ -78,8 +78,18 @@ def train_models(data, models):
             if key in ds:
                 overrides += ["-o", f"DataLoader.{split}.dataset.{key}={value}"]
     sh("tools/train.py", "-c", DET_CONFIG, "-o", "Global.output_dir=output/demo_det/", *overrides)
-    sh("tools/export_model.py", "-c", DET_CONFIG, "-o", "Global.pretrained_model=output/demo_det/best_model",
+    sh("tools/export_model.py", "-c", DET_CONFIG, "-o", f"Global.pretrained_model={best_model('output/demo_det')}",
        "--out", os.path.join(models, "det"))
+
+
+def best_model(output_dir):
+    """The trainer saves under output_dir/<Arch.name>/best_model (PaddleClas's layout)."""
+    import glob
+
+    found = sorted(glob.glob(os.path.join(ROOT, output_dir, "*", "best_model.pdparams")))
+    if not found:
+        raise SystemExit(f"no best_model.pdparams under {output_dir}: did training run?")
+    return found[0][:-len(".pdparams")]
 
 
 def write_gallery_list(rec_root, classes, path):
