@@ -150,6 +150,25 @@ def flops_note(b):
     return out
 
 
+def bounds(b):
+    """How far each target could go at best, from the run's own numbers."""
+    raw = b.raw
+    out = {}
+    model = _get(raw.get("rec_ppshitu_legacy_onednn_on"), "images_per_s")
+    ref_gallery = _get(raw.get("gallery_pp-shitu_legacy"), "images_per_s")
+    if model and ref_gallery:
+        best = max(model.values())
+        out["gallery"] = (f"model alone {best:.0f} img/s vs PP-ShiTu's e2e {ref_gallery:.0f} img/s: "
+                          f"even with decode and preprocessing free, at most {best / ref_gallery:.2f}x")
+    det = _get(raw.get("det_ppshitu"), "ms_per_image")
+    ref_sys = _get(raw.get("system_5_pp-shitu"), "ms_per_image")
+    if det and ref_sys:
+        out["predict_system_5"] = (f"the detector alone (same model both sides) takes {det:.0f} ms of "
+                                   f"PP-ShiTu's {ref_sys:.0f} ms: with recognition and search free, at most "
+                                   f"{ref_sys / det:.2f}x")
+    return out
+
+
 def _fmt(v, unit=""):
     if v is None:
         return "n/a"
@@ -180,6 +199,8 @@ def render(b, info, flops, elapsed):
             out.append(f"  {key}: best {v['images_per_s']:.0f} img/s x {MOBILENETV1_GFLOP} GFLOP = "
                        f"{v['gflops']:.0f} GFLOP/s = {v['of_theoretical']:.0%} of theoretical, "
                        f"{_fmt(v['of_sgemm'])} of sgemm")
+    for key, text in bounds(b).items():
+        out.append(f"Bound on {key}: {text}")
     out.append("")
     out.append("PP-ShiTu adaptations (benchmark side only):")
     out += [f"  - {a}" for a in shitu_reference.ADAPTATIONS]
@@ -234,7 +255,7 @@ def main(argv=None):
     name = "quick" if args.quick else "bench"
     (out / f"{name}.txt").write_text(text + "\n", encoding="utf-8")
     (out / f"{name}.json").write_text(json.dumps(
-        {"machine": info, "rows": b.rows, "flops": flops, "raw": b.raw, "errors": b.errors,
+        {"machine": info, "rows": b.rows, "flops": flops, "bounds": bounds(b), "raw": b.raw, "errors": b.errors,
          "adaptations": shitu_reference.ADAPTATIONS, "seconds": elapsed, "quick": args.quick}, indent=1),
         encoding="utf-8")
     print(f"\nsaved {out / (name + '.txt')} and {name}.json")
