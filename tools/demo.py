@@ -93,6 +93,8 @@ def best_model(output_dir):
 
 
 def write_gallery_list(rec_root, classes, path):
+    """The recognition set's gallery views of `classes` (test classes: never seen in training),
+    as a PP-ShiTu gallery list `relpath<TAB>label name`."""
     from ppshitu.data.synthetic import class_name
 
     names = {class_name(c) for c in classes}
@@ -104,7 +106,7 @@ def write_gallery_list(rec_root, classes, path):
 
 
 def run(args):
-    from ppshitu.evaluation.system_metrics import evaluate_system
+    from ppshitu.evaluation.system_metrics import evaluate, load_coco_scenes
     from ppshitu.gallery.builder import build_gallery
     from ppshitu.system import RecognitionSystem
 
@@ -119,10 +121,15 @@ def run(args):
     index_dir = os.path.join(out, "index")
     overrides = [f"Global.rec_inference_model_dir={models}/rec", f"Global.det_inference_model_dir={models}/det",
                  f"Global.output_dir={out}", f"IndexProcess.index_dir={index_dir}",
-                 f"IndexProcess.image_root={rec_root}/"]
+                 f"IndexProcess.image_root={rec_root}/", "IndexProcess.use_det=True",
+                 f"IndexProcess.score_thres={args.score_thres}", f"Global.threshold={args.det_threshold}"]
     cfg = load_config(os.path.join(ROOT, "configs/inference/inference_general.yaml"), overrides, INFER_SCHEMA)
     cfg.IndexProcess.embedding_size = load_config(os.path.join(models, "rec", "inference.yml"))["embedding_size"]
 
+    from ppshitu.data.synthetic import class_name
+
+    scenes = load_coco_scenes(scenes_json)
+    appended = {class_name(c) for c in APPENDED}
     figures = []
     for phase, op, classes in (("gallery: 10 classes", "new", FIRST),
                                ("after append: +7 classes", "append", APPENDED)):
@@ -131,42 +138,39 @@ def run(args):
         summary = build_gallery(cfg)
         print(f"\n[{phase}] {op}: {summary}")
         system = RecognitionSystem.from_config(cfg)
-        metrics = evaluate_system(system, scenes_json, progress=True)
-        figures.append((phase, len(system.gallery.labels()), metrics))
-        draw_dir = os.path.join(out, "drawn_" + op)
-        show_scenes(system, scenes_json, draw_dir, cfg.Global.font_path, limit=args.show)
+        preds = [results for _, results in system.predict_paths([p for p, _, _ in scenes], num_workers=2)]
+        overall = evaluate(preds, scenes, system.gallery.labels(), higher_is_better=system.gallery.higher_is_better)
+        # recall on the appended classes alone: 0 before they are added, by construction
+        only_appended = [(p, [b for b, n in zip(bs, ns) if n in appended], [n for n in ns if n in appended])
+                         for p, bs, ns in scenes]
+        app = evaluate(preds, only_appended, appended, higher_is_better=system.gallery.higher_is_better)
+        figures.append((phase, len(system.gallery.labels()), overall, app["recall"]))
+        show_scenes(system, scenes, preds, os.path.join(out, "drawn_" + op), cfg.Global.font_path, args.show)
 
     print_table(figures)
     print(f"\ndrawn images: {out}/drawn_new/ and {out}/drawn_append/ — demo took {time.time() - t0:.0f} s")
     return 0
 
 
-def show_scenes(system, scenes_json, draw_dir, font_path, limit):
-    import json
-
+def show_scenes(system, scenes, preds, draw_dir, font_path, limit):
     from ppshitu.utils.image import read_image
     from ppshitu.visualize import draw_results, save_image
 
-    with open(scenes_json, encoding="utf-8") as f:
-        coco = json.load(f)
-    root = os.path.join(os.path.dirname(scenes_json), "images")
     os.makedirs(draw_dir, exist_ok=True)
-    by_image = {}
-    for a in coco["annotations"]:
-        by_image.setdefault(a["image_id"], []).append(a["object_name"])
-    for im in coco["images"][:limit]:
-        rgb = read_image(os.path.join(root, im["file_name"]))
-        results = system.predict(rgb)
-        save_image(os.path.join(draw_dir, im["file_name"]), draw_results(rgb, results, font_path=font_path))
+    for (path, _, names), results in list(zip(scenes, preds))[:limit]:
+        save_image(os.path.join(draw_dir, os.path.basename(path)),
+                   draw_results(read_image(path), results, font_path=font_path))
         said = ", ".join(f"{r['rec_docs']} ({r['rec_scores']:.2f})" for r in results) or "-"
-        print(f"  {im['file_name']}: truth [{', '.join(sorted(by_image.get(im['id'], [])))}] -> {said}")
+        print(f"  {os.path.basename(path)}: truth [{', '.join(sorted(names))}] -> {said}")
 
 
 def print_table(figures):
     keys = ("precision", "recall", "f1", "unknown_rejection")
-    print("\n{:<28} {:>8} ".format("phase", "classes") + " ".join(f"{k:>17}" for k in keys))
-    for phase, n, m in figures:
-        print("{:<28} {:>8} ".format(phase, n) + " ".join(f"{m.get(k, float('nan')):>17.3f}" for k in keys))
+    print("\n{:<26} {:>7} ".format("phase", "classes") + " ".join(f"{k:>17}" for k in keys)
+          + " {:>22}".format("recall(appended cls)"))
+    for phase, n, m, app_recall in figures:
+        print("{:<26} {:>7} ".format(phase, n) + " ".join(f"{m.get(k, float('nan')):>17.3f}" for k in keys)
+              + f" {app_recall:>22.3f}")
 
 
 def main():
@@ -176,6 +180,8 @@ def main():
     parser.add_argument("--out", default=os.path.join(ROOT, "demo_output"))
     parser.add_argument("--retrain", action="store_true", help="train and export the demo models first")
     parser.add_argument("--retrain-only", action="store_true", help="only (re)make models/demo (make demo-models)")
+    parser.add_argument("--score-thres", type=float, default=0.5, help="IndexProcess.score_thres (cosine)")
+    parser.add_argument("--det-threshold", type=float, default=0.3, help="Global.threshold (detector score)")
     parser.add_argument("--show", type=int, default=6, help="scenes to print and draw per phase")
     args = parser.parse_args()
     args.retrain = args.retrain or args.retrain_only
