@@ -273,19 +273,22 @@ def bench_search_rows(b):
                 skip[REF].add("HNSW32")
             if n > 20_000:   # PP-ShiTu's nlist = N/8: 12,500 lists at 100k = ~32 TFLOP of k-means (~4 min)
                 skip[REF].add("IVF")
-        res = {}
+        res = {OURS: {}, REF: {}}
+        cache = str(bench_data.DATA / f"search_{n}_{b.size['queries']}")
         for impl in (OURS, REF):
-            methods = [m for m in ("Flat", "IVF", "HNSW32") if m not in skip[impl]]
-            res[impl] = b.stage(f"search_{n}_{impl}", "search",
-                                {"impl": impl, "n": n, "queries": b.size["queries"], "methods": methods})
+            for method in ("Flat", "IVF", "HNSW32"):
+                if method not in skip[impl]:  # one process per index: its peak RSS is its own
+                    res[impl][method] = b.stage(f"search_{n}_{method}_{impl}", "search",
+                                                {"impl": impl, "n": n, "queries": b.size["queries"],
+                                                 "methods": [method], "cache": cache})
         for method in ("Flat", "IVF", "HNSW32"):
-            ours, ref = (_get(res[i], "methods", method) for i in (OURS, REF))
+            ours, ref = (_get(res[i].get(method), "methods", method) for i in (OURS, REF))
             why = {i: "not run (--search-full): " + ("build ~15 min" if method == "HNSW32" else
                                                      f"k-means of N/8 = {n // 8:,} lists takes minutes to hours")
                    for i in skip if method in skip[i]}
             label = f"search {method} {n // 1000}k"
             b.row(f"{label} QPS", _get(ours, "qps"), _get(ref, "qps"), "q/s", True,
-                  _get(res[OURS], "peak_rss_mb"), _get(res[REF], "peak_rss_mb"),
+                  _get(res[OURS].get(method), "peak_rss_mb"), _get(res[REF].get(method), "peak_rss_mb"),
                   "; ".join([f"{i}: {w}" for i, w in why.items()] +
                             [f"ours {_setting(ours)}, ref {_setting(ref)}"]))
             b.row(f"{label} recall@1 near (random)",

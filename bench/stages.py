@@ -270,9 +270,21 @@ def search(a):
     from bench_search import exact_top1, near_queries, random_unit
 
     faiss.omp_set_num_threads(a.get("threads", 2))
-    base = random_unit(a["n"], seed=a["n"])
-    queries, random_q = near_queries(base, a["queries"], seed=2), random_unit(a["queries"], seed=1)
-    truth, random_truth = exact_top1(base, queries), exact_top1(base, random_q)
+    cache = Path(a["cache"]) if a.get("cache") else None
+    if cache is not None and (cache / "base.npy").is_file():
+        # written once per size; memory-mapped, so both pipelines start from the same bytes
+        base = np.load(cache / "base.npy", mmap_mode="r")
+        queries, random_q, truth, random_truth = (np.load(cache / f"{k}.npy") for k in
+                                                  ("near", "random", "near_truth", "random_truth"))
+    else:
+        base = random_unit(a["n"], seed=a["n"])
+        queries, random_q = near_queries(base, a["queries"], seed=2), random_unit(a["queries"], seed=1)
+        truth, random_truth = exact_top1(base, queries), exact_top1(base, random_q)
+        if cache is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+            for k, v in (("near", queries), ("random", random_q), ("near_truth", truth),
+                         ("random_truth", random_truth), ("base", base)):
+                np.save(cache / f"{k}.npy", v)
     import shitu_reference  # noqa: F401  (imports outside the clock)
     from paddleclas.deploy.python import build_gallery  # noqa: F401
     from ppshitu.gallery import Gallery
