@@ -21,19 +21,11 @@ import numpy as np
 
 from .errors import ConfigError
 from .infer.rec import RecPredictor
+from .utils.boxes import box_iou
 from .utils.image import as_rgb_uint8, read_image
 
 UNKNOWN = "unknown"
 SAME_REGION_IOU = 0.5
-
-
-def iou(a, b):
-    """IoU of two [x1, y1, x2, y2] boxes."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 class RecognitionSystem:
@@ -165,7 +157,7 @@ class RecognitionSystem:
         whole = next(c for c in cands if c["source"] == "image")
         known = self._nms([c for c in dets if c["rec_docs"] != UNKNOWN])
         unknown = [c for c in dets if c["rec_docs"] == UNKNOWN
-                   and all(iou(c["bbox"], k["bbox"]) <= SAME_REGION_IOU for k in known)]
+                   and all(box_iou(c["bbox"], k["bbox"]) <= SAME_REGION_IOU for k in known)]
         if known:
             return known + unknown
         if whole["rec_docs"] != UNKNOWN or not dets:
@@ -178,7 +170,7 @@ class RecognitionSystem:
         sign = 1.0 if self.gallery.higher_is_better else -1.0
         kept = []
         for r in sorted(results, key=lambda r: -sign * r["rec_scores"]):
-            if all(iou(r["bbox"], k["bbox"]) <= (self.nms_thresh if r["rec_docs"] == k["rec_docs"]
+            if all(box_iou(r["bbox"], k["bbox"]) <= (self.nms_thresh if r["rec_docs"] == k["rec_docs"]
                                                  else SAME_REGION_IOU) for k in kept):
                 kept.append(r)
         return kept
