@@ -49,25 +49,28 @@ def make_data(data):
     return rec, os.path.join(scenes, "val.json")
 
 
-def train_models(data, models):
-    """Train and export both demo models with the project's own recipes (make demo-models)."""
+def train_models(data, models, smoke=False):
+    """Train and export both demo models with the project's own recipes (make demo-models).
+    `smoke`: one short epoch each and few scenes, to check the recipe runs (tests)."""
     from ppshitu.data.synthetic import make_scenes
 
+    runs = os.path.join(data, "runs")  # checkpoints, beside the generated data
+    quick = ["-o", "Global.epochs=1", "-o", "Global.max_iters_per_epoch=2"] if smoke else []
     rec_data = os.path.join(data, "rec")
-    sh("tools/train.py", "-c", REC_CONFIG, "-o", f"DataLoader.Train.dataset.image_root={rec_data}/",
+    sh("tools/train.py", "-c", REC_CONFIG, *quick, "-o", f"DataLoader.Train.dataset.image_root={rec_data}/",
        "-o", f"DataLoader.Train.dataset.cls_label_path={rec_data}/train_list.txt",
        "-o", f"DataLoader.Eval.Query.dataset.image_root={rec_data}/",
        "-o", f"DataLoader.Eval.Query.dataset.cls_label_path={rec_data}/test_list.txt",
        "-o", f"DataLoader.Eval.Gallery.dataset.image_root={rec_data}/",
        "-o", f"DataLoader.Eval.Gallery.dataset.cls_label_path={rec_data}/test_list.txt",
-       "-o", "Global.output_dir=output/demo_rec/")
-    sh("tools/export_model.py", "-c", REC_CONFIG, "-o", f"Global.pretrained_model={best_model('output/demo_rec')}",
+       "-o", f"Global.output_dir={runs}/rec/")
+    sh("tools/export_model.py", "-c", REC_CONFIG, "-o", f"Global.pretrained_model={best_model(runs + '/rec')}",
        "--out", os.path.join(models, "rec"))
     det_data = os.path.join(data, "det")
     if not os.path.isfile(os.path.join(det_data, "val.json")):  # detector scenes use training classes only
-        make_scenes(det_data, num_images=2000, image_size=(240, 320), objects_per_image=(1, 5),
+        make_scenes(det_data, num_images=20 if smoke else 2000, image_size=(240, 320), objects_per_image=(1, 5),
                     object_classes=range(NUM_TRAIN), seed=2, split="train")
-        make_scenes(det_data, num_images=100, image_size=(240, 320), objects_per_image=(1, 5),
+        make_scenes(det_data, num_images=10 if smoke else 100, image_size=(240, 320), objects_per_image=(1, 5),
                     object_classes=range(NUM_TRAIN), seed=2, split="val")
     det_cfg = load_config(DET_CONFIG)
     overrides = []
@@ -77,16 +80,17 @@ def train_models(data, models):
                            ("anno_path", f"{det_data}/{split.lower().replace('eval', 'val')}.json")):
             if key in ds:
                 overrides += ["-o", f"DataLoader.{split}.dataset.{key}={value}"]
-    sh("tools/train.py", "-c", DET_CONFIG, "-o", "Global.output_dir=output/demo_det/", *overrides)
-    sh("tools/export_model.py", "-c", DET_CONFIG, "-o", f"Global.pretrained_model={best_model('output/demo_det')}",
+    sh("tools/train.py", "-c", DET_CONFIG, "-o", f"Global.output_dir={runs}/det/", *quick, *overrides)
+    sh("tools/export_model.py", "-c", DET_CONFIG, "-o", f"Global.pretrained_model={best_model(runs + '/det')}", *overrides,
        "--out", os.path.join(models, "det"))
 
 
 def best_model(output_dir):
-    """The trainer saves under output_dir/<Arch.name>/best_model (PaddleClas's layout)."""
+    """best_model under output_dir (detection) or output_dir/<Arch.name> (recognition, PaddleClas's layout)."""
     import glob
 
-    found = sorted(glob.glob(os.path.join(ROOT, output_dir, "*", "best_model.pdparams")))
+    found = sorted(glob.glob(os.path.join(ROOT, output_dir, "best_model.pdparams"))
+                   + glob.glob(os.path.join(ROOT, output_dir, "*", "best_model.pdparams")))
     if not found:
         raise SystemExit(f"no best_model.pdparams under {output_dir}: did training run?")
     return found[0][:-len(".pdparams")]
@@ -114,7 +118,7 @@ def run(args):
     data, models, out = args.data, args.models, args.out
     rec_root, scenes_json = make_data(data)
     if args.retrain or not all(os.path.isdir(os.path.join(models, m)) for m in ("rec", "det")):
-        train_models(data, models)
+        train_models(data, models, smoke=args.smoke)
     if args.retrain_only:
         return 0
     os.makedirs(out, exist_ok=True)
@@ -179,6 +183,7 @@ def main():
     parser.add_argument("--models", default=os.path.join(ROOT, "models", "demo"))
     parser.add_argument("--out", default=os.path.join(ROOT, "demo_output"))
     parser.add_argument("--retrain", action="store_true", help="train and export the demo models first")
+    parser.add_argument("--smoke", action="store_true", help="with --retrain: tiny training runs (tests)")
     parser.add_argument("--retrain-only", action="store_true", help="only (re)make models/demo (make demo-models)")
     parser.add_argument("--score-thres", type=float, default=0.5, help="IndexProcess.score_thres (cosine)")
     parser.add_argument("--det-threshold", type=float, default=0.3, help="Global.threshold (detector score)")
