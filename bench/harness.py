@@ -79,6 +79,26 @@ def _version(dist):
         return "not installed"
 
 
+def fp32_peak(cpu=None):
+    """(FLOP per cycle per core, GHz, how) of this CPU's fp32 FMA peak, from its vendor and flags.
+
+    The clock is the one /proc/cpuinfo reports (in a VM often the base clock: turbo may
+    run higher), so the measured sgemm next to it is the attainable figure to trust."""
+    cpu = cpu or _cpuinfo()
+    flags = set(cpu.get("flags", "").split())
+    vendor, family = cpu.get("vendor_id", ""), int(cpu.get("cpu family", 0) or 0)
+    if "avx512f" in flags and not (vendor == "AuthenticAMD" and family < 26):
+        per_cycle, how = 64, "2 AVX-512 FMA pipes x 16 lanes x 2"
+    elif "avx512f" in flags:  # Zen 4 splits a 512-bit FMA into two 256-bit halves
+        per_cycle, how = 32, "AVX-512 as 2 x 256-bit FMA pipes x 8 lanes x 2 (Zen 4)"
+    elif "fma" in flags:
+        per_cycle, how = 32, "2 AVX2 FMA pipes x 8 lanes x 2"
+    else:
+        per_cycle, how = 8, "SSE: 4 lanes x 2 ops"
+    ghz = float(cpu.get("cpu MHz", 0) or 0) / 1000 or 1.0
+    return per_cycle, ghz, f"{per_cycle} fp32 FLOP/cycle ({how}) x {ghz:.2f} GHz as /proc/cpuinfo reports"
+
+
 def machine_info():
     """CPU, core count, load and package versions, saved with every result."""
     cpu = _cpuinfo()

@@ -24,8 +24,6 @@ from tqdm import tqdm  # noqa: E402
 
 OURS, REF = "ppshitu", "pp-shitu"
 MOBILENETV1_GFLOP = 1.14     # 0.57 GMAC per 224x224 image (MobileNetV1 1.0); the 512-d FC adds 0.001
-FP32_FLOP_PER_CYCLE = 32     # Zen 4: two 256-bit FMA pipes (AVX-512 runs as two halves): 2 x 8 lanes x 2 ops
-BOOST_GHZ = 3.7              # EPYC 9004 max boost; the VM reports only the 2.6 GHz base clock
 
 SIZES = {
     # gallery images, scenes per object count, seconds per rec timing, search sizes
@@ -135,14 +133,14 @@ def bench_system(b, m, index_dirs):
 def flops_note(b):
     """Fraction of the CPU's fp32 peak that the recognition model reaches (oneDNN, bs32/best)."""
     gemm = _get(b.raw.get("cpu_peak"), "sgemm_gflops")
-    theory = b.threads * FP32_FLOP_PER_CYCLE * BOOST_GHZ
+    per_cycle, ghz, how = harness.fp32_peak()
+    theory = b.threads * per_cycle * ghz
     best = {}
     for key, res in b.raw.items():
         if key.startswith("rec_") and key.endswith("onednn_on") and res:
             best[key] = max(res["images_per_s"].values())
     out = {"theoretical_peak_gflops": theory, "sgemm_gflops": gemm, "model_gflop_per_image": MOBILENETV1_GFLOP,
-           "how": f"{b.threads} cores x {FP32_FLOP_PER_CYCLE} fp32 FLOP/cycle (2 FMA pipes x 8 lanes x 2) x "
-                  f"{BOOST_GHZ} GHz boost; attainable = numpy/OpenBLAS 4096^3 sgemm on all cores"}
+           "how": f"{b.threads} cores x {how}; attainable = numpy/OpenBLAS 4096^3 sgemm on all cores"}
     for key, ips in best.items():
         gf = ips * MOBILENETV1_GFLOP
         out[key] = {"images_per_s": ips, "gflops": gf, "of_theoretical": gf / theory,
