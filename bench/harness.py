@@ -44,6 +44,27 @@ def timed(fn, min_seconds, min_iters=2, warmup=1):
             return elapsed / n
 
 
+def best_of(results):
+    """Merge repeated runs of one stage: per number, the best round (highest rate, lowest
+    time or latency); peak RSS is the highest seen; anything else is the first run's."""
+    first = results[0]
+    if isinstance(first, dict):
+        return {k: _best_value(k, [r[k] for r in results if isinstance(r, dict) and k in r]) for k in first}
+    return first
+
+
+def _best_value(key, values):
+    if isinstance(values[0], dict):
+        return best_of(values)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return values[0]
+    if key.endswith("per_s") or key.startswith("bs") or key in ("qps", "peak_rss_mb"):
+        return max(values)
+    if key.startswith("ms_") or key.endswith("seconds") or key.endswith("_s"):
+        return min(values)
+    return values[0]
+
+
 def emit(result):
     """The child's last line: its metrics plus its peak RSS."""
     result = dict(result, peak_rss_mb=round(peak_rss_mb(), 1))

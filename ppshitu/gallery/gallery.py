@@ -26,6 +26,24 @@ FORMAT = "ppshitu-gallery"
 FORMAT_VERSION = 1
 FILES = {"index": "index.faiss", "vectors": "vectors.npy", "ids": "ids.npy",
          "meta": "meta.sqlite", "manifest": "manifest.json"}
+# A query path runs Paddle (Intel OpenMP, whose threads spin ~200 ms after each run) and then
+# FAISS (GNU OpenMP): a few queries searched on FAISS threads fight those spinning threads for
+# the cores (19 ms instead of 1-2 ms for 6 queries on an HNSW gallery, 2 cores). Few queries
+# gain nothing from threads anyway, so they are searched on the calling thread.
+SINGLE_THREAD_QUERIES = 64
+
+
+def _faiss_search(index, q, k, params):
+    if len(q) >= SINGLE_THREAD_QUERIES:
+        return index.search(q, k, params=params)
+    before = faiss.omp_get_max_threads()  # OpenMP keeps this per calling thread
+    faiss.omp_set_num_threads(1)
+    try:
+        return index.search(q, k, params=params)
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
 COMPACT_TOMBSTONE_RATIO = 0.25  # past this share of removed-but-indexed ids, filtering costs recall: rebuild
 
 
@@ -182,7 +200,7 @@ class Gallery:
         if len(self) and len(q):
             fetch = min(self.method.candidates(k), self.index.ntotal)
             params = self.method.search_params(self.index, self._selector)
-            found_d, found_i = self.index.search(q, fetch, params=params)
+            found_d, found_i = _faiss_search(self.index, q, fetch, params)
             if self.method.rerank_factor:
                 found_d, found_i = self._rescore(q, found_i)
             kk = min(k, found_i.shape[1])

@@ -43,5 +43,9 @@ def create_predictor(model_dir, use_gpu=False, enable_mkldnn=True, cpu_threads=2
         else:
             config.disable_mkldnn()  # on by default in Paddle 3: must be turned off explicitly
     config.switch_ir_optim(ir_optim)
+    config.switch_use_feed_fetch_ops(False)  # zero-copy input/output handles
+    if prog.endswith(".pdmodel"):
+        # as PaddleClas configures it; Paddle 3.3 cannot create a PIR predictor with this pass
+        config.enable_memory_optim()
     config.disable_glog_info()
     return inference.create_predictor(config)
