@@ -23,6 +23,7 @@ import shitu_reference  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 OURS, REF = "ppshitu", "pp-shitu"
+SIDES = ((OURS, "legacy"), (OURS, "pir"), (REF, "legacy"))  # (pipeline, rec model format) compared
 MOBILENETV1_GFLOP = 1.14     # 0.57 GMAC per 224x224 image (MobileNetV1 1.0); the 512-d FC adds 0.001
 
 SIZES = {
@@ -89,11 +90,10 @@ def bench_rec(b, m):
     sec, batches = b.size["rec_seconds"], b.size["batches"]
     for mkldnn in (True, False):
         tag = "on" if mkldnn else "off"
-        pairs = ((OURS, "legacy"), (OURS, "pir"), (REF, "legacy"))
         got = b.compare([(f"rec_{impl}_{fmt}_onednn_{tag}", "rec_model",
                           {"impl": impl, "rec_dir": str(m[f"rec_{fmt}"]), "mkldnn": mkldnn,
-                           "batches": batches, "seconds": sec}) for impl, fmt in pairs])
-        runs = {(impl, fmt): got[f"rec_{impl}_{fmt}_onednn_{tag}"] for impl, fmt in pairs}
+                           "batches": batches, "seconds": sec}) for impl, fmt in SIDES])
+        runs = {(impl, fmt): got[f"rec_{impl}_{fmt}_onednn_{tag}"] for impl, fmt in SIDES}
         ref = runs[REF, "legacy"]
         for fmt in ("legacy", "pir"):
             ours = runs[OURS, fmt]
@@ -118,11 +118,10 @@ def bench_gallery(b, m):
     index_root = bench_data.DATA / "indexes"
     common_args = {"image_root": str(root), "list_file": str(list_file), "num_images": n,
                    "index_method": "HNSW32"}
-    pairs = ((OURS, "legacy"), (OURS, "pir"), (REF, "legacy"))
     got = b.compare([(f"gallery_{impl}_{fmt}", "gallery",
                       dict(common_args, impl=impl, rec_dir=str(m[f"rec_{fmt}"]),
-                           index_dir=str(index_root / f"{impl}_{fmt}"))) for impl, fmt in pairs])
-    runs = {(impl, fmt): got[f"gallery_{impl}_{fmt}"] for impl, fmt in pairs}
+                           index_dir=str(index_root / f"{impl}_{fmt}"))) for impl, fmt in SIDES])
+    runs = {(impl, fmt): got[f"gallery_{impl}_{fmt}"] for impl, fmt in SIDES}
     ref = runs[REF, "legacy"]
     for fmt in ("legacy", "pir"):
         ours = runs[OURS, fmt]
