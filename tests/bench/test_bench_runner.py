@@ -67,3 +67,46 @@ def test_quick_table_is_printed_and_saved(det_run):
     text = (out / "quick.txt").read_text()
     assert "detector PicoDet-LCNet" in text and "speed-up" in text
     assert "PP-ShiTu adaptations" in text
+
+
+def test_best_of_keeps_each_numbers_best_round():
+    import harness
+
+    runs = [{"images_per_s": {"bs1": 100.0, "bs8": 180.0}, "ms_per_image": 12.0, "seconds": 9.0,
+             "peak_rss_mb": 900.0, "images": 20},
+            {"images_per_s": {"bs1": 120.0, "bs8": 150.0}, "ms_per_image": 10.0, "seconds": 11.0,
+             "peak_rss_mb": 950.0, "images": 20}]
+    best = harness.best_of(runs)
+    assert best["images_per_s"] == {"bs1": 120.0, "bs8": 180.0}  # rates: highest per batch size
+    assert best["ms_per_image"] == 10.0 and best["seconds"] == 9.0  # times: lowest
+    assert best["peak_rss_mb"] == 950.0 and best["images"] == 20    # memory: highest; counts: as run
+
+
+def test_compare_alternates_rounds_and_keeps_a_round_that_worked(monkeypatch):
+    b = run_all.Bench(quick=False, threads=1)
+    order, results = [], {"a": [None, {"qps": 5.0}], "b": [{"qps": 3.0}, {"qps": 4.0}]}
+
+    def fake_stage(key, name, args):
+        order.append(key)
+        result = results[key].pop(0)
+        if result is None:
+            b.errors.append(f"{key}: failed once")
+        return result
+    monkeypatch.setattr(b, "stage", fake_stage)
+    got = b.compare([("a", "x", {}), ("b", "x", {})])
+    assert order == ["a", "b", "a", "b"]  # alternating, not a-a then b-b
+    assert got == {"a": {"qps": 5.0}, "b": {"qps": 4.0}} and b.errors == []
+
+
+@pytest.mark.parametrize("vendor, family, flags, per_cycle", [
+    ("GenuineIntel", 6, "fma avx2 avx512f", 64),     # Xeon: two 512-bit FMA pipes
+    ("AuthenticAMD", 25, "fma avx2 avx512f", 32),    # Zen 4: AVX-512 as two 256-bit halves
+    ("AuthenticAMD", 23, "fma avx2", 32),
+    ("GenuineIntel", 6, "sse4_2", 8),
+])
+def test_fp32_peak_follows_the_cpu(vendor, family, flags, per_cycle):
+    import harness
+
+    got, ghz, how = harness.fp32_peak({"vendor_id": vendor, "cpu family": str(family), "flags": flags,
+                                       "cpu MHz": "2100.000"})
+    assert got == per_cycle and ghz == pytest.approx(2.1) and str(per_cycle) in how

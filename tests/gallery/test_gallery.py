@@ -235,3 +235,32 @@ def test_concurrent_readers_only_see_complete_versions(tmp_path):
         t.join()
     assert not errors, errors[:3]
     assert seen <= set(range(10, 101, 10)) and len(seen) >= 2
+
+
+def test_few_queries_search_on_the_calling_thread_and_restore_faiss_threads(tmp_path):
+    import faiss
+
+    from ppshitu.gallery import gallery as gallery_module
+
+    v, labels = class_vectors(5, 20, seed=21)
+    g = Gallery.create(tmp_path / "g", DIM, index_method="HNSW32", vectors=v, labels=labels)
+    few, many = v[:3], v[:gallery_module.SINGLE_THREAD_QUERIES]
+    faiss.omp_set_num_threads(2)
+    try:
+        seen = []
+        real = faiss.IndexIDMap.search
+
+        def spy(self, *args, **kwargs):
+            seen.append(faiss.omp_get_max_threads())
+            return real(self, *args, **kwargs)
+        faiss.IndexIDMap.search = spy
+        try:
+            _, _, few_ids = g.search(few, k=3)
+            _, _, many_ids = g.search(many, k=3)
+        finally:
+            faiss.IndexIDMap.search = real
+        assert seen == [1, 2]                       # few queries: one thread; a batch: FAISS's threads
+        assert faiss.omp_get_max_threads() == 2     # the caller's setting is restored
+        assert (few_ids == many_ids[:3]).all()      # same answers either way
+    finally:
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
