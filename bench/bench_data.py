@@ -16,7 +16,7 @@ SCENE_SIZE = (480, 640)      # H, W: a phone photo scaled down, resized to 640x6
 
 def gallery_set(num_images):
     """(image_root, list_file, n) of a recognition set with `num_images` images (a multiple of 8)."""
-    from ppshitu.data.synthetic import make_recognition_set
+    from dataset.synthetic import make_recognition_set
 
     views = 8
     root = DATA / f"gallery_{num_images}"
@@ -37,7 +37,7 @@ def gallery_set(num_images):
 
 def scene_images(num_objects, num_images):
     """Paths of `num_images` scenes with exactly `num_objects` objects each."""
-    from ppshitu.data.synthetic import make_scenes
+    from dataset.synthetic import make_scenes
 
     root = DATA / f"scenes_{num_objects}_{num_images}"
     ann = root / "bench.json"

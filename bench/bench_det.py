@@ -26,7 +26,7 @@ from bench_search import table  # noqa: E402
 from harness import machine_info, timed  # noqa: E402
 
 from ppshitu.config import load_config  # noqa: E402
-from ppshitu.data.synthetic import make_scenes  # noqa: E402
+from dataset.synthetic import make_scenes  # noqa: E402
 from ppshitu.schemas import TRAIN_SCHEMA  # noqa: E402
 
 DATA = BENCH / ".cache" / "det_scenes"

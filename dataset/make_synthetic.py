@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ppshitu.data import synthetic  # noqa: E402
+from dataset import synthetic  # noqa: E402
 
 
 def class_ids(text):

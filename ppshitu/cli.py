@@ -1,5 +1,6 @@
 """The `-c config.yaml -o Section.key=value` command line shared by every tool."""
 import argparse
+import os
 import sys
 
 from .config import load_config
@@ -16,6 +17,13 @@ def config_parser(description):
 
 def load_cli_config(args, schema):
     return load_config(args.config, args.override, schema)
+
+
+def apply_threads(cfg):
+    """Global.num_threads -> OMP_NUM_THREADS; effective only before paddle is imported."""
+    threads = (cfg.get("Global") or {}).get("num_threads")
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 def run_main(main):

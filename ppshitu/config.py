@@ -17,13 +17,23 @@ MISSING = object()
 
 
 class Field:
-    """A typed leaf. `types` is a type or tuple; float accepts int, None needs NoneType."""
+    """A typed leaf. `types` is a type or tuple; float accepts int, None needs NoneType.
 
-    def __init__(self, types=object, default=MISSING, choices=None, doc=""):
+    `choices`: the valid values, or a callable giving them (a registry's names, read when checked).
+    `only` + `why`: a key kept so that PaddleClas / PP-ShiTu configs load, whose other values ppshitu
+    does not honour: any value outside `only` is refused, saying why (never silently ignored)."""
+
+    def __init__(self, types=object, default=MISSING, choices=None, doc="", only=None, why=""):
         self.types = types if isinstance(types, tuple) else (types,)
         self.default = default
-        self.choices = choices
-        self.doc = doc
+        self._choices = choices
+        self.only = only
+        self.why = why
+        self.doc = doc or why
+
+    @property
+    def choices(self):
+        return self._choices() if callable(self._choices) else self._choices
 
     @property
     def required(self):
@@ -36,9 +46,12 @@ class Field:
         if not ok:
             names = "/".join("null" if t is type(None) else t.__name__ for t in self.types)
             raise ConfigError(f"{source}: {path} must be {names}, got {value!r}")
-        if self.choices is not None and value not in self.choices:
-            raise ConfigError(f"{source}: {path} must be one of {list(self.choices)}, got {value!r}"
-                              f"{did_you_mean(value, self.choices)}")
+        choices = self.choices
+        if choices is not None and value not in choices:
+            raise ConfigError(f"{source}: {path} must be one of {list(choices)}, got {value!r}"
+                              f"{did_you_mean(value, choices)}")
+        if self.only is not None and value not in self.only:
+            raise ConfigError(f"{source}: {path}: {value!r} is not supported: {self.why}")
         return float(value) if float in self.types and isinstance(value, int) and int not in self.types \
             and not isinstance(value, bool) else value
 

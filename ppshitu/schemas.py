@@ -8,6 +8,17 @@ such, so that a PaddleClas config runs here unchanged.
 from .config import OPEN, Field
 
 NONE = type(None)
+
+
+def _runtimes():
+    from .infer import paddle_runtime  # noqa: F401  (registers; paddle itself is imported lazily)
+    from .infer.runtime import RUNTIMES
+    return RUNTIMES.names()
+
+
+def _index_methods():
+    from .gallery.indexes import INDEX_METHODS  # the registry decides, read when a config is checked
+    return INDEX_METHODS.names()
 STR_OR_NONE = (str, NONE)
 NUM = (int, float)
 
@@ -23,27 +34,34 @@ TRAIN_GLOBAL = {
     "start_eval_epoch": Field(int, 0),
     "epochs": Field(int, 10),
     "print_batch_step": Field(int, 10),
-    "use_visualdl": Field(bool, False, doc="accepted for PaddleClas compatibility; not used"),
+    "use_visualdl": Field(bool, False, only=(False,), why="VisualDL logging is not built in; the log and each "
+                          "checkpoint's .pdstates history hold every figure"),
     "image_shape": Field(list, [3, 224, 224]),
     "save_inference_dir": Field(str, "./inference"),
-    "eval_mode": Field(str, "retrieval", choices=("retrieval", "classification", "detection")),
+    "eval_mode": Field(STR_OR_NONE, None, choices=("retrieval", "detection", None),
+                       doc="must agree with Arch.name (RecModel: retrieval, PicoDet: detection)"),
     "seed": Field((int, NONE), 42),
-    "to_static": Field(bool, False, doc="accepted for PaddleClas compatibility; training runs in dygraph"),
-    "use_dali": Field(bool, False, doc="accepted for PaddleClas compatibility; not used"),
+    "to_static": Field(bool, False, only=(False,), why="training runs in dygraph; export traces the model"),
+    "use_dali": Field(bool, False, only=(False,), why="DALI data loading is not built in"),
     "num_threads": Field((int, NONE), None, doc="CPU threads for training (default: all cores)"),
     "max_iters_per_epoch": Field((int, NONE), None, doc="cut each epoch short (smoke tests, quick demos)"),
     "export_format": Field(str, "pir", choices=("pir", "legacy"), doc="inference.json (pir) or inference.pdmodel (legacy)"),
-    "feature_normalize": Field(bool, True),
-    "re_ranking": Field(bool, False, doc="accepted for PaddleClas compatibility; not used"),
+    "feature_normalize": Field(bool, True, only=(True,), why="embeddings are always L2-normalized (gallery "
+                               "scores are cosines, and the shipped score_thres assumes them)"),
+    "re_ranking": Field(bool, False, only=(False,), why="k-reciprocal re-ranking is not built in"),
 }
 
 TRAIN_SCHEMA = {
     "Global": TRAIN_GLOBAL,
     "Arch": OPEN,
-    "Loss": {"Train": Field((list, NONE), None), "Eval": Field((list, NONE), None)},
+    "Loss": {"Train": Field((list, NONE), None),
+             "Eval": Field((list, NONE), None, only=(None, []), why="evaluation scores retrieval (recall@k, mAP) "
+                           "or COCO AP, never a loss (PaddleClas ignores it for retrieval too): delete Loss.Eval")},
     "Optimizer": OPEN,
     "DataLoader": OPEN,
-    "Metric": {"Train": Field((list, NONE), None), "Eval": Field((list, NONE), None)},
+    "Metric": {"Train": Field((list, NONE), None, doc="[{TopkAcc: {topk: [1, 5]}}]: the head's training accuracy, "
+                              "logged per step"),
+               "Eval": Field((list, NONE), None)},
     "AMP": {
         "use_amp": Field(bool, False),
         "scale_loss": Field(NUM, 65536.0),
@@ -67,27 +85,33 @@ INFER_GLOBAL = {
     "threshold": Field(NUM, 0.2, doc="detector score threshold"),
     "max_det_results": Field(int, 5),
     "label_list": Field((list, NONE), ["foreground"]),
+    "inference_backend": Field(str, "paddle", choices=lambda: _runtimes(), doc="the inference runtime"),
+    "precision": Field(STR_OR_NONE, None, choices=("fp32", "bf16", "int8", None),
+                       doc="fp32 | bf16 | int8 (default fp32, or bf16 with enable_mkldnn_bfloat16)"),
     "use_gpu": Field(bool, False),
     "enable_mkldnn": Field(bool, True),
     "enable_mkldnn_bfloat16": Field(bool, False),
     "cpu_num_threads": Field(int, 2),
-    "enable_benchmark": Field(bool, False, doc="accepted for PaddleClas compatibility"),
-    "use_fp16": Field(bool, False),
+    "enable_benchmark": Field(bool, False, doc="predict_system prints its images/s and ms/image at the end"),
+    "use_fp16": Field(bool, False, only=(False,), why="half precision needs TensorRT, which no ppshitu runtime "
+                      "uses; on CPU, enable_mkldnn_bfloat16 gives reduced precision"),
     "ir_optim": Field(bool, True),
-    "use_tensorrt": Field(bool, False),
-    "gpu_mem": Field(int, 8000),
-    "enable_profile": Field(bool, False),
-    "use_onnx": Field(bool, False, doc="accepted for PaddleClas compatibility; must be False"),
-    "use_xpu": Field(bool, False), "use_npu": Field(bool, False), "use_mlu": Field(bool, False),
-    "save_log_path": Field(STR_OR_NONE, None, doc="accepted for PaddleClas compatibility"),
-    "benchmark": Field(bool, False, doc="accepted for PaddleClas compatibility"),
+    "use_tensorrt": Field(bool, False, only=(False,), why="no ppshitu runtime uses TensorRT"),
+    "gpu_mem": Field(int, 8000, doc="MB of GPU memory Paddle Inference starts with (use_gpu)"),
+    "enable_profile": Field(bool, False, doc="Paddle Inference's operator profile, printed at exit"),
+    "use_onnx": Field(bool, False, only=(False,), why="models run under Paddle Inference"),
+    "use_xpu": Field(bool, False, only=(False,), why="CPU and CUDA GPUs only"),
+    "use_npu": Field(bool, False, only=(False,), why="CPU and CUDA GPUs only"),
+    "use_mlu": Field(bool, False, only=(False,), why="CPU and CUDA GPUs only"),
+    "save_log_path": Field(STR_OR_NONE, None, only=(None,), why="logs go to stderr; redirect them"),
+    "benchmark": Field(bool, False, only=(False,), why="speed is measured by bench/run_all.py"),
     "output_dir": Field(str, "./output/"),
     "save_visual": Field(bool, True, doc="draw labelled boxes into output_dir"),
     "font_path": Field(STR_OR_NONE, None, doc="a TTF font for labels; default: one found on the system"),
 }
 
 INDEX_PROCESS = {
-    "index_method": Field(str, "HNSW32", choices=("HNSW32", "IVF", "Flat", "FLAT", "IVFPQ")),
+    "index_method": Field(str, "HNSW32", choices=lambda: _index_methods()),
     "image_root": Field(STR_OR_NONE, None),
     "index_dir": Field(STR_OR_NONE, None),
     "data_file": Field(STR_OR_NONE, None),
@@ -95,16 +119,19 @@ INDEX_PROCESS = {
     "remove_by": Field(str, "path", choices=("path", "label"),
                        doc="remove: the data_file's images (path) or every image of its labels (label)"),
     "delimiter": Field(str, "\t"),
-    "dist_type": Field(str, "IP", choices=("IP", "L2", "hamming", "jaccard")),
+    "dist_type": Field(str, "IP", choices=("IP", "L2")),
     "embedding_size": Field(int, 512),
     "batch_size": Field(int, 32),
     "return_k": Field(int, 5),
     "score_thres": Field(NUM, 0.5),
-    "hamming_radius": Field(int, 100, doc="accepted for PaddleClas compatibility (binary indexes)"),
-    "binary_index": Field(bool, False, doc="accepted for PaddleClas compatibility; must be False"),
+    "hamming_radius": Field(int, 100, doc="accepted for PaddleClas compatibility (binary indexes are not built)"),
+    "binary_index": Field(bool, False, only=(False,), why="binary (hamming) indexes are not built; use IP or L2"),
+    # each index method's own parameters (the method's constructor checks which apply)
     "ef_search": Field((int, NONE), None, doc="HNSW efSearch (default chosen for recall >= 0.95)"),
     "nprobe": Field((int, NONE), None, doc="IVF nprobe (default chosen for recall >= 0.95)"),
     "nlist": Field((int, NONE), None, doc="IVF lists (default: from the data size)"),
+    "pq_m": Field((int, NONE), None, doc="IVFPQ sub-quantizers (must divide embedding_size)"),
+    "rerank_factor": Field((int, NONE), None, doc="IVFPQ: candidates re-scored exactly, per result"),
     "use_det": Field(bool, False, doc="index the detector's main object instead of the whole image"),
     "num_workers": Field(int, 2, doc="image-decoding threads while the model runs"),
 }

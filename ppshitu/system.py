@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .errors import ConfigError
-from .infer.rec import RecPredictor
+from .infer import factory
 from .utils.boxes import box_iou
 from .utils.image import as_rgb_uint8, read_image
 
@@ -46,22 +46,14 @@ class RecognitionSystem:
         from .gallery import Gallery
 
         g, idx = cfg["Global"], cfg["IndexProcess"]
-        if g.get("use_onnx"):
-            raise ConfigError("Global.use_onnx: ppshitu runs Paddle Inference models only; set it to False")
-        rec = RecPredictor.from_config(cfg)
+        rec = factory.rec_predictor(cfg)
         if not idx.get("index_dir"):
             raise ConfigError("IndexProcess.index_dir is required (a gallery built by tools/build_gallery.py)")
         gallery = Gallery.open(idx["index_dir"], model_fingerprint=rec.fingerprint,
                                embedding_size=rec.embedding_size)
         if idx.get("ef_search") or idx.get("nprobe"):
             gallery.set_search_params(ef_search=idx.get("ef_search"), nprobe=idx.get("nprobe"))
-        det = None
-        if g.get("det_inference_model_dir"):
-            from .infer.det import DetPredictor
-            det = DetPredictor(g["det_inference_model_dir"], threshold=g.get("threshold", 0.2),
-                               max_det_results=g.get("max_det_results", 5), use_gpu=g.get("use_gpu", False),
-                               enable_mkldnn=g.get("enable_mkldnn", True), cpu_threads=g.get("cpu_num_threads", 2),
-                               preprocess=(cfg.get("DetPreProcess") or {}).get("transform_ops"))
+        det = factory.det_predictor(cfg)
         return cls(rec, gallery, det, return_k=idx.get("return_k", 5), score_thres=idx.get("score_thres", 0.5),
                    rec_nms_thresold=g.get("rec_nms_thresold", 0.05))
 

@@ -37,7 +37,7 @@ def sh(*args):
 
 
 def make_data(data):
-    from ppshitu.data.synthetic import make_recognition_set, make_scenes
+    from dataset.synthetic import make_recognition_set, make_scenes
 
     rec, scenes = os.path.join(data, "rec"), os.path.join(data, "scenes")
     if not os.path.isfile(os.path.join(rec, "gallery_list.txt")):
@@ -52,7 +52,7 @@ def make_data(data):
 def train_models(data, models, smoke=False):
     """Train and export both demo models with the project's own recipes (make demo-models).
     `smoke`: one short epoch each and few scenes, to check the recipe runs (tests)."""
-    from ppshitu.data.synthetic import make_scenes
+    from dataset.synthetic import make_scenes
 
     runs = os.path.join(data, "runs")  # checkpoints, beside the generated data
     quick = ["-o", "Global.epochs=1", "-o", "Global.max_iters_per_epoch=2"] if smoke else []
@@ -99,7 +99,7 @@ def best_model(output_dir):
 def write_gallery_list(rec_root, classes, path):
     """The recognition set's gallery views of `classes` (test classes: never seen in training),
     as a PP-ShiTu gallery list `relpath<TAB>label name`."""
-    from ppshitu.data.synthetic import class_name
+    from dataset.synthetic import class_name
 
     names = {class_name(c) for c in classes}
     with open(os.path.join(rec_root, "gallery_list.txt"), encoding="utf-8") as f:
@@ -130,7 +130,7 @@ def run(args):
     cfg = load_config(os.path.join(ROOT, "configs/inference/inference_general.yaml"), overrides, INFER_SCHEMA)
     cfg.IndexProcess.embedding_size = load_config(os.path.join(models, "rec", "inference.yml"))["embedding_size"]
 
-    from ppshitu.data.synthetic import class_name
+    from dataset.synthetic import class_name
 
     scenes = load_coco_scenes(scenes_json)
     appended = {class_name(c) for c in APPENDED}

@@ -10,8 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ppshitu.cli import config_parser, load_cli_config, run_main  # noqa: E402
-from ppshitu.engine.tasks import task_module  # noqa: E402
+from ppshitu.cli import apply_threads, config_parser, load_cli_config, run_main  # noqa: E402
 from ppshitu.schemas import TRAIN_SCHEMA  # noqa: E402
 
 
@@ -21,7 +20,9 @@ def main():
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = load_cli_config(args, TRAIN_SCHEMA)
-    out = task_module(cfg).export(cfg, args.out or cfg.Global.save_inference_dir)
+    apply_threads(cfg)
+    from ppshitu.tasks import task_for  # imports paddle: after the thread count is set
+    out = task_for(cfg).export(cfg, args.out or cfg.Global.save_inference_dir)
     print(out)
 
 

@@ -8,6 +8,7 @@ JSON lines to Global.output_dir/results.jsonl, and draws labelled boxes into Glo
 import json
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -34,6 +35,7 @@ def main():
         print(f"warning: skipped {path}: {exc}", file=sys.stderr)
 
     out_path = os.path.join(g.output_dir, "results.jsonl")
+    start = time.perf_counter()
     with open(out_path, "w", encoding="utf-8") as out:
         for path, results in system.predict_paths(paths, batch_size=max(1, g.batch_size), on_error=on_error):
             shown = [{k: r[k] for k in ("bbox", "rec_docs", "rec_scores")} for r in results]
@@ -44,7 +46,12 @@ def main():
                 from ppshitu.visualize import draw_results, save_image
                 save_image(os.path.join(g.output_dir, os.path.basename(path)),
                            draw_results(read_image(path), results, font_path=g.font_path))
-    print(f"{len(paths) - len(failed)} images recognised, {len(failed)} skipped; results in {out_path}")
+    elapsed = time.perf_counter() - start
+    done = len(paths) - len(failed)
+    print(f"{done} images recognised, {len(failed)} skipped; results in {out_path}")
+    if g.enable_benchmark and done:
+        print(f"benchmark: {done} images in {elapsed:.2f} s: {done / elapsed:.2f} images/s, "
+              f"{1000 * elapsed / done:.1f} ms/image (decode, detection, recognition, search, drawing)")
     return 1 if failed and len(failed) == len(paths) else 0
 
 

@@ -11,8 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ppshitu.cli import config_parser, load_cli_config, run_main  # noqa: E402
-from ppshitu.engine.tasks import task_module  # noqa: E402
+from ppshitu.cli import apply_threads, config_parser, load_cli_config, run_main  # noqa: E402
 from ppshitu.schemas import TRAIN_SCHEMA  # noqa: E402
 
 
@@ -20,7 +19,9 @@ def main():
     args = config_parser(__doc__.splitlines()[0]).parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = load_cli_config(args, TRAIN_SCHEMA)
-    task_module(cfg).train(cfg)
+    apply_threads(cfg)
+    from ppshitu.tasks import task_for  # imports paddle: after the thread count is set
+    task_for(cfg).train(cfg)
 
 
 if __name__ == "__main__":

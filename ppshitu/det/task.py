@@ -11,10 +11,14 @@ import logging
 
 import paddle
 
+from .. import weights
+from ..engine.hooks import EMAHook, HookBase, ModelEMA, load_for_inference
+from ..engine.optim import build_optimizer
+from ..engine.task import TASKS, Task
+from ..engine.trainer import Trainer
 from ..errors import ConfigError
 from ..registry import split_spec
 from .data import DetEvalLoader, DetTrainLoader, model_preprocess
-from .ema import EMAHook, ModelEMA, load_for_inference
 from .metrics import evaluate_detector
 
 log = logging.getLogger("ppshitu.det")
@@ -31,8 +35,7 @@ def _check_arch(cfg):
 def build_model(cfg, for_training=False):
     """The PicoDetModel of `cfg`; with `for_training`, initialised from Arch.pretrained
     (backbone) and Global.pretrained_model (whole model) when given."""
-    from . import pretrained
-    from .model import build_model as build
+    from .model import build_model as build  # imports ppdet: only when a model is built
 
     arch = _check_arch(cfg)
     seed = cfg.Global.get("seed")
@@ -41,9 +44,9 @@ def build_model(cfg, for_training=False):
     model = build(arch)
     if for_training:
         if arch.get("pretrained"):
-            pretrained.load_weights(model.backbone, arch["pretrained"], "Arch.pretrained")
+            weights.load_into(model.backbone, arch["pretrained"], "Arch.pretrained", strict=False)
         if cfg.Global.get("pretrained_model"):
-            pretrained.load_weights(model, cfg.Global.pretrained_model, "Global.pretrained_model")
+            weights.load_into(model, cfg.Global.pretrained_model, "Global.pretrained_model", strict=False)
     return model
 
 
@@ -72,7 +75,7 @@ def _ema_decay(cfg):
     return float(ema.get("decay", 0.9998))
 
 
-class _EpochHook:
+class _EpochHook(HookBase):
     """Tells the loader and the loss which epoch runs (ppdet's head switches assigner by epoch)."""
 
     def __init__(self, loader):
@@ -83,10 +86,7 @@ class _EpochHook:
         self.loader.set_epoch(self.epoch)
 
 
-def train(cfg):
-    from ..engine.optim import build_optimizer
-    from ..engine.trainer import Trainer
-
+def train(cfg, hooks=()):
     g = cfg.Global
     model = build_model(cfg, for_training=True)
     loader = DetTrainLoader(cfg, seed=g.seed)
@@ -94,10 +94,9 @@ def train(cfg):
     steps = min(len(loader), g.max_iters_per_epoch or len(loader))
     optimizer, scheduler = build_optimizer(dict(cfg.Optimizer), model.parameters(), g.epochs, steps)
     epoch_hook = _EpochHook(loader)
-    hooks = [epoch_hook]
+    hooks = [epoch_hook, *hooks]
     evaluate_fn = (lambda m: evaluate_detector(m, eval_loader)) if eval_loader is not None else None
     decay = _ema_decay(cfg)
-    ema_hook = None
     if decay is not None:
         ema_hook = EMAHook(ModelEMA(model, decay))
         hooks.append(ema_hook)
@@ -113,9 +112,7 @@ def train(cfg):
                       save_interval=g.save_interval, print_batch_step=g.print_batch_step,
                       max_iters_per_epoch=g.max_iters_per_epoch, seed=g.seed, hooks=hooks, config=cfg)
     if g.checkpoints:
-        trainer.resume(g.checkpoints)
-        if ema_hook is not None:
-            ema_hook.resume(g.checkpoints)
+        trainer.resume(g.checkpoints)  # the EMA hook restores its average too
     return trainer.train()
 
 
@@ -149,3 +146,6 @@ def export(cfg, out_dir=None):
     spec = export_detector(model, out_dir, model_preprocess(cfg), labels, cfg.Global.export_format)
     log.info("exported the detector to %s (input %s)", out_dir, spec["input_size"])
     return spec
+
+
+TASKS.register("det")(Task("detection", ("PicoDet",), train, evaluate, export, eval_mode="detection"))

@@ -1,5 +1,6 @@
 """Checkpoints as PaddleClas writes them: `prefix.pdparams` (model weights, loadable by
-PaddleClas too), `prefix.pdopt` (optimizer, LR schedule, AMP scaler) and
+PaddleClas too), `prefix.pdopt` (optimizer, LR schedule, AMP scaler, and the parameters of a loss that has
+its own, such as class proxies or a learnable temperature) and
 `prefix.pdstates` (JSON counters: epoch, step, best metric, history; never pickled).
 Files are written to a temporary name and renamed, so an interrupted save never
 leaves a half-written checkpoint under the real name."""
@@ -8,11 +9,12 @@ import os
 
 import paddle
 
+from .. import weights
 from ..config import dump_config
-from ..errors import PPShiTuError
+from ..weights import WeightsError
 
 
-class CheckpointError(PPShiTuError):
+class CheckpointError(WeightsError):
     pass
 
 
@@ -22,11 +24,11 @@ def _atomic_paddle_save(obj, path):
     os.replace(tmp, path)
 
 
-def _rename_optimizer_state(state, model, to_structured):
+def _rename_optimizer_state(state, named_parameters, to_structured):
     """Optimizer state keys embed paddle's auto-generated parameter names (linear_6.w_0_velocity_0),
     which differ between two builds of the same model; key them by the structured name instead
     (fc.weight|velocity_0) so a checkpoint loads into any fresh build of the Arch."""
-    pairs = [(p.name, name) for name, p in model.named_parameters()]
+    pairs = [(p.name, name) for name, p in named_parameters]
     src, dst = (0, 1) if to_structured else (1, 0)
     sep_in, sep_out = ("_", "|") if to_structured else ("|", "_")
     pairs.sort(key=lambda pair: -len(pair[src]))  # longest first: linear_1.w_0 before linear_1.w
@@ -40,11 +42,24 @@ def _rename_optimizer_state(state, model, to_structured):
     return out
 
 
-def save_checkpoint(prefix, model, optimizer=None, lr_scheduler=None, scaler=None, states=None, config=None):
+def trained_parameters(model, loss=None):
+    """(structured name, parameter) of everything an optimizer updates: the model's, then the loss's
+    under `loss.` (so both key the optimizer state by name)."""
+    named = list(model.named_parameters())
+    if loss is not None:
+        named += [("loss." + n, p) for n, p in loss.named_parameters()]
+    return named
+
+
+def save_checkpoint(prefix, model, optimizer=None, lr_scheduler=None, scaler=None, states=None, config=None,
+                    loss=None):
     os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
     _atomic_paddle_save(model.state_dict(), prefix + ".pdparams")
     if optimizer is not None:
-        opt = {"optimizer": _rename_optimizer_state(optimizer.state_dict(), model, True)}
+        named = trained_parameters(model, loss)
+        opt = {"optimizer": _rename_optimizer_state(optimizer.state_dict(), named, True)}
+        if loss is not None and loss.state_dict():
+            opt["loss"] = loss.state_dict()
         if lr_scheduler is not None:
             opt["lr_scheduler"] = lr_scheduler.state_dict()
         if scaler is not None:
@@ -57,39 +72,12 @@ def save_checkpoint(prefix, model, optimizer=None, lr_scheduler=None, scaler=Non
         dump_config(config, os.path.join(os.path.dirname(prefix) or ".", "config.yaml"))
 
 
-def weights_path(path):
-    """`prefix` or `prefix.pdparams` -> the existing .pdparams file, or a clear error."""
-    for candidate in (path, path + ".pdparams"):
-        if os.path.isfile(candidate):
-            return candidate
-    raise CheckpointError(f"weights not found: {path} (nor {path}.pdparams)")
-
-
-def _load(path):
-    try:
-        return paddle.load(path)
-    except Exception as e:  # paddle raises assorted types for a corrupt or foreign file
-        raise CheckpointError(f"cannot read {path}: {e}") from None
-
-
 def load_weights(model, path, where="Global.pretrained_model"):
-    """Load a whole model's weights; every model parameter must be present with its shape."""
-    path = weights_path(path)
-    state = _load(path)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    if missing:
-        raise CheckpointError(f"{where}: {path} lacks {len(missing)} of the model's tensors "
-                              f"(first: {missing[:3]}); was it saved from this Arch?")
-    for key, value in own.items():
-        if list(state[key].shape) != list(value.shape):
-            raise CheckpointError(f"{where}: {path}: {key} has shape {list(state[key].shape)}, the model's has "
-                                  f"{list(value.shape)}; was it saved from this Arch?")
-    model.set_state_dict({k: state[k] for k in own})
-    return path
+    """Load a whole model's weights (every tensor present, with its shape); returns the file."""
+    return weights.load_into(model, path, where, strict=True)[0]
 
 
-def load_checkpoint(prefix, model, optimizer=None, lr_scheduler=None, scaler=None):
+def load_checkpoint(prefix, model, optimizer=None, lr_scheduler=None, scaler=None, loss=None):
     """Restore everything `save_checkpoint` wrote; returns the states dict."""
     if prefix.endswith(".pdparams"):
         prefix = prefix[: -len(".pdparams")]
@@ -98,9 +86,14 @@ def load_checkpoint(prefix, model, optimizer=None, lr_scheduler=None, scaler=Non
             raise CheckpointError(f"Global.checkpoints: {prefix}{ext} not found; a checkpoint is a prefix such as "
                                   f"output/RecModel/epoch_5 with .pdparams, .pdopt and .pdstates files")
     load_weights(model, prefix + ".pdparams", "Global.checkpoints")
-    opt = _load(prefix + ".pdopt")
+    opt = weights.read_state(prefix + ".pdopt", "Global.checkpoints")
+    if loss is not None and loss.state_dict():
+        if "loss" not in opt:
+            raise CheckpointError(f"Global.checkpoints: {prefix}.pdopt has no state for the loss's parameters; "
+                                  f"was it saved with the same Loss.Train?")
+        weights.load_into(loss, prefix + ".pdopt", "Global.checkpoints (loss)", strict=True, state=opt["loss"])
     if optimizer is not None:
-        optimizer.set_state_dict(_rename_optimizer_state(opt["optimizer"], model, False))
+        optimizer.set_state_dict(_rename_optimizer_state(opt["optimizer"], trained_parameters(model, loss), False))
     if lr_scheduler is not None and "lr_scheduler" in opt:
         lr_scheduler.set_state_dict(opt["lr_scheduler"])
     if scaler is not None and "scaler" in opt:

@@ -182,26 +182,16 @@ def build_gallery(cfg, rec=None, det=None):
 
 
 def make_rec_predictor(cfg):
-    from ..infer.rec import RecPredictor  # paddle loads only when a model is needed
-
-    g = cfg["Global"]
-    model_dir = g.get("rec_inference_model_dir") or g.get("inference_model_dir")
-    if not model_dir:
-        raise ConfigError("Global.rec_inference_model_dir: required to embed gallery images")
-    return RecPredictor(model_dir, use_gpu=g["use_gpu"], enable_mkldnn=g["enable_mkldnn"],
-                        cpu_threads=g["cpu_num_threads"], bf16=g.get("enable_mkldnn_bfloat16", False),
-                        preprocess=(cfg.get("RecPreProcess") or {}).get("transform_ops"))
+    from ..infer import factory  # paddle loads only when a model is needed
+    return factory.rec_predictor(cfg)
 
 
 def make_det_predictor(cfg):
-    from ..infer.det import DetPredictor
-
-    g = cfg["Global"]
-    if not g.get("det_inference_model_dir"):
+    from ..infer import factory
+    det = factory.det_predictor(cfg, max_det_results=1)
+    if det is None:
         raise ConfigError("IndexProcess.use_det is true but Global.det_inference_model_dir is empty")
-    return DetPredictor(g["det_inference_model_dir"], threshold=g["threshold"], max_det_results=1,
-                        use_gpu=g["use_gpu"], enable_mkldnn=g["enable_mkldnn"], cpu_threads=g["cpu_num_threads"],
-                        preprocess=(cfg.get("DetPreProcess") or {}).get("transform_ops"))
+    return det
 
 
 def _required(ip, key):

@@ -353,7 +353,6 @@ class Gallery:
         self.manifest["next_id"] = int(fresh.max()) + 1
         store.insert_items(con, fresh, [labels[i] for i in keep], [paths[i] for i in keep],
                            [boxes[i] for i in keep])
-        layout.pause_for_test("mid_write")
         return new_ids
 
     def _remove_locked(self, con, labels, paths):

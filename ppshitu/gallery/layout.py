@@ -20,7 +20,6 @@ from .errors import GalleryError
 CURRENT = "CURRENT"
 VERSIONS = "versions"
 KEEP_OLD_VERSIONS = 1  # readers that read CURRENT just before an update can still open their version
-TEST_PAUSE_ENV = "PPSHITU_GALLERY_TEST_PAUSE"
 
 
 def fsync_path(path):
@@ -106,11 +105,9 @@ def publish(index_dir, tmpdir):
     for name in os.listdir(tmpdir):
         fsync_path(os.path.join(tmpdir, name))
     fsync_path(tmpdir)
-    pause_for_test("before_rename")
     name = next_version_name(index_dir)
     os.rename(tmpdir, version_dir(index_dir, name))
     fsync_path(os.path.join(index_dir, VERSIONS))
-    pause_for_test("before_current")
     tmp_current = os.path.join(index_dir, f".{CURRENT}.tmp")
     with open(tmp_current, "w", encoding="utf-8") as f:
         f.write(name + "\n")
@@ -132,9 +129,3 @@ def collect_garbage(index_dir):
     for n in doomed:
         shutil.rmtree(os.path.join(root, n), ignore_errors=True)
 
-
-def pause_for_test(stage):
-    """Crash-safety tests stop a writer here (env var names the stage) and SIGKILL it."""
-    if os.environ.get(TEST_PAUSE_ENV) == stage:
-        print(f"PAUSED {stage}", flush=True)
-        time.sleep(3600)

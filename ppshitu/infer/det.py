@@ -13,7 +13,7 @@ from ..config import parse_number
 from ..errors import ConfigError
 from ..registry import split_spec
 from ..utils.image import as_rgb_uint8
-from .engine import create_predictor
+from .runtime import load_runtime
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, _known, fused_normalizer
 from .spec import read_spec
 
@@ -133,8 +133,8 @@ def select_boxes(bbox, height, width, threshold, max_det_results):
 class DetPredictor:
     """det.predict(rgb) -> float32 [K, 5] `[x1, y1, x2, y2, score]` in original pixels; K may be 0."""
 
-    def __init__(self, model_dir, threshold=0.2, max_det_results=5, use_gpu=False, enable_mkldnn=True,
-                 cpu_threads=2, preprocess=None):
+    def __init__(self, model_dir, threshold=0.2, max_det_results=5, preprocess=None, backend="paddle",
+                 **runtime_options):
         spec = read_spec(model_dir)
         if spec is not None:
             if spec["model_type"] != "det":
@@ -151,22 +151,18 @@ class DetPredictor:
         self.threshold, self.max_det_results = float(threshold), int(max_det_results)
         self.model_dir = model_dir
         self.fingerprint = spec.get("fingerprint") if spec else None
-        self._predictor = create_predictor(model_dir, use_gpu=use_gpu, enable_mkldnn=enable_mkldnn,
-                                           cpu_threads=cpu_threads)
-        self._inputs = {name: self._predictor.get_input_handle(name) for name in self._predictor.get_input_names()}
+        self.runtime = load_runtime(model_dir, backend, **runtime_options)
+        self._inputs = list(self.runtime.input_names)
         missing = {"image", "scale_factor"} - set(self._inputs)
         if missing:
             raise ConfigError(f"{model_dir}: not a PaddleDetection-style detector: inputs {sorted(self._inputs)} "
                               f"lack {sorted(missing)}")
-        self._outputs = [self._predictor.get_output_handle(n) for n in self._predictor.get_output_names()]
 
     def run(self, image, im_shape, scale_factor):
         """Raw network call on a preprocessed batch -> (bbox [M, 6], bbox_num [N])."""
         feeds = {"image": image, "im_shape": im_shape, "scale_factor": scale_factor}
-        for name, handle in self._inputs.items():
-            handle.copy_from_cpu(np.ascontiguousarray(feeds[name], np.float32))
-        self._predictor.run()
-        bbox, bbox_num = (o.copy_to_cpu() for o in self._outputs[:2])
+        outputs = self.runtime.run({n: np.ascontiguousarray(feeds[n], np.float32) for n in self._inputs})
+        bbox, bbox_num = (outputs[n] for n in self.runtime.output_names[:2])
         if bbox.ndim != 2 or bbox.shape[-1] != 6:  # outputs may come in either order
             bbox, bbox_num = bbox_num, bbox
         return bbox, bbox_num

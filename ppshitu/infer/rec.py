@@ -12,8 +12,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..utils.image import as_rgb_uint8
-from .engine import create_predictor, model_files
 from .preprocess import RecPreprocess
+from .runtime import load_runtime, model_files
 from .spec import fingerprint, read_spec
 
 
@@ -24,11 +24,11 @@ def l2_normalize(x, eps=1e-12):
 
 
 class RecPredictor:
-    def __init__(self, model_dir, use_gpu=False, enable_mkldnn=True, cpu_threads=2, bf16=False,
-                 preprocess=None, max_batch_size=32, ir_optim=True):
+    def __init__(self, model_dir, preprocess=None, max_batch_size=32, backend="paddle", **runtime_options):
         """`preprocess`: RecPreProcess.transform_ops, used only when the directory has no
         inference.yml (PP-ShiTu's published models); an exported ppshitu model always uses
-        the preprocessing it was trained with."""
+        the preprocessing it was trained with. `runtime_options` go to the runtime
+        (ppshitu.infer.runtime: use_gpu, cpu_threads, precision, enable_mkldnn, ...)."""
         self.model_dir = model_dir
         model_files(model_dir)  # a wrong directory is named before anything else
         self.spec = read_spec(model_dir)
@@ -43,25 +43,10 @@ class RecPredictor:
             raise ConfigError(f"{model_dir}: no inference.yml, so RecPreProcess.transform_ops must say how to "
                               f"pre-process for this model")
         self.max_batch_size = max(1, int(max_batch_size))
-        self._predictor = create_predictor(model_dir, use_gpu=use_gpu, enable_mkldnn=enable_mkldnn,
-                                           cpu_threads=cpu_threads, bf16=bf16, ir_optim=ir_optim)
-        self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
-        self._output = self._predictor.get_output_handle(self._predictor.get_output_names()[0])
+        self.runtime = load_runtime(model_dir, backend, **runtime_options)
+        self._input, self._output = self.runtime.input_names[0], self.runtime.output_names[0]
         self._fingerprint = self.spec.get("fingerprint") if self.spec else None
         self.embedding_size = int(self.spec["embedding_size"]) if self.spec else self._probe_embedding_size()
-
-    @classmethod
-    def from_config(cls, cfg):
-        """From an inference config (PP-ShiTu's Global / RecPreProcess sections)."""
-        g = cfg["Global"]
-        model_dir = g.get("rec_inference_model_dir") or g.get("inference_model_dir")
-        if not model_dir:
-            raise ConfigError("Global.rec_inference_model_dir is required (an exported recognition model)")
-        return cls(model_dir, use_gpu=g.get("use_gpu", False), enable_mkldnn=g.get("enable_mkldnn", True),
-                   cpu_threads=g.get("cpu_num_threads", 2), bf16=g.get("enable_mkldnn_bfloat16", False),
-                   preprocess=(cfg.get("RecPreProcess") or {}).get("transform_ops"),
-                   max_batch_size=max(32, int(cfg.get("IndexProcess", {}).get("batch_size", 32) or 32)),
-                   ir_optim=g.get("ir_optim", True))
 
     @property
     def fingerprint(self):
@@ -78,10 +63,7 @@ class RecPredictor:
         out = []
         for start in range(0, len(batch), self.max_batch_size):
             chunk = batch[start:start + self.max_batch_size]
-            self._input.reshape(list(chunk.shape))
-            self._input.copy_from_cpu(chunk)
-            self._predictor.run()
-            out.append(self._output.copy_to_cpu().reshape(len(chunk), -1))
+            out.append(self.runtime.run({self._input: chunk})[self._output].reshape(len(chunk), -1))
         return l2_normalize(np.concatenate(out))
 
     def predict(self, images):

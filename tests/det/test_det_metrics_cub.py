@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ppshitu.data.synthetic import make_mini_cub
+from dataset.synthetic import make_mini_cub
 from ppshitu.det.coco import load_coco
 from ppshitu.det.metrics import coco_ap, to_coco_results
 

@@ -15,7 +15,7 @@ import paddle
 import pytest
 
 from ppshitu.config import load_config
-from ppshitu.data.synthetic import make_scenes
+from dataset.synthetic import make_scenes
 from ppshitu.det import task
 from ppshitu.det.data import DetEvalLoader, DetTrainLoader
 from ppshitu.det.metrics import evaluate_detector

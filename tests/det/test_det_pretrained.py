@@ -7,7 +7,8 @@ import paddle
 import pytest
 
 from ppshitu.config import load_config
-from ppshitu.det import pretrained, task
+from ppshitu import weights
+from ppshitu.det import task
 from ppshitu.schemas import TRAIN_SCHEMA
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs/det/picodet_demo.yaml"
@@ -38,9 +39,9 @@ def test_whole_detector_weights_load_and_mismatches_are_named(tmp_path):
     model = task.build_model(_cfg("Global.seed=2", f"Global.pretrained_model={tmp_path / 'det'}"), for_training=True)
     for key, value in model.state_dict().items():
         np.testing.assert_array_equal(value.numpy(), source.state_dict()[key].numpy(), err_msg=key)
-    with pytest.raises(pretrained.WeightsError, match=r"Global.pretrained_model: .*det.pdparams: .* has shape"):
+    with pytest.raises(weights.WeightsError, match=r"Global.pretrained_model: .*det.pdparams: .* has shape"):
         task.build_model(_cfg("Arch.backbone.scale=0.5", f"Global.pretrained_model={path}"), for_training=True)
-    with pytest.raises(pretrained.WeightsError, match="weights not found: .*nope"):
+    with pytest.raises(weights.WeightsError, match="weights not found: .*nope"):
         task.build_model(_cfg(f"Global.pretrained_model={tmp_path / 'nope'}"), for_training=True)
 
 
@@ -48,10 +49,10 @@ def test_urls_are_cached_and_offline_failures_say_where_to_put_the_file(tmp_path
     cached = tmp_path / "PPLCNet_x0_35_pretrained.pdparams"
     cached.write_bytes(b"x")
     url = "http://127.0.0.1:9/weights/PPLCNet_x0_35_pretrained.pdparams"  # port 9: nothing listens
-    assert pretrained.resolve(url, cache_dir=str(tmp_path)) == str(cached)
-    with pytest.raises(pretrained.WeightsError) as e:
-        pretrained.resolve(url.replace("x0_35", "x0_5"), cache_dir=str(tmp_path))
+    assert weights.download(url, directory=str(tmp_path)) == str(cached)
+    with pytest.raises(weights.WeightsError) as e:
+        weights.download(url.replace("x0_35", "x0_5"), "Arch.pretrained", directory=str(tmp_path))
     message = str(e.value)
-    assert "cannot download http://127.0.0.1:9/" in message and "offline?" in message
+    assert "Arch.pretrained: cannot download http://127.0.0.1:9/" in message and "Offline?" in message
     assert str(tmp_path / "PPLCNet_x0_5_pretrained.pdparams") in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["PPLCNet_x0_35_pretrained.pdparams"]  # no partial file

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ppshitu.config import load_config
-from ppshitu.data.synthetic import make_recognition_set
+from dataset.synthetic import make_recognition_set
 from ppshitu.errors import ConfigError
 from ppshitu.gallery import Gallery, GalleryError
 from ppshitu.gallery.builder import build_gallery, read_data_file

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from ppshitu.data.synthetic import make_recognition_set
+from dataset.synthetic import make_recognition_set
 from ppshitu.gallery import Gallery
 from ppshitu.infer.spec import write_spec
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ppshitu.errors import ConfigError
-from ppshitu.infer.engine import ModelDirError
+from ppshitu.infer.runtime import ModelDirError
 from ppshitu.infer.preprocess import RecPreprocess
 from ppshitu.infer.rec import RecPredictor, l2_normalize
 from ppshitu.infer.spec import write_spec

@@ -7,7 +7,7 @@ import sys
 import paddle
 import pytest
 
-from ppshitu.data import synthetic
+from dataset import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "dataset"))
@@ -64,7 +64,7 @@ def test_prepare_errors(tmp_path):
 def test_cub_recipe_trains_with_path_overrides_only(cub, tmp_path):
     """The real config (MobileNetV1 at 224, P×K sampler, 4 loader workers), one iteration."""
     prepare_cub.prepare(str(cub))
-    from ppshitu.modeling.rec_model import build_rec_model
+    from ppshitu.rec.model import build_rec_model
     weights = tmp_path / "MobileNetV1_pretrained.pdparams"
     backbone = build_rec_model({"Backbone": {"name": "MobileNetV1"}}, (3, 32, 32)).backbone
     paddle.save(backbone.state_dict(), str(weights))

@@ -5,10 +5,10 @@ import cv2
 import numpy as np
 import pytest
 
-from ppshitu.data.dataset import ListDataset, ListFileError
-from ppshitu.data.loader import BadImageReport, build_dataloader
-from ppshitu.data.sampler import PKSampler, PlainBatchSampler
-from ppshitu.data.transforms import build_transforms, eval_spec
+from ppshitu.rec.data.dataset import ListDataset, ListFileError
+from ppshitu.rec.data.loader import BadImageReport, build_dataloader
+from ppshitu.rec.data.sampler import PKSampler, PlainBatchSampler
+from ppshitu.rec.data.transforms import build_transforms, eval_spec
 from ppshitu.errors import ConfigError
 
 EVAL_OPS = [{"DecodeImage": {"to_rgb": True}}, {"ResizeImage": {"size": [24, 16], "interpolation": "bicubic"}},

@@ -12,10 +12,10 @@ import paddle
 import pytest
 
 from ppshitu.config import load_config
-from ppshitu.data import synthetic
-from ppshitu.engine import rec_task
+from dataset import synthetic
+from ppshitu.rec import task as rec_task
 from ppshitu.errors import ConfigError
-from ppshitu.infer.engine import create_predictor
+from ppshitu.infer.paddle_runtime import create_predictor
 from ppshitu.infer.spec import read_spec
 from ppshitu.schemas import TRAIN_SCHEMA
 from ppshitu.utils.image import read_image
@@ -78,7 +78,7 @@ def test_eval_tool_reports_the_best_model(trained):
 
 
 def _preprocess(path, spec):
-    """inference.yml's contract, written out independently of ppshitu.data.transforms."""
+    """inference.yml's contract, written out independently of ppshitu.rec.data.transforms."""
     h, w = spec["input_size"]
     interp = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST,
               "area": cv2.INTER_AREA}[spec["interpolation"]]

@@ -6,8 +6,8 @@ import paddle
 import pytest
 
 from ppshitu.errors import ConfigError
-from ppshitu.modeling.heads import ArcMargin
-from ppshitu.modeling.losses import CELoss, CombinedLoss, TripletLossV2
+from ppshitu.rec.heads import ArcMargin
+from ppshitu.rec.losses import CELoss, CombinedLoss, TripletLossV2
 
 
 def _ce_reference(logits, labels, eps):

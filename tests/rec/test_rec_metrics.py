@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ppshitu.engine.metrics import METRICS, check_not_trivial, retrieval_metrics
+from ppshitu.rec.metrics import METRICS, check_not_trivial, retrieval_metrics
 from ppshitu.errors import ConfigError
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ppshitu.config import load_config
-from ppshitu.data.synthetic import class_name, make_recognition_set, make_scenes
+from dataset.synthetic import class_name, make_recognition_set, make_scenes
 from ppshitu.evaluation.system_metrics import box_iou, load_coco_scenes
 from ppshitu.gallery.builder import build_gallery
 from ppshitu.schemas import INFER_SCHEMA

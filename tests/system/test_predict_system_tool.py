@@ -46,7 +46,7 @@ def _pattern(i, size=(120, 160)):
 def setup(tmp_path_factory):
     from ppshitu.config import load_config
     from ppshitu.gallery import Gallery
-    from ppshitu.infer.rec import RecPredictor
+    from ppshitu.infer.factory import rec_predictor
     from ppshitu.schemas import INFER_SCHEMA
 
     root = tmp_path_factory.mktemp("predict_tool")
@@ -67,7 +67,7 @@ def setup(tmp_path_factory):
                  f"IndexProcess.index_dir={root / 'index'}", f"Global.output_dir={root / 'out'}",
                  "Global.cpu_num_threads=1"]
     cfg = load_config(PADDLECLAS_CONFIG, overrides, INFER_SCHEMA)
-    rec = RecPredictor.from_config(cfg)
+    rec = rec_predictor(cfg)
     from ppshitu.utils.image import read_image
     vectors = rec.predict([read_image(images / f"{i}.jpg") for i in range(len(NAMES))])
     Gallery.create(root / "index", rec.embedding_size, dist_type="IP", index_method="Flat",

@@ -3,6 +3,8 @@
 Each loss maps (model outputs, labels) to per-sample values; `CombinedLoss` averages
 them, applies the configured weights and returns every term by name plus the total.
 """
+import math
+
 import paddle
 import paddle.nn.functional as F
 from paddle import nn
@@ -62,6 +64,47 @@ class TripletLossV2(nn.Layer):
         hardest_neg = paddle.min(dist + big * same, axis=1)
         has_neg = paddle.cast(paddle.sum(1.0 - same, axis=1) > 0, x.dtype)
         return F.relu(hardest_pos - hardest_neg + self.margin) * has_neg
+
+
+@LOSSES.register()
+class SupConLoss(nn.Layer):
+    """Supervised contrastive loss (Khosla et al., 2020), InfoNCE with every same-label image of the
+    batch as a positive: for anchor i, -mean over positives p of log softmax_j(s_ij / T)[p], j != i,
+    on cosine similarities. Each image must find its partners among the whole batch, a signal that
+    every step gives all P×K images, where a class proxy is updated once per epoch on small data (what
+    made fine-tuning gain here instead of destroying the pretrained features).
+
+    `learn_temperature`: T becomes a parameter (optimised and checkpointed with the model), started at
+    `temperature` and kept in [0.01, 1]."""
+
+    def __init__(self, temperature=0.05, learn_temperature=False, feature_from="features"):
+        super().__init__()
+        if not 0 < temperature <= 1:
+            raise ConfigError(f"Loss SupConLoss.temperature must be in (0, 1], got {temperature}")
+        self.feature_from = feature_from
+        if learn_temperature:
+            self.log_t = self.create_parameter([1], default_initializer=nn.initializer.Constant(math.log(temperature)))
+        else:
+            self.log_t = None
+            self.temperature = float(temperature)
+
+    def current_temperature(self):
+        if self.log_t is None:
+            return self.temperature
+        return paddle.exp(paddle.clip(self.log_t, math.log(0.01), 0.0))
+
+    def forward(self, outputs, labels):
+        x = l2_normalize(outputs[self.feature_from])
+        n = x.shape[0]
+        sim = paddle.matmul(x, x, transpose_y=True) / self.current_temperature()
+        eye = paddle.eye(n, dtype=x.dtype)
+        sim = sim - 1e4 * eye  # an image is not its own candidate
+        logp = sim - paddle.logsumexp(sim, axis=1, keepdim=True)
+        labels = paddle.reshape(labels, [-1, 1])
+        pos = paddle.cast(labels == labels.t(), x.dtype) * (1.0 - eye)
+        count = paddle.sum(pos, axis=1)
+        per_anchor = -paddle.sum(logp * pos, axis=1) / paddle.clip(count, min=1.0)
+        return per_anchor * paddle.cast(count > 0, x.dtype)  # anchors without a positive add nothing
 
 
 class CombinedLoss(nn.Layer):

@@ -11,8 +11,8 @@ import os
 
 import numpy as np
 
-from ..errors import PPShiTuError
-from ..utils.image import ImageReadError, read_image
+from ...errors import PPShiTuError
+from ...utils.image import ImageReadError, read_image
 from .transforms import build_transforms
 
 log = logging.getLogger("ppshitu.data")

@@ -11,15 +11,20 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
-from ..data.loader import BadImageReport, build_dataloader
-from ..data.transforms import eval_spec
+from ..engine import checkpoint as ckpt
+from ..engine.hooks import HookBase
+from ..engine.optim import build_optimizer
+from ..engine.task import TASKS, Task
+from ..engine.trainer import Trainer, seed_everything
 from ..errors import ConfigError
-from ..modeling.losses import CombinedLoss
-from ..modeling.rec_model import build_rec_model
-from . import checkpoint as ckpt
+from ..registry import split_spec
+from . import backbones
+from . import export as rec_export
+from .data.loader import BadImageReport, build_dataloader
+from .data.transforms import build_transforms, eval_spec
+from .losses import CombinedLoss
 from .metrics import METRICS, check_not_trivial, retrieval_metrics
-from .optim import build_optimizer
-from .trainer import Trainer, seed_everything
+from .model import build_rec_model
 
 log = logging.getLogger("ppshitu.rec")
 
@@ -88,10 +93,34 @@ class RetrievalEvaluator:
         return retrieval_metrics(self.metrics, query, gallery)
 
 
+def train_accuracy_fn(specs, model):
+    """Metric.Train ([{TopkAcc: {topk: [1, 5]}}]) -> fn(outputs, labels) -> {"top1": ..., ...}: the
+    head's accuracy on each training batch, logged beside the loss terms (needs an Arch.Head)."""
+    topks = []
+    for i, spec in enumerate(specs or []):
+        name, kw = split_spec(spec, f"Metric.Train[{i}]")
+        if name != "TopkAcc" or set(kw) - {"topk"}:
+            raise ConfigError(f"Metric.Train[{i}]: only TopkAcc {{topk: [1, 5]}} is a training metric, got "
+                              f"{name} {sorted(kw)}")
+        topk = kw.get("topk", [1, 5])
+        topks += topk if isinstance(topk, list) else [topk]
+    if topks and model.head is None:
+        raise ConfigError("Metric.Train: TopkAcc scores the classifier head, but Arch has no Head")
+
+    def accuracy(outputs, labels):
+        if not topks:
+            return {}
+        labels = paddle.reshape(labels, [-1, 1])
+        return {f"top{k}": paddle.metric.accuracy(outputs["logits"].detach(), labels, k=k) for k in topks}
+    return accuracy
+
+
 def train(cfg, hooks=()):
     """Train; `hooks` are extra Trainer hooks (e.g. a time budget). Returns the history."""
     set_device(cfg)
     g = cfg.Global
+    if g.eval_during_train:
+        preprocessing_spec(cfg)  # an eval pipeline that cannot be exported fails now, not after training
     seed_everything(g.seed or 0)
     loader, dataset = build_dataloader((cfg.get("DataLoader") or {}).get("Train"), "DataLoader.Train", g.seed or 0,
                                        train=True)
@@ -101,15 +130,21 @@ def train(cfg, hooks=()):
         raise ConfigError(f"Arch.Head.class_num is {head_classes}, but DataLoader.Train has {dataset.class_num} "
                           f"classes; set it to {dataset.class_num} or leave it out")
     losses = CombinedLoss(cfg.Loss.Train, "Loss.Train")
+    train_metrics = train_accuracy_fn(cfg.Metric.Train, model)
     steps = min(len(loader), g.max_iters_per_epoch or len(loader))
-    optimizer, scheduler = build_optimizer(cfg.Optimizer, model.parameters(), g.epochs, steps)
+    # a loss with parameters of its own (a learnable temperature) is optimised and checkpointed too
+    params = [p for _, p in ckpt.trained_parameters(model, losses) if not p.stop_gradient]
+    optimizer, scheduler = build_optimizer(cfg.Optimizer, params, g.epochs, steps)
     bad = BadImageReport(dataset)
 
     def loss_fn(net, batch):
         bad.add(batch["bad"].numpy())
-        return losses(net(batch["image"], batch["label"]), batch["label"])
+        outputs = net(batch["image"], batch["label"])
+        terms = losses(outputs, batch["label"])
+        terms.update(train_metrics(outputs, batch["label"]))
+        return terms
 
-    class BadImageSummary:
+    class BadImageSummary(HookBase):
         def after_epoch(self, trainer):
             bad.summary()
 
@@ -123,7 +158,7 @@ def train(cfg, hooks=()):
                       max_iters_per_epoch=g.max_iters_per_epoch, seed=g.seed, use_amp=amp.use_amp,
                       amp_level=amp.level, scale_loss=amp.scale_loss,
                       use_dynamic_loss_scaling=amp.use_dynamic_loss_scaling, hooks=[BadImageSummary(), *hooks], config=cfg,
-                      eval_before_train=True)
+                      eval_before_train=True, loss_module=losses)
     if g.checkpoints:
         trainer.resume(g.checkpoints)
     return trainer.train()
@@ -141,7 +176,6 @@ def evaluate(cfg):
 
 def preprocessing_spec(cfg):
     """The eval transform's size/interpolation/normalization, identical for Query and Gallery."""
-    from ..data.transforms import build_transforms
     q_cfg, g_cfg = _eval_sections(cfg)
     specs = []
     for name, section in (("Query", q_cfg), ("Gallery", g_cfg)):
@@ -151,6 +185,9 @@ def preprocessing_spec(cfg):
     if specs[0] != specs[1]:
         raise ConfigError(f"DataLoader.Eval: Query and Gallery preprocess differently ({specs[0]} vs {specs[1]}); "
                           f"an exported model has one preprocessing")
+    bb_name, bb_kwargs = split_spec(cfg.Arch["Backbone"], "Arch.Backbone")
+    if bb_kwargs.get("pretrained"):
+        backbones.check_preprocess(bb_name, specs[0], "DataLoader.Eval.Query.dataset.transform_ops")
     h, w = specs[0]["input_size"]
     if list(_image_shape(cfg)[1:]) != [h, w]:
         raise ConfigError(f"Global.image_shape {cfg.Global.image_shape} differs from the eval ResizeImage "
@@ -159,5 +196,38 @@ def preprocessing_spec(cfg):
 
 
 def export(cfg, out_dir=None):
-    from .export import export_rec
-    return export_rec(cfg, out_dir or cfg.Global.save_inference_dir)
+    """Write the inference directory (program, weights, inference.yml); returns it."""
+    out_dir = out_dir or cfg.Global.save_inference_dir
+    if not cfg.Global.pretrained_model:
+        raise ConfigError("Global.pretrained_model is required to export, e.g. "
+                          "-o Global.pretrained_model=output/RecModel/best_model")
+    pre = preprocessing_spec(cfg)  # fail on an unexportable pipeline before any work
+    legacy = cfg.Global.export_format == "legacy"
+    rec_export.clear_program(out_dir)
+    if legacy and rec_export.pir_enabled():
+        embedding_size = rec_export.export_in_child(cfg, out_dir)
+    else:
+        embedding_size = rec_export.save_program(build_model(cfg, with_head=False), out_dir, _image_shape(cfg))
+    spec = rec_export.write_rec_spec(out_dir, embedding_size, "legacy" if legacy else "pir", pre,
+                                     backbone=split_spec(cfg.Arch["Backbone"], "Arch.Backbone")[0])
+    log.info("exported %s (%s, embedding %d, fingerprint %s)", out_dir, spec["format"], embedding_size,
+             spec["fingerprint"])
+    return out_dir
+
+
+TASKS.register("rec")(Task("recognition", ("RecModel",), train, evaluate, export, eval_mode="retrieval"))
+
+
+def _export_legacy_main(argv):
+    """Child of `export_in_child`, started with FLAGS_enable_pir_api=0: prints the embedding size."""
+    from ..config import load_config
+    from ..schemas import TRAIN_SCHEMA
+    cfg = load_config(argv[0], (), TRAIN_SCHEMA)
+    print(rec_export.save_program(build_model(cfg, with_head=False), argv[1], _image_shape(cfg)))
+
+
+if __name__ == "__main__":
+    import sys
+    if sys.argv[1:2] != ["--export-legacy"] or len(sys.argv) != 4:
+        sys.exit("usage: python -m ppshitu.rec.task --export-legacy CONFIG OUT_DIR")
+    _export_legacy_main(sys.argv[2:])

@@ -1,7 +1,8 @@
 """RecModel from PaddleClas's `Arch` section: backbone -> (stop layer) -> neck -> head.
 
     Arch: {name: RecModel, infer_output_key: features, infer_add_softmax: False,
-           Backbone: {name: MobileNetV1, pretrained: False},
+           Backbone: {name: MobileNetV1, pretrained: False,     # True: the registered weights, or a file
+                      lr_mult: 1.0, freeze_bn: False},          # fine-tuning: a lower LR, fixed BN statistics
            BackboneStopLayer: {name: flatten},
            Neck: {name: FC, embedding_size: 1024, class_num: 512},   # or a list of necks
            Head: {name: ArcMargin, embedding_size: 512, class_num: 100, margin: 0.2, scale: 30}}
@@ -14,7 +15,7 @@ from paddle import nn
 
 from ..errors import ConfigError
 from ..registry import split_spec
-from . import paddleclas_adapter, pretrained
+from . import backbones
 from .heads import HEADS, l2_normalize_exportable
 from .necks import NECKS
 
@@ -23,10 +24,20 @@ _ARCH_KEYS = ("name", "Backbone", "BackboneStopLayer", "Neck", "Head", "infer_ou
 
 
 class RecModel(nn.Layer):
-    def __init__(self, backbone, neck=None, head=None, head_feature_from="neck"):
+    def __init__(self, backbone, neck=None, head=None, head_feature_from="neck", freeze_backbone_bn=False):
         super().__init__()
         self.backbone, self.neck, self.head = backbone, neck, head
         self.head_feature_from = head_feature_from
+        self.freeze_backbone_bn = freeze_backbone_bn
+
+    def train(self):
+        super().train()
+        if self.freeze_backbone_bn:
+            # small fine-tuning batches (P×K) give noisy statistics: keep ImageNet's running mean/var
+            for layer in self.backbone.sublayers():
+                if isinstance(layer, (nn.BatchNorm2D, nn.BatchNorm, nn.BatchNorm1D)):
+                    layer.eval()
+        return self
 
     def forward(self, x, label=None):
         feats = paddle.flatten(self.backbone(x), 1)
@@ -86,13 +97,25 @@ def build_rec_model(arch, image_shape=(3, 224, 224), class_num=None, with_head=T
     bb_name, bb_kwargs = split_spec(arch["Backbone"], "Arch.Backbone")
     bb_kwargs = dict(bb_kwargs)
     weights = bb_kwargs.pop("pretrained", False)
-    bb_kwargs.pop("use_ssld", None)  # the URL table names the weights; ssld variants are not offered
-    backbone = paddleclas_adapter.create_backbone(bb_name, **bb_kwargs)
+    lr_mult = bb_kwargs.pop("lr_mult", 1.0)
+    freeze_bn = bb_kwargs.pop("freeze_bn", False)
+    if bb_kwargs.pop("use_ssld", False):
+        raise ConfigError("Arch.Backbone.use_ssld: SSLD weights are not offered; pretrained: True loads "
+                          "PaddleClas's standard ImageNet weights")
+    if not isinstance(lr_mult, (int, float)) or lr_mult < 0:
+        raise ConfigError(f"Arch.Backbone.lr_mult must be a number >= 0, got {lr_mult!r}")
+    backbone = backbones.create_backbone(bb_name, **bb_kwargs)
     if weights:
-        pretrained.load_backbone_weights(backbone, weights, bb_name)
+        backbones.load_pretrained(backbone, bb_name, weights)
     if arch.get("BackboneStopLayer"):
         stop_name, _ = split_spec(arch["BackboneStopLayer"], "Arch.BackboneStopLayer")
+        from .backbones import paddleclas_adapter
         paddleclas_adapter.stop_after(backbone, stop_name)
+    for param in backbone.parameters():
+        # paddle's optimizers scale each parameter's step by its learning_rate attribute
+        param.optimize_attr["learning_rate"] = float(lr_mult)
+        if lr_mult == 0:
+            param.stop_gradient = True
     width = _feature_width(backbone, image_shape)
     backbone_width = width
     necks = arch.get("Neck")
@@ -110,6 +133,7 @@ def build_rec_model(arch, image_shape=(3, 224, 224), class_num=None, with_head=T
             kwargs = {**kwargs, "class_num": class_num}
         head_in = backbone_width if feature_from == "backbone" else width
         head = _build_gear(HEADS, {name: kwargs}, head_in, "Arch.Head")
-    model = RecModel(backbone, neck, head, feature_from)
+    model = RecModel(backbone, neck, head, feature_from, freeze_backbone_bn=bool(freeze_bn))
     model.embedding_size = width
+    model.backbone_name = bb_name
     return model

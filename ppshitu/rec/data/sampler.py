@@ -12,8 +12,8 @@ seeds that item's augmentation, so an epoch's batches and pixels depend only on
 import numpy as np
 import paddle
 
-from ..errors import ConfigError
-from ..registry import Registry
+from ...errors import ConfigError
+from ...registry import Registry
 
 SAMPLERS = Registry("sampler")
 

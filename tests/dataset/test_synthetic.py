@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ppshitu.data import synthetic
+from dataset import synthetic
 from ppshitu.utils.image import read_image
 
 ROOT = Path(__file__).resolve().parents[2]

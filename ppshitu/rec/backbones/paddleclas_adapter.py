@@ -1,7 +1,8 @@
-"""The one module that imports paddleclas: backbones by name and their official weight URLs."""
+"""The one module that imports paddleclas: its backbone families by name and their official weight URLs
+(registered into ppshitu.rec.backbones on first use)."""
 import sys
 
-from ..errors import ConfigError, did_you_mean
+from ...errors import ConfigError, did_you_mean
 
 # Families the retrieval recipes use; every named variant of each is selectable.
 _FAMILIES = ("MobileNetV1", "MobileNetV3_", "PPLCNet_", "PPLCNetV2_")
@@ -18,31 +19,31 @@ def backbone_names():
                   and "Tanh" not in n and "ShiTu" not in n and "BaseNet" not in n)
 
 
-def create_backbone(name, where="Arch.Backbone", **kwargs):
-    """A paddleclas backbone (random init; weights are loaded by ppshitu.modeling.pretrained)."""
-    names = backbone_names()
-    if name not in names:
-        raise ConfigError(f"{where}.name: unknown backbone '{name}'{did_you_mean(name, names)}; "
-                          f"available: {', '.join(names)}")
-    if name == "MobileNetV1" and "scale" in kwargs:
-        raise ConfigError(f"{where}: MobileNetV1 takes no scale; use MobileNetV1_x0_25, _x0_5 or _x0_75")
-    try:
-        return getattr(_backbone_module(), name)(pretrained=False, **kwargs)
-    except TypeError as e:
-        raise ConfigError(f"{where}: {name} rejected its arguments {sorted(kwargs)}: {e}") from None
+def factory(name):
+    """A constructor for the named paddleclas backbone (random init; ppshitu loads the weights)."""
+    def create(**kwargs):
+        if name == "MobileNetV1" and "scale" in kwargs:
+            raise ConfigError("Arch.Backbone: MobileNetV1 takes no scale; use MobileNetV1_x0_25, _x0_5 or _x0_75")
+        try:
+            return getattr(_backbone_module(), name)(pretrained=False, **kwargs)
+        except TypeError as e:
+            raise ConfigError(f"Arch.Backbone: {name} rejected its arguments {sorted(kwargs)}: {e}") from None
+    create.__name__ = name
+    return create
 
 
 def weights_url(name):
     """PaddleClas's official ImageNet weights URL for a backbone name."""
     fn = getattr(_backbone_module(), name)
     urls = getattr(sys.modules[fn.__module__], "MODEL_URLS", {})
-    if name not in urls:
-        raise ConfigError(f"Arch.Backbone.pretrained: PaddleClas publishes no weights for {name}")
-    return urls[name]
+    return urls.get(name)  # None: PaddleClas publishes none
 
 
 def stop_after(backbone, layer_name, where="Arch.BackboneStopLayer"):
     """Cut the backbone after `layer_name` (PaddleClas's BackboneStopLayer)."""
+    if not hasattr(backbone, "stop_after"):
+        raise ConfigError(f"{where}: only PaddleClas backbones can be cut; {type(backbone).__name__} ends in its "
+                          f"pooled features already: leave BackboneStopLayer out")
     if not backbone.stop_after(layer_name):
         names = [n for n, _ in backbone.named_children()]
         raise ConfigError(f"{where}.name: no layer '{layer_name}' to stop after{did_you_mean(layer_name, names)}; "

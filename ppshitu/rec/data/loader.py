@@ -13,8 +13,8 @@ import logging
 import numpy as np
 import paddle
 
-from ..errors import ConfigError
-from ..registry import Registry, split_spec
+from ...errors import ConfigError
+from ...registry import Registry, split_spec
 from .dataset import ListDataset
 from .sampler import SAMPLERS
 

@@ -14,10 +14,10 @@ import math
 import cv2
 import numpy as np
 
-from ..config import parse_number
-from ..errors import ConfigError
-from ..registry import Registry
-from ..utils.image import as_rgb_uint8
+from ...config import parse_number
+from ...errors import ConfigError
+from ...registry import Registry
+from ...utils.image import as_rgb_uint8
 
 TRANSFORMS = Registry("transform")
 

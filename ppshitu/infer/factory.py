@@ -1,0 +1,44 @@
+"""The one place that turns an inference config (PP-ShiTu's Global / DetPreProcess / RecPreProcess /
+IndexProcess) into predictors. predict_system, build_gallery, eval_system, the service and the
+benchmarks all build them here, so a model runs with the same runtime settings everywhere.
+
+    rec = rec_predictor(cfg)
+    det = det_predictor(cfg)                 # None when Global.det_inference_model_dir is empty
+"""
+from ..errors import ConfigError
+
+REC_BATCH = 32  # the crops of a query and gallery chunks go through the network in batches up to this
+
+
+def runtime_options(cfg):
+    """Global keys -> the runtime's options (ppshitu.infer.runtime)."""
+    g = cfg["Global"]
+    precision = g.get("precision") or ("bf16" if g.get("enable_mkldnn_bfloat16") else "fp32")
+    return {"backend": g.get("inference_backend") or "paddle", "use_gpu": bool(g.get("use_gpu", False)),
+            "cpu_threads": int(g.get("cpu_num_threads", 2)), "precision": precision,
+            "enable_mkldnn": bool(g.get("enable_mkldnn", True)), "ir_optim": bool(g.get("ir_optim", True)),
+            "gpu_mem": int(g.get("gpu_mem", 8000)), "enable_profile": bool(g.get("enable_profile", False))}
+
+
+def rec_predictor(cfg):
+    from .rec import RecPredictor  # paddle loads only when a model is needed
+
+    g = cfg["Global"]
+    model_dir = g.get("rec_inference_model_dir") or g.get("inference_model_dir")
+    if not model_dir:
+        raise ConfigError("Global.rec_inference_model_dir is required (an exported recognition model)")
+    batch = max(REC_BATCH, int((cfg.get("IndexProcess") or {}).get("batch_size") or REC_BATCH))
+    return RecPredictor(model_dir, preprocess=(cfg.get("RecPreProcess") or {}).get("transform_ops"),
+                        max_batch_size=batch, **runtime_options(cfg))
+
+
+def det_predictor(cfg, max_det_results=None):
+    """The mainbody detector, or None without Global.det_inference_model_dir."""
+    from .det import DetPredictor
+
+    g = cfg["Global"]
+    if not g.get("det_inference_model_dir"):
+        return None
+    return DetPredictor(g["det_inference_model_dir"], threshold=g.get("threshold", 0.2),
+                        max_det_results=max_det_results or g.get("max_det_results", 5),
+                        preprocess=(cfg.get("DetPreProcess") or {}).get("transform_ops"), **runtime_options(cfg))

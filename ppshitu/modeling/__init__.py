@@ -1,1 +1,0 @@
-"""Recognition model: paddleclas backbones (via the adapter), necks, heads, losses, RecModel."""

@@ -1,0 +1,1 @@
+"""Recognition data: PaddleClas list files, transforms, the P×K identity sampler, loaders."""
