@@ -36,6 +36,9 @@ VARIANTS = {
     "ce_arcmargin": ("CE on an ArcMargin head + triplet (PaddleClas's retrieval losses)",
                      ["Loss.Train=[{CELoss: {weight: 1.0, epsilon: 0.1}}, {TripletLossV2: {weight: 1.0, margin: 0.2}}]",
                       "Arch.Head={name: ArcMargin, margin: 0.2, scale: 30}"]),
+    "plus_ce": ("the recipe + CE (weight 0.5) on an ArcMargin head",
+                ["Loss.Train=[{SupConLoss: {weight: 1.0, temperature: 0.05}}, {TripletLossV2: {weight: 1.0, margin: 0.2}}, "
+                 "{CELoss: {weight: 0.5, epsilon: 0.1}}]", "Arch.Head={name: ArcMargin, margin: 0.2, scale: 30}"]),
     "supcon_only": ("SupCon alone (no triplet)", ["Loss.Train=[{SupConLoss: {weight: 1.0, temperature: 0.05}}]"]),
     "emb_128": ("embedding 128", ["Arch.Neck=[{FC: {class_num: 128}}]"]),
     "size_224": ("224 px input (the weights' own size)", ["Global.image_shape=[3, 224, 224]",
@@ -45,7 +48,7 @@ VARIANTS = {
     "no_warmup": ("no warmup", ["Optimizer.lr.warmup_epoch=0"]),
     "mobilenet_scratch": ("MobileNetV1_x0_25 @64 from scratch (the old demo recipe)", None),
 }
-DEFAULT = ["recipe", "lr_mult_1", "bn_train", "gem", "ce_arcmargin", "emb_128"]
+DEFAULT = ["recipe", "lr_mult_1", "bn_train", "gem", "ce_arcmargin", "plus_ce", "emb_128"]
 
 
 def data_overrides(data):

@@ -2,8 +2,9 @@
 """The whole job end to end on generated data (`make demo`):
 
 1. generate synthetic objects (train classes / unseen test classes) and scenes of test classes;
-2. reuse the small demo models in models/demo/ (or, with --retrain, train and export them
-   with configs/rec/demo_rec.yaml and configs/det/picodet_demo.yaml);
+2. reuse the demo models in models/demo/ (or, with --retrain, fine-tune the recognition model from the
+   installed ImageNet EfficientNet-Lite0 weights with configs/rec/EfficientNetLite0_demo.yaml, and with
+   --with-detector also train the detector with configs/det/picodet_demo.yaml);
 3. build a gallery from some test classes, recognise the scenes;
 4. append more classes to the gallery — no retraining — and recognise the scenes again;
 5. print the results and the evaluation figures; draw labelled images into demo_output/.
@@ -26,7 +27,7 @@ NUM_CLASSES, NUM_TRAIN = 60, 40            # classes 0-39 train the embedding; 4
 FIRST = list(range(40, 50))                # the gallery at first
 APPENDED = list(range(50, 57))             # added later, without retraining
 NEVER = list(range(57, 60))                # never in the gallery: must come out "unknown"
-REC_CONFIG = "configs/rec/demo_rec.yaml"
+REC_CONFIG = "configs/rec/EfficientNetLite0_demo.yaml"
 DET_CONFIG = "configs/det/picodet_demo.yaml"
 
 
@@ -49,11 +50,10 @@ def make_data(data):
     return rec, os.path.join(scenes, "val.json")
 
 
-def train_models(data, models, smoke=False):
-    """Train and export both demo models with the project's own recipes (make demo-models).
-    `smoke`: one short epoch each and few scenes, to check the recipe runs (tests)."""
-    from dataset.synthetic import make_scenes
-
+def train_models(data, models, smoke=False, detector=False):
+    """Fine-tune and export the recognition model (make demo-models), and with `detector` train and
+    export the detector too (about 30 minutes more). `smoke`: one short epoch each and few scenes,
+    to check the recipes run (tests)."""
     runs = os.path.join(data, "runs")  # checkpoints, beside the generated data
     quick = ["-o", "Global.epochs=1", "-o", "Global.max_iters_per_epoch=2"] if smoke else []
     rec_data = os.path.join(data, "rec")
@@ -66,6 +66,13 @@ def train_models(data, models, smoke=False):
        "-o", f"Global.output_dir={runs}/rec/")
     sh("tools/export_model.py", "-c", REC_CONFIG, "-o", f"Global.pretrained_model={best_model(runs + '/rec')}",
        "--out", os.path.join(models, "rec"))
+    if detector or not os.path.isdir(os.path.join(models, "det")):
+        train_detector(data, models, runs, quick, smoke)
+
+
+def train_detector(data, models, runs, quick, smoke):
+    from dataset.synthetic import make_scenes
+
     det_data = os.path.join(data, "det")
     if not os.path.isfile(os.path.join(det_data, "val.json")):  # detector scenes use training classes only
         make_scenes(det_data, num_images=20 if smoke else 2000, image_size=(240, 320), objects_per_image=(1, 5),
@@ -118,7 +125,7 @@ def run(args):
     data, models, out = args.data, args.models, args.out
     rec_root, scenes_json = make_data(data)
     if args.retrain or not all(os.path.isdir(os.path.join(models, m)) for m in ("rec", "det")):
-        train_models(data, models, smoke=args.smoke)
+        train_models(data, models, smoke=args.smoke, detector=args.with_detector)
     if args.retrain_only:
         return 0
     os.makedirs(out, exist_ok=True)
@@ -185,6 +192,7 @@ def main():
     parser.add_argument("--retrain", action="store_true", help="train and export the demo models first")
     parser.add_argument("--smoke", action="store_true", help="with --retrain: tiny training runs (tests)")
     parser.add_argument("--retrain-only", action="store_true", help="only (re)make models/demo (make demo-models)")
+    parser.add_argument("--with-detector", action="store_true", help="with --retrain: retrain the detector too")
     parser.add_argument("--score-thres", type=float, default=0.5, help="IndexProcess.score_thres (cosine)")
     parser.add_argument("--det-threshold", type=float, default=0.3, help="Global.threshold (detector score)")
     parser.add_argument("--show", type=int, default=6, help="scenes to print and draw per phase")

@@ -89,3 +89,25 @@ def test_cub_recipe_trains_with_path_overrides_only(cub, tmp_path):
     assert "TripletLossV2" in states["history"][-1] and "CELoss" in states["history"][-1]
     assert (out / "latest.pdparams").is_file() and (out / "latest.pdopt").is_file()
     assert "images/s" in proc.stderr
+
+
+def test_efficientnet_cub_recipe_retargets_with_the_same_keys(cub, tmp_path):
+    """EfficientNetLite0_retrieval_CUB.yaml takes the MobileNetV1 recipe's data keys and Arch.Head.class_num,
+    and starts from the installed ImageNet weights (no network): one step, each loss term logged."""
+    prepare_cub.prepare(str(cub))
+    data = f"{cub}/"
+    overrides = [f"Global.output_dir={tmp_path}/out", f"DataLoader.Train.dataset.image_root={data}",
+                 f"DataLoader.Train.dataset.cls_label_path={data}train_list.txt", "Arch.Head.class_num=100",
+                 "Global.epochs=1", "Global.max_iters_per_epoch=1", "DataLoader.Train.sampler.batch_size=8",
+                 "Global.eval_during_train=False", "DataLoader.Train.loader.num_workers=0"]
+    for part in ("Query", "Gallery"):
+        overrides += [f"DataLoader.Eval.{part}.dataset.image_root={data}",
+                      f"DataLoader.Eval.{part}.dataset.cls_label_path={data}test_list.txt"]
+    cmd = [sys.executable, "tools/train.py", "-c", "configs/rec/EfficientNetLite0_retrieval_CUB.yaml"]
+    for o in overrides:
+        cmd += ["-o", o]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    states = json.loads((tmp_path / "out" / "RecModel" / "latest.pdstates").read_text())
+    assert {"SupConLoss", "TripletLossV2", "CELoss"} <= set(states["history"][-1])
+    assert "Arch.Backbone.pretrained: loaded" in proc.stderr  # the installed ImageNet weights were read

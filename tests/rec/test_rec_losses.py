@@ -107,3 +107,21 @@ def test_combined_loss_weights_and_separate_terms():
 def test_loss_config_errors(specs, match):
     with pytest.raises(ConfigError, match=match):
         CombinedLoss(specs, "Loss.Train")
+
+
+def test_supcon_matches_a_slow_reference():
+    from ppshitu.rec.losses import SupConLoss
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 5)).astype("float32")
+    y = np.array([0, 0, 1, 1, 2, 2, 3, 9])  # the last anchor has no positive: contributes 0
+    got = SupConLoss(temperature=0.2)({"features": paddle.to_tensor(x)}, paddle.to_tensor(y)).numpy()
+    z = x / np.linalg.norm(x, axis=1, keepdims=True)
+    want = []
+    for i in range(8):
+        others = [j for j in range(8) if j != i]
+        logits = np.array([z[i] @ z[j] / 0.2 for j in others])
+        logp = logits - np.log(np.exp(logits).sum())
+        pos = [k for k, j in enumerate(others) if y[j] == y[i]]
+        want.append(-np.mean(logp[pos]) if pos else 0.0)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

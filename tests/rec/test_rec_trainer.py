@@ -100,3 +100,39 @@ def test_missing_or_foreign_checkpoint_is_a_clear_error(tmp_path):
     paddle.save({"other": paddle.zeros([2])}, str(tmp_path / "other.pdparams"))
     with pytest.raises(ckpt.WeightsError, match="lacks"):
         ckpt.load_weights(t.model, str(tmp_path / "other.pdparams"))
+
+
+def _make_with_learnable_loss(output_dir, epochs=4):
+    """A model trained with a loss that has its own parameter (SupCon's learnable temperature)."""
+    from ppshitu.rec.losses import SupConLoss
+
+    paddle.seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8)).astype("float32")
+    y = (np.arange(64) % 4).astype("int64")
+    model = paddle.nn.Sequential(paddle.nn.Linear(8, 16), paddle.nn.ReLU(), paddle.nn.Linear(16, 8))
+    loss = SupConLoss(temperature=0.1, learn_temperature=True)
+
+    def loss_fn(m, batch):
+        xb, yb = batch
+        return {"loss": loss({"features": m(xb)}, yb).mean()}
+    params = [p for _, p in ckpt.trained_parameters(model, loss)]
+    opt = paddle.optimizer.Adam(0.05, parameters=params)
+    return Trainer(model, loss_fn, opt, ShuffledBatches(x, y, 16), epochs=epochs, output_dir=str(output_dir),
+                   seed=3, show_progress=False, loss_module=loss), loss
+
+
+def test_a_loss_with_parameters_trains_and_resumes_exactly(tmp_path):
+    full, full_loss = _make_with_learnable_loss(tmp_path / "full")
+    full.train()
+    t_full = float(full_loss.current_temperature().numpy()[0])
+    assert abs(t_full - 0.1) > 1e-3  # the optimiser moved the loss's own parameter
+    part, _ = _make_with_learnable_loss(tmp_path / "part")
+    part.epochs = 2
+    part.train()
+    resumed, resumed_loss = _make_with_learnable_loss(tmp_path / "resumed")
+    resumed.resume(str(tmp_path / "part" / "epoch_2"))
+    resumed.train()
+    assert float(resumed_loss.current_temperature().numpy()[0]) == pytest.approx(t_full, abs=1e-6)
+    for k, v in full.model.state_dict().items():
+        np.testing.assert_allclose(v.numpy(), resumed.model.state_dict()[k].numpy(), atol=1e-6, err_msg=k)
