@@ -74,7 +74,9 @@ def test_detector_crops_embeddings_gallery_labels_and_append(world):
     assert found >= 0.6 * total, f"the detector found only {found} of {total} objects"
     ok_appended_before, _, n_appended = _correct(system, scenes, appended)
     assert ok_appended_before == 0  # not in the gallery yet: they cannot be named
-    assert ok_first >= 4, "nothing recognised with the committed demo models"  # measured: 7 of 58
+    # measured with the fine-tuned EfficientNet-Lite0 demo model: 22 of 58 (the detector found 42);
+    # the from-scratch model it replaced: 7
+    assert ok_first >= 20, f"only {ok_first} of {total} objects named right with the committed demo models"
 
     cfg.IndexProcess.index_operation, cfg.IndexProcess.data_file = "append", _gallery_list(root, APPENDED, "g2.txt")
     summary = build_gallery(cfg)
@@ -82,7 +84,7 @@ def test_detector_crops_embeddings_gallery_labels_and_append(world):
     system = RecognitionSystem.from_config(cfg)
     assert set(system.gallery.labels()) == first | appended
     ok_appended_after, _, _ = _correct(system, scenes, appended)
-    assert n_appended > 0 and ok_appended_after >= 3, (  # measured: 5 of 21, from 0 before the append
+    assert n_appended > 0 and ok_appended_after >= 16, (  # measured: 18 of 21 (5 before), from 0 before the append
         "appended classes are not recognised without retraining")
 
 
