@@ -156,11 +156,39 @@ def run(args):
                          for p, bs, ns in scenes]
         app = evaluate(preds, only_appended, appended, higher_is_better=system.gallery.higher_is_better)
         figures.append((phase, len(system.gallery.labels()), overall, app["recall"]))
+        print(error_shares(scenes, preds, set(system.gallery.labels())))
         show_scenes(system, scenes, preds, os.path.join(out, "drawn_" + op), cfg.Global.font_path, args.show)
 
     print_table(figures)
     print(f"\ndrawn images: {out}/drawn_new/ and {out}/drawn_append/ — demo took {time.time() - t0:.0f} s")
     return 0
+
+
+def error_shares(scenes, preds, gallery_labels, iou_thr=0.5):
+    """Which model each missed gallery-class object is lost to: the detector (no box at IoU >= 0.5, the whole
+    image included), or recognition (boxed, but named wrong or rejected as unknown)."""
+    from ppshitu.utils.boxes import box_iou
+
+    counts = {"named right": 0, "detector: no box": 0, "recognition: wrong label": 0, "recognition: unknown": 0}
+    for (_, boxes, names), results in zip(scenes, preds):
+        for box, name in zip(boxes, names):
+            if name not in gallery_labels:
+                continue
+            hits = [r for r in results if box_iou(r["bbox"], box) >= iou_thr]
+            if not hits:
+                counts["detector: no box"] += 1
+            elif any(r["rec_docs"] == name for r in hits):
+                counts["named right"] += 1
+            elif all(r["rec_docs"] == "unknown" for r in hits):
+                counts["recognition: unknown"] += 1
+            else:
+                counts["recognition: wrong label"] += 1
+    total = sum(counts.values())
+    missed = total - counts["named right"]
+    parts = ", ".join(f"{k} {v}" for k, v in counts.items())
+    share = (f"; of the {missed} missed, the detector {counts['detector: no box'] / missed:.0%}, recognition "
+             f"{1 - counts['detector: no box'] / missed:.0%}") if missed else ""
+    return f"  gallery-class objects ({total}): {parts}{share}"
 
 
 def show_scenes(system, scenes, preds, draw_dir, font_path, limit):
