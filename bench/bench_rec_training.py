@@ -73,13 +73,13 @@ def run_variant(name, data, out_dir, epochs):
     trained = [h for h in history if h["epoch"] > 0 and "recall1" in h]
     best = max(trained, key=lambda h: h["recall1"])
     ips = sum(h["ips"] * h["epoch_time"] for h in trained) / sum(h["epoch_time"] for h in trained)
-    return {"variant": name, "what": VARIANTS[name][0], "init": init, "best": best, "minutes": minutes, "ips": ips,
+    return {"variant": name, "what": VARIANTS[name][0] + f" ({epochs} epochs)", "init": init, "best": best, "minutes": minutes, "ips": ips,
             "curve": [round(h["recall1"], 3) for h in history if "recall1" in h]}
 
 
 def table(rows, data, epochs):
     lines = [f"# bench_rec_training: fine-tuning on unseen classes ({os.cpu_count()} CPU threads)", "",
-             f"data: {os.path.relpath(data, ROOT)}; {epochs} epochs; recall@1 / mAP / MAP@R on the unseen classes "
+             f"data: {os.path.relpath(data, ROOT)}; {epochs} epochs unless the row says; recall@1 / mAP / MAP@R on the unseen classes "
              f"(each query against all other test images); epoch 0 = off the shelf, best = best epoch "
              f"(best_model); minutes include the per-epoch evaluations.", "",
              "| variant | what | off-the-shelf R@1 | fine-tuned R@1 | mAP (0 → best) | MAP@R (0 → best) | "
@@ -99,13 +99,15 @@ def main():
     parser.add_argument("--data", default=str(ROOT / "bench/.cache/rec_demo"))
     parser.add_argument("--out", default=str(ROOT / "bench/.cache/rec_training_out"))
     parser.add_argument("--results", default=str(ROOT / "bench/results/bench_rec_training.md"))
+    parser.add_argument("--append", action="store_true", help="add rows to the results' existing table")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     data = Path(args.data)
     if not (data / "train_list.txt").is_file():  # the demo's set (tools/demo.py makes the same)
         synthetic.make_recognition_set(data, num_classes=60, views_per_class=8, image_size=96, num_train_classes=40,
                                        gallery_views=3, seed=0)
-    rows = []
+    previous = Path(args.results).with_suffix(".json")
+    rows = json.loads(previous.read_text()) if args.append and previous.is_file() else []
     for name in args.variants:
         rows.append(run_variant(name, data, args.out, args.epochs))
         text = table(rows, data, args.epochs)

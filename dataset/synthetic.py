@@ -637,7 +637,46 @@ def _intersections(box, boxes):
     return np.prod(np.clip(hi - lo, 0, None), axis=1)
 
 
-def render_scene(rng, image_size, object_classes, num_objects, max_overlap=0.25):
+# scikit-image's sample photographs (skimage.data, shipped in its wheel): real-world backgrounds
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
+          "cat", "colorwheel", "logo", "motorcycle_left", "motorcycle_right", "page", "camera", "moon", "coins",
+          "grass", "gravel", "brick", "text", "clock", "horse")
+
+
+@lru_cache(maxsize=None)
+def _photos():
+    """The sample photos that load, as RGB uint8 (grey ones stacked); some need an optional download."""
+    from skimage import data
+
+    out = []
+    for name in PHOTOS:
+        try:
+            img = np.asarray(getattr(data, name)())
+        except Exception:  # noqa: BLE001  (a photo that is fetched on demand, or absent in this version)
+            continue
+        if img.dtype == bool:
+            img = img.astype(np.uint8) * 255
+        if img.ndim == 2:
+            img = np.stack([img] * 3, axis=-1)
+        out.append(np.ascontiguousarray(img[..., :3]).astype(np.uint8))
+    if not out:
+        raise RuntimeError("no scikit-image sample photo could be read (pip install scikit-image)")
+    return tuple(out)
+
+
+def photo_background(rng, shape):
+    """A random crop of a real photograph, resized to `shape` (H, W), randomly flipped."""
+    photos = _photos()
+    img = photos[rng.integers(len(photos))]
+    h, w = img.shape[:2]
+    scale = rng.uniform(0.4, 1.0)
+    ch, cw = max(8, int(h * scale)), max(8, int(w * scale))
+    y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    crop = cv2.resize(img[y:y + ch, x:x + cw], (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop)
+
+
+def render_scene(rng, image_size, object_classes, num_objects, max_overlap=0.25, photo_backgrounds=False):
     """A cluttered scene with exactly `num_objects` objects drawn from `object_classes`.
 
     Each object's longer side is 15-60% of the shorter image side. Objects are pasted
@@ -646,7 +685,7 @@ def render_scene(rng, image_size, object_classes, num_objects, max_overlap=0.25)
     own box. One that does not fit is retried at other places, then smaller."""
     shape = tuple(image_size)
     side = min(shape)
-    background = render_background(rng, shape, clutter=1.5)
+    background = photo_background(rng, shape) if photo_backgrounds else render_background(rng, shape, clutter=1.5)
     image, boxes, hidden, objects = background.copy(), np.zeros((0, 4)), np.zeros(0), []
     for _ in range(num_objects):
         class_id = int(object_classes[rng.integers(len(object_classes))])
@@ -670,7 +709,7 @@ def render_scene(rng, image_size, object_classes, num_objects, max_overlap=0.25)
 
 
 def make_scenes(root, num_images=40, image_size=(240, 320), objects_per_image=(1, 5), object_classes=None,
-                seed=0, split="train"):
+                seed=0, split="train", photo_backgrounds=False):
     """Write one split of detection scenes: `root/images/<split>_NNNNNN.jpg` and `root/<split>.json`.
 
     The json is COCO with a single category 1 'foreground' (what a mainbody detector
@@ -679,7 +718,8 @@ def make_scenes(root, num_images=40, image_size=(240, 320), objects_per_image=(1
     class ids) are the classes that may appear: pass test classes, some of them
     absent from the gallery, to exercise unknown rejection. `objects_per_image` is an
     inclusive (min, max) range; (n, n) gives exactly n. The split name is part of the
-    generator key, so train and val differ even with the same seed."""
+    generator key, so train and val differ even with the same seed. `photo_backgrounds`: paste the
+    objects on crops of real photographs (scikit-image's samples) instead of generated clutter."""
     root = Path(root)
     classes = list(range(DEFAULT_NUM_CLASSES) if object_classes is None else object_classes)
     lo, hi = objects_per_image
@@ -692,7 +732,8 @@ def make_scenes(root, num_images=40, image_size=(240, 320), objects_per_image=(1
             "images": [], "annotations": [], "categories": [{"id": 1, "name": "foreground"}]}
     for image_id in tqdm(range(1, num_images + 1), desc=f"scenes {split}", unit="img"):
         rng = _rng(seed, f"scenes/{split}", image_id)
-        scene = render_scene(rng, (height, width), classes, int(rng.integers(lo, hi + 1)))
+        scene = render_scene(rng, (height, width), classes, int(rng.integers(lo, hi + 1)),
+                             photo_backgrounds=photo_backgrounds)
         file_name = f"{split}_{image_id:06d}.jpg"
         _save_jpeg(root / "images" / file_name, scene.image)
         coco["images"].append({"id": image_id, "file_name": file_name, "width": width, "height": height})

@@ -7,6 +7,7 @@ rejected with the file or override they came from and the nearest valid key.
 Override values are parsed as YAML scalars/lists; nothing is ever eval()'d.
 """
 import copy
+import math
 import re
 
 import yaml
@@ -21,15 +22,18 @@ class Field:
 
     `choices`: the valid values, or a callable giving them (a registry's names, read when checked).
     `only` + `why`: a key kept so that PaddleClas / PP-ShiTu configs load, whose other values ppshitu
-    does not honour: any value outside `only` is refused, saying why (never silently ignored)."""
+    does not honour: any value outside `only` is refused, saying why (never silently ignored).
+    `min_value` / `max_value`: bounds of a number. A float is always finite (.nan / .inf are refused)."""
 
-    def __init__(self, types=object, default=MISSING, choices=None, doc="", only=None, why=""):
+    def __init__(self, types=object, default=MISSING, choices=None, doc="", only=None, why="",
+                 min_value=None, max_value=None):
         self.types = types if isinstance(types, tuple) else (types,)
         self.default = default
         self._choices = choices
         self.only = only
         self.why = why
         self.doc = doc or why
+        self.min_value, self.max_value = min_value, max_value
 
     @property
     def choices(self):
@@ -52,6 +56,13 @@ class Field:
                               f"{did_you_mean(value, choices)}")
         if self.only is not None and value not in self.only:
             raise ConfigError(f"{source}: {path}: {value!r} is not supported: {self.why}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{source}: {path} must be a finite number, got {value!r}")
+            if self.min_value is not None and value < self.min_value:
+                raise ConfigError(f"{source}: {path} must be >= {self.min_value}, got {value!r}")
+            if self.max_value is not None and value > self.max_value:
+                raise ConfigError(f"{source}: {path} must be <= {self.max_value}, got {value!r}")
         return float(value) if float in self.types and isinstance(value, int) and int not in self.types \
             and not isinstance(value, bool) else value
 

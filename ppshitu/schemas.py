@@ -16,6 +16,16 @@ def _runtimes():
     return RUNTIMES.names()
 
 
+def _gallery_backends():
+    from .gallery.base import STORES, store_class
+    store_class("faiss")
+    try:
+        store_class("milvus")
+    except Exception:  # noqa: BLE001  (pymilvus missing: faiss stays available)
+        pass
+    return STORES.names()
+
+
 def _index_methods():
     from .gallery.indexes import INDEX_METHODS  # the registry decides, read when a config is checked
     return INDEX_METHODS.names()
@@ -80,10 +90,10 @@ INFER_GLOBAL = {
     "rec_inference_model_dir": Field(STR_OR_NONE, None),
     "inference_model_dir": Field(STR_OR_NONE, None, doc="PaddleClas predict_rec/predict_det key"),
     "rec_nms_thresold": Field(NUM, 0.05, doc="IoU above which same-label boxes are merged (PP-ShiTu's spelling)"),
-    "batch_size": Field(int, 1),
+    "batch_size": Field(int, 1, min_value=1),
     "image_shape": Field(list, [3, 640, 640]),
     "threshold": Field(NUM, 0.2, doc="detector score threshold"),
-    "max_det_results": Field(int, 5),
+    "max_det_results": Field(int, 5, min_value=1),
     "label_list": Field((list, NONE), ["foreground"]),
     "inference_backend": Field(str, "paddle", choices=lambda: _runtimes(), doc="the inference runtime"),
     "precision": Field(STR_OR_NONE, None, choices=("fp32", "bf16", "int8", None),
@@ -91,7 +101,7 @@ INFER_GLOBAL = {
     "use_gpu": Field(bool, False),
     "enable_mkldnn": Field(bool, True),
     "enable_mkldnn_bfloat16": Field(bool, False),
-    "cpu_num_threads": Field(int, 2),
+    "cpu_num_threads": Field(int, 2, min_value=1),
     "enable_benchmark": Field(bool, False, doc="predict_system prints its images/s and ms/image at the end"),
     "use_fp16": Field(bool, False, only=(False,), why="half precision needs TensorRT, which no ppshitu runtime "
                       "uses; on CPU, enable_mkldnn_bfloat16 gives reduced precision"),
@@ -108,9 +118,20 @@ INFER_GLOBAL = {
     "output_dir": Field(str, "./output/"),
     "save_visual": Field(bool, True, doc="draw labelled boxes into output_dir"),
     "font_path": Field(STR_OR_NONE, None, doc="a TTF font for labels; default: one found on the system"),
+    # limits on what a reader accepts (ppshitu/utils/image.py)
+    "max_image_pixels": Field((int, NONE), None, min_value=1,
+                              doc="refuse an image whose header declares more pixels, before decoding it; "
+                                  "null: $PPSHITU_MAX_IMAGE_PIXELS, else 40000000 (40 MP)"),
+    "min_image_side": Field(int, 8, min_value=1, doc="refuse images with a shorter side (px) as too small to "
+                            "recognise, in queries and gallery images"),
 }
 
 INDEX_PROCESS = {
+    "backend": Field(str, "faiss", choices=lambda: _gallery_backends(),
+                     doc="faiss (index_dir: a directory) | milvus (uri: a Milvus Lite file or http://host:19530)"),
+    "uri": Field(STR_OR_NONE, None, doc="milvus: a local .db file (Milvus Lite) or http://host:19530; token from "
+                                        "$PPSHITU_MILVUS_TOKEN"),
+    "collection": Field(STR_OR_NONE, None, doc="milvus: the collection name"),
     "index_method": Field(str, "HNSW32", choices=lambda: _index_methods()),
     "image_root": Field(STR_OR_NONE, None),
     "index_dir": Field(STR_OR_NONE, None),
@@ -120,20 +141,24 @@ INDEX_PROCESS = {
                        doc="remove: the data_file's images (path) or every image of its labels (label)"),
     "delimiter": Field(str, "\t"),
     "dist_type": Field(str, "IP", choices=("IP", "L2")),
-    "embedding_size": Field(int, 512),
-    "batch_size": Field(int, 32),
-    "return_k": Field(int, 5),
-    "score_thres": Field(NUM, 0.5),
+    "embedding_size": Field((int, NONE), None, min_value=1,
+                            doc="default: the model's (inference.yml, or probed); a different value is refused"),
+    "batch_size": Field(int, 32, min_value=1),
+    "return_k": Field(int, 5, min_value=1, doc="gallery matches per crop"),
+    "score_thres": Field(NUM, 0.5, doc="IP: cosine >= this is a match; L2: distance <= this"),
+    "min_crop_std": Field(NUM, 1.0, min_value=0, doc="a crop whose per-channel pixel std (0-255, 32x32 "
+                          "thumbnail) is below this has no detail: 'unknown' in queries, skipped in galleries; "
+                          "0: off"),
     "hamming_radius": Field(int, 100, doc="accepted for PaddleClas compatibility (binary indexes are not built)"),
     "binary_index": Field(bool, False, only=(False,), why="binary (hamming) indexes are not built; use IP or L2"),
     # each index method's own parameters (the method's constructor checks which apply)
-    "ef_search": Field((int, NONE), None, doc="HNSW efSearch (default chosen for recall >= 0.95)"),
-    "nprobe": Field((int, NONE), None, doc="IVF nprobe (default chosen for recall >= 0.95)"),
-    "nlist": Field((int, NONE), None, doc="IVF lists (default: from the data size)"),
-    "pq_m": Field((int, NONE), None, doc="IVFPQ sub-quantizers (must divide embedding_size)"),
-    "rerank_factor": Field((int, NONE), None, doc="IVFPQ: candidates re-scored exactly, per result"),
+    "ef_search": Field((int, NONE), None, min_value=1, doc="HNSW efSearch (default chosen for recall >= 0.95)"),
+    "nprobe": Field((int, NONE), None, min_value=1, doc="IVF nprobe (default chosen for recall >= 0.95)"),
+    "nlist": Field((int, NONE), None, min_value=1, doc="IVF lists (default: from the data size)"),
+    "pq_m": Field((int, NONE), None, min_value=1, doc="IVFPQ sub-quantizers (must divide embedding_size)"),
+    "rerank_factor": Field((int, NONE), None, min_value=1, doc="IVFPQ: candidates re-scored exactly, per result"),
     "use_det": Field(bool, False, doc="index the detector's main object instead of the whole image"),
-    "num_workers": Field(int, 2, doc="image-decoding threads while the model runs"),
+    "num_workers": Field(int, 2, min_value=1, doc="image-decoding threads while the model runs"),
 }
 
 INFER_SCHEMA = {

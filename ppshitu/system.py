@@ -14,7 +14,17 @@ Decisions, and why they differ from PP-ShiTu's:
   gallery returns distances, so "passes" means distance <= score_thres.
 - NMS only merges boxes that name the same label (IoU > rec_nms_thresold), plus any two
   boxes that are clearly the same region (IoU > 0.5), keeping the better match.
+- Images with a side under `min_image_side` (8 px) are refused (ImageTooSmallError): the 128-d
+  demo model "recognised" a 1x1 image at cosine 0.88. A crop without detail (per-channel pixel
+  std under `min_crop_std` on a 32x32 thumbnail: blank, all-black, flat colour) is "unknown"
+  whatever its score (its `nearest_docs` and score are still reported, with `"uniform": true`):
+  above the default threshold 0.5, the 128-d demo model matched all-black at 0.67, white 0.68,
+  flat red 0.86; the EfficientNet-Lite0 one flat grey at 0.56 and flat red at 0.59. (Random
+  noise still gets labels at ~0.6 from both: that is the model's calibration, not a rule's.)
+  The constructor's default leaves this test off (0.0), for stand-in models that embed a mean
+  colour; from_config uses IndexProcess.min_crop_std (default 1.0).
 """
+import math
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -22,7 +32,7 @@ import numpy as np
 from .errors import ConfigError
 from .infer import factory
 from .utils.boxes import box_iou
-from .utils.image import as_rgb_uint8, read_image
+from .utils.image import MIN_IMAGE_SIDE, as_rgb_uint8, check_recognisable, is_uniform, read_image
 
 UNKNOWN = "unknown"
 SAME_REGION_IOU = 0.5
@@ -30,50 +40,60 @@ SAME_REGION_IOU = 0.5
 
 class RecognitionSystem:
     def __init__(self, rec, gallery, det=None, return_k=5, score_thres=0.5, rec_nms_thresold=0.05,
-                 min_crop_size=4):
+                 min_crop_size=4, min_image_side=MIN_IMAGE_SIDE, min_crop_std=0.0, max_image_pixels=None):
         if rec.embedding_size != gallery.embedding_size:
             raise ConfigError(f"the recognition model makes {rec.embedding_size}-d vectors but the gallery "
                               f"{gallery.index_dir} holds {gallery.embedding_size}-d ones")
         self.rec, self.gallery, self.det = rec, gallery, det
-        self.return_k = int(return_k)
-        self.score_thres = float(score_thres)
-        self.nms_thresh = float(rec_nms_thresold)
-        self.min_crop_size = int(min_crop_size)
+        self.return_k = _number(return_k, "IndexProcess.return_k", int, low=1)
+        self.score_thres = _number(score_thres, "IndexProcess.score_thres", float)
+        self.nms_thresh = _number(rec_nms_thresold, "Global.rec_nms_thresold", float)
+        self.min_crop_size = _number(min_crop_size, "min_crop_size", int, low=1)
+        self.min_image_side = _number(min_image_side, "Global.min_image_side", int, low=1)
+        self.min_crop_std = _number(min_crop_std, "IndexProcess.min_crop_std", float, low=0)
+        self.max_image_pixels = None if max_image_pixels is None else \
+            _number(max_image_pixels, "Global.max_image_pixels", int, low=1)
 
     @classmethod
     def from_config(cls, cfg):
         """From a PP-ShiTu inference config (Global, DetPreProcess, RecPreProcess, IndexProcess)."""
         from .gallery import Gallery
+        from .gallery.model_id import model_fingerprint
 
         g, idx = cfg["Global"], cfg["IndexProcess"]
-        rec = factory.rec_predictor(cfg)
         if not idx.get("index_dir"):
             raise ConfigError("IndexProcess.index_dir is required (a gallery built by tools/build_gallery.py)")
-        gallery = Gallery.open(idx["index_dir"], model_fingerprint=rec.fingerprint,
+        rec = factory.rec_predictor(cfg)
+        # the weights' own fingerprint, not inference.yml's copy (new weights under an old yml)
+        gallery = Gallery.open(idx["index_dir"], model_fingerprint=model_fingerprint(rec),
                                embedding_size=rec.embedding_size)
         if idx.get("ef_search") or idx.get("nprobe"):
             gallery.set_search_params(ef_search=idx.get("ef_search"), nprobe=idx.get("nprobe"))
         det = factory.det_predictor(cfg)
         return cls(rec, gallery, det, return_k=idx.get("return_k", 5), score_thres=idx.get("score_thres", 0.5),
-                   rec_nms_thresold=g.get("rec_nms_thresold", 0.05))
+                   rec_nms_thresold=g.get("rec_nms_thresold", 0.05),
+                   min_image_side=g.get("min_image_side", MIN_IMAGE_SIDE), min_crop_std=idx.get("min_crop_std", 1.0),
+                   max_image_pixels=g.get("max_image_pixels"))
 
     # ------------------------------------------------------------------ API
     def predict(self, images):
         """One RGB image -> its results; a list of images -> a list of results (one crop batch)."""
         single = isinstance(images, np.ndarray)
         images = [images] if single else list(images)
-        images = [as_rgb_uint8(im, f"image {i}") for i, im in enumerate(images)]
+        images = [check_recognisable(as_rgb_uint8(im, f"image {i}"), f"image {i}", self.min_image_side)
+                  for i, im in enumerate(images)]
         boxes = [self.detect(im) for im in images]
         out = self.recognize(images, boxes)
         return out[0] if single else out
 
-    def predict_paths(self, paths, batch_size=1, num_workers=2, on_error=None):
-        """Yield (path, results) in order; the next images are decoded (and pre-processed for
-        the detector) in worker threads while the models run. Unreadable images are passed
-        to `on_error(path, exc)` and skipped."""
+    def predict_paths(self, paths, batch_size=1, num_workers=2, on_error=None, with_images=False):
+        """Yield (path, results) in order (`with_images`: (path, results, rgb)); the next images are
+        decoded (and pre-processed for the detector) in worker threads while the models run.
+        Unreadable images (also: past the pixel limit, too small) are passed to `on_error(path, exc)`
+        and skipped."""
         def load(path):
             try:
-                rgb = read_image(path)
+                rgb = check_recognisable(read_image(path, self.max_image_pixels), str(path), self.min_image_side)
             except Exception as e:  # noqa: BLE001 - reported to the caller, never fatal
                 return path, None, None, e
             return path, rgb, (self.det.preprocess(rgb) if self.det else None), None
@@ -97,7 +117,10 @@ class RecognitionSystem:
                     continue
                 boxes = [self.detect(rgb, det_in) for _, rgb, det_in in loaded]
                 results = self.recognize([rgb for _, rgb, _ in loaded], boxes)
-                yield from ((path, res) for (path, _, _), res in zip(loaded, results))
+                if with_images:
+                    yield from ((path, res, rgb) for (path, rgb, _), res in zip(loaded, results))
+                else:
+                    yield from ((path, res) for (path, _, _), res in zip(loaded, results))
 
     # ---------------------------------------------------------------- steps
     def detect(self, rgb, preprocessed=None):
@@ -121,26 +144,27 @@ class RecognitionSystem:
             cands.append(([0, 0, w, h], None, "image"))
             for box, det_score, source in cands:
                 x1, y1, x2, y2 = box
-                crops.append(self.rec.preprocess(rgb[y1:y2, x1:x2]))
-                owners.append((i, box, det_score, source))
+                crop = rgb[y1:y2, x1:x2]
+                crops.append(self.rec.preprocess(crop))
+                owners.append((i, box, det_score, source, is_uniform(crop, self.min_crop_std)))
         vectors = self.rec.predict_batch(np.stack(crops))
         labels, scores, _ = self.gallery.search(vectors, self.return_k)
         per_image = [[] for _ in images]
-        for (i, box, det_score, source), lab, sc in zip(owners, labels, scores):
-            per_image[i].append(self._decide(box, det_score, source, lab, sc))
+        for (i, box, det_score, source, uniform), lab, sc in zip(owners, labels, scores):
+            per_image[i].append(self._decide(box, det_score, source, lab, sc, uniform))
         return [self._select(cands) for cands in per_image]
 
     def passes(self, score):
         return score >= self.score_thres if self.gallery.higher_is_better else score <= self.score_thres
 
-    def _decide(self, box, det_score, source, labels, scores):
+    def _decide(self, box, det_score, source, labels, scores, uniform=False):
         nearest = labels[0] if len(labels) and labels[0] is not None else None
         best = float(scores[0]) if nearest is not None else float("nan")
-        known = nearest is not None and self.passes(best)
+        known = nearest is not None and self.passes(best) and not uniform
         return {"bbox": [int(v) for v in box], "rec_docs": nearest if known else UNKNOWN,
                 "rec_scores": round(best, 6) if nearest is not None else None,
                 "nearest_docs": nearest, "det_score": None if det_score is None else round(det_score, 6),
-                "source": source,
+                "source": source, "uniform": bool(uniform),
                 "topk": [{"label": l, "score": round(float(s), 6)} for l, s in zip(labels, scores) if l is not None]}
 
     def _select(self, cands):
@@ -174,3 +198,20 @@ class RecognitionSystem:
         if x2 - x1 < self.min_crop_size or y2 - y1 < self.min_crop_size:
             return None  # an empty or sliver crop cannot be recognised (and breaks cv2.resize)
         return [x1, y1, x2, y2]
+
+
+def _number(value, key, kind, low=None):
+    """A finite int/float setting; ConfigError naming `key` otherwise."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = kind(value)
+        if kind is int and number != value:
+            raise TypeError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be {'an integer' if kind is int else 'a number'}, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
+    if low is not None and number < low:
+        raise ConfigError(f"{key} must be >= {low}, got {value!r}")
+    return number

@@ -137,3 +137,38 @@ def save_image(path, rgb):
     except (OSError, ValueError) as e:
         raise PPShiTuError(f"cannot write image {path}: {e}") from None
     return path
+
+
+def output_paths(inputs, output_dir, root=None):
+    """Where the drawing of each input image goes: `output_dir` + the input's path relative to
+    `root` (default: the inputs' deepest common folder), so two inputs with the same name in
+    different folders keep distinct drawings (any clash left gets a -2, -3, ... suffix).
+
+    Refuses (PPShiTuError) when a drawing would land on one of the inputs, e.g. with output_dir
+    set to the input folder: ppshitu never writes over a user's image."""
+    absolute = [os.path.abspath(os.fspath(p)) for p in inputs]
+    if not absolute:
+        return []
+    if root is None:
+        root = os.path.commonpath([os.path.dirname(p) for p in absolute])
+    root = os.path.abspath(os.fspath(root))
+    real_inputs = {os.path.realpath(p): p for p in absolute}
+    out, used = [], {}  # drawing -> the input it is for
+    for src, given in zip(absolute, inputs):
+        rel = os.path.relpath(src, root)
+        if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+            rel = os.path.join("_outside", src.lstrip(os.sep))
+        dst = os.path.join(os.path.abspath(os.fspath(output_dir)), rel)
+        stem, ext = os.path.splitext(dst)
+        n = 1
+        while used.get(dst, src) != src:  # the same input listed twice keeps its one drawing
+            n += 1
+            dst = f"{stem}-{n}{ext}"
+        hit = real_inputs.get(os.path.realpath(dst))
+        if hit is not None:
+            raise PPShiTuError(f"Global.output_dir {output_dir}: the drawing of {given} would overwrite the input "
+                               f"image {hit}; choose an output_dir outside the input folder (or "
+                               f"-o Global.save_visual=False)")
+        used[dst] = src
+        out.append(dst)
+    return out

@@ -20,7 +20,9 @@ def main(argv=None):
     import faiss
 
     from ppshitu.gallery.builder import build_gallery
+    from ppshitu.utils.image import set_max_image_pixels
 
+    set_max_image_pixels(cfg.Global.max_image_pixels)
     faiss.omp_set_num_threads(cfg.Global.cpu_num_threads)
     summary = build_gallery(cfg)
     print(" ".join(f"{k}={v}" for k, v in summary.items()))

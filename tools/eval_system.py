@@ -6,7 +6,8 @@
 
 The scenes json is COCO with each annotation's `object_name` (dataset/make_synthetic.py scenes);
 its images are read from --image-root (default: the json's folder + images/), not Global.infer_imgs.
-Prints a table and writes the metrics to Global.output_dir/eval_system.json.
+Prints a table and writes the metrics to Global.output_dir/eval_system.json. Exits 2 when no
+scene image could be read (nothing evaluated), instead of writing NaN metrics.
 """
 import json
 import logging
@@ -47,6 +48,9 @@ def main():
     from ppshitu.evaluation.system_metrics import evaluate_system
     from ppshitu.system import RecognitionSystem
 
+    from ppshitu.utils.image import set_max_image_pixels
+
+    set_max_image_pixels(cfg.Global.max_image_pixels)
     system = RecognitionSystem.from_config(cfg)
     metrics = evaluate_system(system, args.scenes, limit=args.limit, progress=not args.no_progress,
                               image_root=args.image_root)

@@ -2,8 +2,10 @@
 
     python tools/predict_system.py -c configs/inference/inference_general.yaml -o Global.infer_imgs=PATH
 
-PATH is an image, a directory or a list file. Prints each image's results, writes them as
-JSON lines to Global.output_dir/results.jsonl, and draws labelled boxes into Global.output_dir.
+PATH is an image, a directory or a list file (one image path per line). Prints each image's
+results, writes them as JSON lines to Global.output_dir/results.jsonl, and draws labelled boxes
+into Global.output_dir, at each image's path relative to the input folder (so same-named images
+in different folders stay distinct). An output that would land on an input image is refused.
 """
 import json
 import os
@@ -16,7 +18,8 @@ from ppshitu.cli import config_parser, load_cli_config, run_main  # noqa: E402
 from ppshitu.errors import ConfigError  # noqa: E402
 from ppshitu.schemas import INFER_SCHEMA  # noqa: E402
 from ppshitu.system import RecognitionSystem  # noqa: E402
-from ppshitu.utils.image import list_images  # noqa: E402
+from ppshitu.utils.image import list_images, set_max_image_pixels  # noqa: E402
+from ppshitu.visualize import output_paths  # noqa: E402
 
 
 def main():
@@ -25,7 +28,25 @@ def main():
     g = cfg.Global
     if not g.infer_imgs:
         raise ConfigError("Global.infer_imgs is required: -o Global.infer_imgs=PATH (image, directory or list file)")
+    set_max_image_pixels(g.max_image_pixels)  # every read in this process, drawing included
     paths = list_images(g.infer_imgs)
+    out_dir = os.path.abspath(g.output_dir)
+    root = os.path.abspath(g.infer_imgs) if os.path.isdir(g.infer_imgs) else None
+    if root is not None and out_dir != root and out_dir.startswith(root + os.sep):
+        # earlier drawings under an output_dir inside the input folder are not inputs
+        kept = [p for p in paths if not os.path.abspath(p).startswith(out_dir + os.sep)]
+        if len(kept) < len(paths):
+            print(f"note: {len(paths) - len(kept)} images under Global.output_dir {g.output_dir} are not "
+                  f"inputs (earlier drawings)", file=sys.stderr)
+        paths = kept
+        if not paths:
+            raise ConfigError(f"Global.infer_imgs {g.infer_imgs}: no images outside Global.output_dir")
+    out_path = os.path.join(g.output_dir, "results.jsonl")
+    inputs = {os.path.realpath(p) for p in paths} | {os.path.realpath(g.infer_imgs)}
+    if os.path.realpath(out_path) in inputs:
+        raise ConfigError(f"Global.output_dir {g.output_dir}: results.jsonl would overwrite the input "
+                          f"{out_path}; choose another output_dir")
+    drawn = dict(zip(paths, output_paths(paths, out_dir, root))) if g.save_visual else {}  # refuses overwrites
     system = RecognitionSystem.from_config(cfg)
     os.makedirs(g.output_dir, exist_ok=True)
     failed = []
@@ -34,18 +55,17 @@ def main():
         failed.append(path)
         print(f"warning: skipped {path}: {exc}", file=sys.stderr)
 
-    out_path = os.path.join(g.output_dir, "results.jsonl")
     start = time.perf_counter()
     with open(out_path, "w", encoding="utf-8") as out:
-        for path, results in system.predict_paths(paths, batch_size=max(1, g.batch_size), on_error=on_error):
+        for path, results, rgb in system.predict_paths(paths, batch_size=g.batch_size, on_error=on_error,
+                                                       with_images=True):
             shown = [{k: r[k] for k in ("bbox", "rec_docs", "rec_scores")} for r in results]
             print(f"{path}: {shown}")
-            out.write(json.dumps({"image": path, "results": results}, ensure_ascii=False) + "\n")
+            line = {"image": path, "results": results}
             if g.save_visual:
-                from ppshitu.utils.image import read_image
                 from ppshitu.visualize import draw_results, save_image
-                save_image(os.path.join(g.output_dir, os.path.basename(path)),
-                           draw_results(read_image(path), results, font_path=g.font_path))
+                line["drawn"] = save_image(drawn[path], draw_results(rgb, results, font_path=g.font_path))
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
     elapsed = time.perf_counter() - start
     done = len(paths) - len(failed)
     print(f"{done} images recognised, {len(failed)} skipped; results in {out_path}")

@@ -34,6 +34,14 @@ HEADS = Registry("det head")
 HEAD_PARTS = Registry("det head part")  # conv_feat, losses, assigners
 
 BACKBONES.register()(LCNet)
+
+
+def _register_own():
+    from .efficientnet_backbone import EfficientNetLiteDet  # ImageNet-pretrained, from the installed wheel
+    BACKBONES.register()(EfficientNetLiteDet)
+
+
+_register_own()
 NECKS.register()(LCPAN)
 NECKS.register()(CSPPAN)
 HEADS.register()(PicoHeadV2)

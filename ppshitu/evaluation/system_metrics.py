@@ -161,7 +161,9 @@ def load_coco_scenes(json_path, image_root=None):
 def evaluate_system(system, scenes_json, limit=None, progress=True, iou_thr=0.5, image_root=None):
     """Run `system.predict` on the scenes (the first `limit`) and score it with `evaluate`.
 
-    Unreadable images are skipped with one warning each; their number is `skipped_images`."""
+    Unreadable images (also: past the pixel limit, too small) are skipped with one warning each;
+    their number is `skipped_images`. Raises ScenesError when no image is left to score (the
+    metrics would all be NaN)."""
     from tqdm import tqdm
 
     from ..utils.image import ImageReadError, read_image
@@ -169,15 +171,22 @@ def evaluate_system(system, scenes_json, limit=None, progress=True, iou_thr=0.5,
     scenes = load_coco_scenes(scenes_json, image_root)
     if limit is not None:
         scenes = scenes[:int(limit)]
-    preds, kept = [], []
+    if not scenes:
+        raise ScenesError(f"scenes json {scenes_json}: lists no images to evaluate")
+    preds, kept, first_error = [], [], None
     for path, boxes, labels in tqdm(scenes, desc="eval scenes", unit="img", disable=not progress):
         try:
-            rgb = read_image(path)
+            preds.append(system.predict(read_image(path, getattr(system, "max_image_pixels", None))))
         except ImageReadError as e:
             log.warning("skipping %s", e)
+            first_error = first_error or e
             continue
-        preds.append(system.predict(rgb))
         kept.append((path, boxes, labels))
+    if not kept:
+        root = image_root if image_root is not None else os.path.join(
+            os.path.dirname(os.path.abspath(scenes_json)), "images")
+        raise ScenesError(f"scenes json {scenes_json}: none of its {len(scenes)} images could be read from {root} "
+                          f"(first: {first_error}); nothing was evaluated (check --image-root)")
     metrics = evaluate(preds, kept, system.gallery.labels(), iou_thr,
                        getattr(system.gallery, "higher_is_better", True))
     metrics["skipped_images"] = len(scenes) - len(kept)

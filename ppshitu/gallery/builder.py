@@ -15,9 +15,10 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import ConfigError
-from ..utils.image import ImageReadError, read_image
+from ..utils.image import MIN_IMAGE_SIDE, ImageReadError, check_recognisable, is_uniform, read_image
 from .errors import GalleryError
 from .gallery import Gallery
+from .model_id import model_fingerprint
 
 log = logging.getLogger("ppshitu.gallery")
 OPERATIONS = ("new", "append", "remove", "compact")
@@ -69,16 +70,32 @@ def main_object(det, rgb):
     return [float(v) for v in boxes[0][:4]], rgb[y1:y2, x1:x2]
 
 
-def embed_images(rec, paths, batch_size=32, num_workers=2, det=None, desc="embedding"):
-    """Run `rec` (and `det`, to embed the main object) over image files."""
+class UniformImageError(ImageReadError):
+    """A gallery image (or its main object) with no detail to recognise."""
+
+
+def embed_images(rec, paths, batch_size=32, num_workers=2, det=None, desc="embedding", max_pixels=None,
+                 min_side=MIN_IMAGE_SIDE, min_crop_std=0.0):
+    """Run `rec` (and `det`, to embed the main object) over image files. Skipped with a warning
+    each (listed in `unreadable`): unreadable images, images past the pixel limit (`max_pixels`,
+    None: ppshitu.utils.image's), images with a side under `min_side` px, and, with
+    `min_crop_std` > 0, images (or main objects) without detail (see utils.image.is_uniform)."""
     batch_size, num_workers = max(1, int(batch_size)), max(1, int(num_workers))
+
+    def usable(rgb, path):
+        if is_uniform(rgb, min_crop_std):
+            raise UniformImageError(f"{path}: no detail to recognise (a blank or flat-colour image: pixel std "
+                                    f"below IndexProcess.min_crop_std={min_crop_std})")
+        return rgb
 
     def load(path):
         try:
-            rgb = read_image(path)
+            rgb = check_recognisable(read_image(path, max_pixels), str(path), min_side)
+            if det is not None:
+                return rgb  # the detector runs in the main thread
+            return rec.preprocess(usable(rgb, path))
         except ImageReadError as e:
             return e
-        return rgb if det is not None else rec.preprocess(rgb)  # the detector runs in the main thread
 
     out = Embedded(np.zeros((0, rec.embedding_size), np.float32))
     chunks, starts = [], range(0, len(paths), batch_size)
@@ -97,6 +114,12 @@ def embed_images(rec, paths, batch_size=32, num_workers=2, det=None, desc="embed
                 box = None
                 if det is not None:
                     box, crop = main_object(det, item)
+                    try:
+                        usable(crop, paths[start + offset])
+                    except UniformImageError as e:
+                        log.warning("skipped unreadable image: %s", e)
+                        out.unreadable.append(paths[start + offset])
+                        continue
                     item = rec.preprocess(crop)
                 inputs.append(item)
                 out.index.append(start + offset)
@@ -144,15 +167,20 @@ def build_gallery(cfg, rec=None, det=None):
         raise ConfigError(f"IndexProcess.dist_type: {ip['dist_type']!r} (binary indexes) is not supported; "
                           f"use IP or L2")
     rec = rec or make_rec_predictor(cfg)
-    if ip["embedding_size"] != rec.embedding_size:
+    # the size comes from the model; a value in the config is only an assertion about it
+    if ip.get("embedding_size") is not None and ip["embedding_size"] != rec.embedding_size:
         raise ConfigError(f"IndexProcess.embedding_size is {ip['embedding_size']} but the model in "
-                          f"{cfg['Global'].get('rec_inference_model_dir')} makes {rec.embedding_size}-d vectors")
+                          f"{cfg['Global'].get('rec_inference_model_dir')} makes {rec.embedding_size}-d vectors; "
+                          f"leave IndexProcess.embedding_size out (null) to take the model's")
+    fingerprint = model_fingerprint(rec)  # of the weights themselves, not inference.yml's copy
     if det is None and ip.get("use_det"):
         det = make_det_predictor(cfg)
     gallery = None
     skipped = 0
+    if op == "new":
+        Gallery.check_creatable(index_dir, overwrite=True)  # refuse before embedding anything
     if op == "append":
-        gallery = Gallery.open(index_dir, model_fingerprint=rec.fingerprint, embedding_size=rec.embedding_size)
+        gallery = Gallery.open(index_dir, model_fingerprint=fingerprint, embedding_size=rec.embedding_size)
         if ip["dist_type"] != gallery.manifest["dist_type"]:
             raise ConfigError(f"IndexProcess.dist_type is {ip['dist_type']} but the gallery in {index_dir} "
                               f"uses {gallery.manifest['dist_type']}")
@@ -161,8 +189,10 @@ def build_gallery(cfg, rec=None, det=None):
         entries = [(p, lab) for p, lab in entries if p not in present]
     # the same image listed twice in the file: embed it once
     entries = list(dict((p, (p, lab)) for p, lab in entries).values())
+    g = cfg.get("Global") or {}
     emb = embed_images(rec, [os.path.join(image_root, p) for p, _ in entries], ip["batch_size"],
-                       ip.get("num_workers", 2), det, desc=f"{op} gallery")
+                       ip.get("num_workers", 2), det, desc=f"{op} gallery", max_pixels=g.get("max_image_pixels"),
+                       min_side=g.get("min_image_side", MIN_IMAGE_SIDE), min_crop_std=ip.get("min_crop_std", 0.0))
     labels = [entries[i][1] for i in emb.index]
     paths = [entries[i][0] for i in emb.index]
     boxes = emb.boxes if det is not None else None
@@ -170,12 +200,13 @@ def build_gallery(cfg, rec=None, det=None):
         if not len(emb.vectors):
             raise GalleryError(f"no readable images in {ip['data_file']}: the gallery was not created")
         gallery = Gallery.create(index_dir, rec.embedding_size, dist_type=ip["dist_type"],
-                                 index_method=ip["index_method"], model_fingerprint=rec.fingerprint,
+                                 index_method=ip["index_method"], model_fingerprint=fingerprint,
                                  overwrite=True, vectors=emb.vectors, labels=labels, paths=paths, boxes=boxes,
                                  **index_params(ip))
         added = len(gallery)
     else:
-        added = int((gallery.add(emb.vectors, labels, paths, boxes, rec.fingerprint) >= 0).sum()) \
+        # (the model is checked again under the writer lock: a `new` may have replaced the gallery meanwhile)
+        added = int((gallery.add(emb.vectors, labels, paths, boxes, fingerprint) >= 0).sum()) \
             if len(emb.vectors) else 0
     return {"operation": op, "added": added, "already_present": skipped,
             "unreadable": len(emb.unreadable), "count": len(gallery), "labels": len(gallery.labels())}

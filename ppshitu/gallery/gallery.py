@@ -8,6 +8,14 @@
 A Gallery object is a snapshot of one published version (see layout.py); every
 update writes a complete new version and then publishes it, so other processes
 keep answering from the version they opened until they call refresh().
+
+Integrity (format_version 2): a version's manifest records the sha256 of each of its files
+(`checksums`) and of its own content (`manifest_sha256`); opening a version checks them all
+before anything is parsed, and an update checks the files it builds on under the writer lock,
+so a damaged or hand-edited version is refused with the damaged file named, never read as
+data (an IP gallery read as L2, NaN rows compacted into a new index). Galleries written
+before checksums existed (format_version 1) still open, unchecked; their next update writes
+a checked version.
 """
 import os
 import shutil
@@ -23,7 +31,8 @@ from .errors import GalleryError
 from .indexes import INDEX_METHODS
 
 FORMAT = "ppshitu-gallery"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # 2: checksums; versions written by this code
+READABLE_VERSIONS = (1, 2)  # 1: before checksums (opened without them)
 FILES = {"index": "index.faiss", "vectors": "vectors.npy", "ids": "ids.npy",
          "meta": "meta.sqlite", "manifest": "manifest.json"}
 # A query path runs Paddle (Intel OpenMP, whose threads spin ~200 ms after each run) and then
@@ -44,6 +53,7 @@ def _faiss_search(index, q, k, params):
         faiss.omp_set_num_threads(before)
 
 
+MANIFEST_SHA = "manifest_sha256"
 COMPACT_TOMBSTONE_RATIO = 0.25  # past this share of removed-but-indexed ids, filtering costs recall: rebuild
 
 
@@ -60,14 +70,16 @@ class Gallery:
         """Open the current version; with a model's fingerprint/embedding size, check they match."""
         g = cls(index_dir)
         for attempt in range(3):
+            name = layout.current_version(g.index_dir)
             try:
-                g._load(layout.current_version(g.index_dir))
+                g._load(name)
                 break
             except GalleryError:
-                # an update may have published and garbage-collected our version meanwhile
-                if attempt == 2 or not os.path.isdir(g.index_dir):
+                # an update may have published and garbage-collected our version meanwhile;
+                # a version that is still current when it fails is damaged: no retry
+                time.sleep(0.02)
+                if attempt == 2 or not os.path.isdir(g.index_dir) or layout.current_version(g.index_dir) == name:
                     raise
-                time.sleep(0.05)
         if model_fingerprint is not None or embedding_size is not None:
             g.check_model(model_fingerprint, embedding_size)
         return g
@@ -85,13 +97,9 @@ class Gallery:
         method = INDEX_METHODS.build(index_method, index_params, where="IndexProcess",
                                      dim=embedding_size, dist_type=dist_type)
         g = cls(index_dir)
+        cls.check_creatable(g.index_dir, overwrite)  # before the lock: a refused directory gets no LOCK file
         with layout.writer_lock(g.index_dir):
-            if layout.is_gallery(g.index_dir) and not overwrite:
-                raise GalleryError(f"{g.index_dir}: a gallery already exists (open it to append, "
-                                   f"or use index_operation: new / overwrite=True to replace it)")
-            if os.path.isdir(g.index_dir) and not layout.is_gallery(g.index_dir) and \
-                    set(os.listdir(g.index_dir)) - {"LOCK", layout.VERSIONS}:
-                raise GalleryError(f"{g.index_dir}: not empty and not a gallery; choose an empty or new index_dir")
+            cls.check_creatable(g.index_dir, overwrite)  # again: another writer may have been first
             now = _now()
             g.manifest = {
                 "format": FORMAT, "format_version": FORMAT_VERSION, "embedding_size": embedding_size,
@@ -110,6 +118,20 @@ class Gallery:
                 return None
             g._write_version(fill, base_meta=None)
         return g
+
+    @staticmethod
+    def check_creatable(index_dir, overwrite=False):
+        """Raise GalleryError unless create(index_dir, overwrite=...) may write there; changes nothing."""
+        index_dir = os.fspath(index_dir)
+        if layout.is_gallery(index_dir):
+            if not overwrite:
+                raise GalleryError(f"{index_dir}: a gallery already exists (open it to append, "
+                                   f"or use index_operation: new / overwrite=True to replace it)")
+        elif os.path.exists(index_dir) and not os.path.isdir(index_dir):
+            raise GalleryError(f"{index_dir}: a file, not a directory; choose an empty or new index_dir")
+        elif os.path.isdir(index_dir) and set(os.listdir(index_dir)) - layout.WRITER_FILES:
+            # (LOCK, versions/, .CURRENT.tmp alone: what a writer killed during the first create left)
+            raise GalleryError(f"{index_dir}: not empty and not a gallery; choose an empty or new index_dir")
 
     def refresh(self):
         """Switch to the newest published version (another process may have updated it)."""
@@ -216,8 +238,9 @@ class Gallery:
         """Add vectors with their labels; returns their new ids, -1 for each skipped one
         (its path is already in the gallery, or repeated in this call). Atomic."""
         if model_fingerprint is not None:
-            self.check_model(model_fingerprint)
-        return self._update(lambda con: self._add_locked(con, vectors, labels, paths, boxes, model_fingerprint))
+            self.check_model(model_fingerprint)  # early, and again under the lock (see _update)
+        return self._update(lambda con: self._add_locked(con, vectors, labels, paths, boxes, model_fingerprint),
+                            model_fingerprint=model_fingerprint)
 
     def remove(self, labels=None, paths=None):
         """Remove every item with one of `labels` or one of `paths`; returns the removed ids. Atomic."""
@@ -265,10 +288,17 @@ class Gallery:
         cand = np.where(valid, cand, -1)
         return np.take_along_axis(d, order, 1).astype(np.float32), np.take_along_axis(cand, order, 1)
 
-    def _update(self, change):
+    def _update(self, change, model_fingerprint=None):
         with layout.writer_lock(self.index_dir):
-            if layout.current_version(self.index_dir) != self.version:
-                self._load(layout.current_version(self.index_dir))  # don't overwrite another writer's update
+            current = layout.current_version(self.index_dir)
+            if current != self.version:
+                self._load(current)  # don't overwrite another writer's update (checks its files)
+            else:
+                self._verify_files(self._vdir(self.version), self.manifest, skip=(FILES["index"],))
+                # (the index in memory was checked when it was read; the files are copied or read now)
+            if model_fingerprint is not None:
+                # the version found under the lock may come from another model (a racing `new`)
+                self.check_model(model_fingerprint)
             return self._write_version(change, base_meta=os.path.join(self._vdir(self.version), FILES["meta"]))
 
     def _write_version(self, change, base_meta):
@@ -371,6 +401,9 @@ class Gallery:
 
     def _rebuild_locked(self, con):
         vectors = np.ascontiguousarray(np.asarray(self.vectors))
+        if not np.isfinite(vectors).all():
+            raise GalleryError(f"{self._vdir(self.version)}/{FILES['vectors']}: damaged gallery version "
+                               f"(NaN or infinite vectors); the index is not rebuilt from them")
         self.index = self.method.create(vectors) if len(vectors) else None
         if self.index is not None:
             self.index.add_with_ids(vectors, self.ids)
@@ -380,23 +413,78 @@ class Gallery:
         return len(vectors)
 
     def _save(self, tmp):
+        """Write the version's files into `tmp`, the manifest last with every file's sha256 and its own."""
         if self.index is not None:
             faiss.write_index(self.index, os.path.join(tmp, FILES["index"]))
         np.save(os.path.join(tmp, FILES["vectors"]), np.asarray(self.vectors))
         np.save(os.path.join(tmp, FILES["ids"]), self.ids)
+        self.manifest.pop(MANIFEST_SHA, None)
+        self.manifest["format_version"] = FORMAT_VERSION  # a format-1 gallery's next version is checked
+        self.manifest["checksums"] = {name: layout.sha256_file(os.path.join(tmp, name))
+                                      for name in sorted(os.listdir(tmp)) if name != FILES["manifest"]}
+        self.manifest[MANIFEST_SHA] = layout.content_sha256(self.manifest, without=(MANIFEST_SHA,))
         layout.write_json(os.path.join(tmp, FILES["manifest"]), self.manifest)
 
     def _vdir(self, name):
         return layout.version_dir(self.index_dir, name)
 
+    def _verify_manifest(self, vdir, manifest):
+        """Refuse a manifest that is not ours or whose content changed after it was written."""
+        where = os.path.join(vdir, FILES["manifest"])
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT \
+                or manifest.get("format_version") not in READABLE_VERSIONS:
+            got = manifest.get("format_version") if isinstance(manifest, dict) else None
+            fmt = manifest.get("format") if isinstance(manifest, dict) else None
+            raise GalleryError(f"{where}: unsupported gallery format {fmt!r} version {got!r} (this code "
+                               f"reads {FORMAT} {list(READABLE_VERSIONS)}), or a damaged manifest")
+        if manifest["format_version"] < 2:
+            return  # written before checksums existed: opened as it is, unchecked
+        try:
+            intact = manifest.get(MANIFEST_SHA) == layout.content_sha256(manifest, without=(MANIFEST_SHA,))
+        except (TypeError, ValueError):
+            intact = False
+        if not intact or not isinstance(manifest.get("checksums"), dict):
+            raise GalleryError(f"{where}: damaged gallery version (the manifest's content does not match its "
+                               f"{MANIFEST_SHA}: it was edited or damaged after it was written); restore the "
+                               f"gallery from a backup or rebuild it (tools/build_gallery.py, index_operation: new)")
+        missing = [f for f in (FILES["vectors"], FILES["ids"], FILES["meta"]) if f not in manifest["checksums"]]
+        if missing:
+            raise GalleryError(f"{where}: damaged gallery version (no checksum for {missing})")
+
+    def _verify_files(self, vdir, manifest, skip=()):
+        """Each file's sha256 against the manifest's, before anything is parsed (format 2)."""
+        if manifest["format_version"] < 2:
+            return
+        on_disk = set(os.listdir(vdir)) if os.path.isdir(vdir) else set()
+        if FILES["index"] in on_disk and FILES["index"] not in manifest["checksums"]:
+            raise GalleryError(f"{vdir}/{FILES['index']}: damaged gallery version (a file the manifest does "
+                               f"not list)")
+        for name, digest in manifest["checksums"].items():
+            if name in skip:
+                continue
+            path = os.path.join(vdir, name)
+            try:
+                actual = layout.sha256_file(path) if name in on_disk else None
+            except OSError as e:  # e.g. removed meanwhile by a writer's garbage collection: open() retries
+                raise GalleryError(f"{path}: cannot read it ({e.strerror or e})") from None
+            if actual is None:
+                raise GalleryError(f"{path}: damaged gallery version (the file is missing)")
+            if actual != digest:
+                raise GalleryError(f"{path}: damaged gallery version (its sha256 does not match the manifest: "
+                                   f"the file changed after the gallery wrote it); restore the gallery from a "
+                                   f"backup or rebuild it (tools/build_gallery.py, index_operation: new)")
+
     def _load(self, name, keep_index=False):
-        """Read version `name`; `keep_index` reuses the in-memory index just written (same content)."""
+        """Read version `name`, checking its checksums first; `keep_index` (right after this
+        object wrote the version) reuses the in-memory index and skips the checks."""
         vdir = self._vdir(name)
+        if not os.path.isdir(vdir):
+            raise GalleryError(f"{os.path.join(self.index_dir, layout.CURRENT)} names version {name}, but "
+                               f"{vdir} does not exist (damaged CURRENT, or a gallery directory copied in part)")
         manifest = layout.read_json(os.path.join(vdir, FILES["manifest"]))
-        if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
-            raise GalleryError(f"{vdir}: unsupported gallery format {manifest.get('format')!r} "
-                               f"version {manifest.get('format_version')!r} (this code reads {FORMAT} "
-                               f"{FORMAT_VERSION})")
+        self._verify_manifest(vdir, manifest)
+        if not keep_index:
+            self._verify_files(vdir, manifest)
         method = INDEX_METHODS.build(manifest["index_method"], manifest["index_params"],
                                      where=f"{vdir}/manifest.json", dim=manifest["embedding_size"],
                                      dist_type=manifest["dist_type"])

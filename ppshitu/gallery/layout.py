@@ -7,9 +7,13 @@ versions and a crash mid-update leaves the previous version current.
       LOCK                    flock'd by writers (released by the kernel if a writer dies)
       versions/v000007/       manifest.json, index.faiss, vectors.npy, ids.npy, meta.sqlite
       versions/.tmp-.../      a version being written (removed by the next writer if abandoned)
+
+A version's manifest records the sha256 of each of its files and of its own content
+(gallery.py checks them when it opens the version), so damage is refused, never read as data.
 """
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -19,6 +23,9 @@ from .errors import GalleryError
 
 CURRENT = "CURRENT"
 VERSIONS = "versions"
+LOCK = "LOCK"
+TMP_CURRENT = f".{CURRENT}.tmp"
+WRITER_FILES = {LOCK, VERSIONS, TMP_CURRENT}  # what a writer killed during a gallery's first version leaves
 KEEP_OLD_VERSIONS = 1  # readers that read CURRENT just before an update can still open their version
 
 
@@ -38,14 +45,31 @@ def write_json(path, obj):
         os.fsync(f.fileno())
 
 
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def content_sha256(obj, without=()):
+    """sha256 of a JSON object's content (canonical form, so key order and spacing do not matter)."""
+    data = {k: v for k, v in obj.items() if k not in without}
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
 def read_json(path):
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
         raise GalleryError(f"{path}: missing") from None
+    except IsADirectoryError:
+        raise GalleryError(f"{path}: damaged gallery version (a directory, not a file)") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise GalleryError(f"{path}: not valid JSON ({e})") from None
+        raise GalleryError(f"{path}: damaged gallery version (not valid JSON: {e})") from None
 
 
 def is_gallery(index_dir):
@@ -56,8 +80,10 @@ def current_version(index_dir):
     """Name of the published version, e.g. 'v000007'."""
     path = os.path.join(index_dir, CURRENT)
     try:
-        with open(path, encoding="utf-8") as f:
-            name = f.read().strip()
+        with open(path, "rb") as f:
+            name = f.read(64).decode("ascii", "replace").strip()
+    except IsADirectoryError:
+        raise GalleryError(f"{path}: damaged, a directory instead of the file naming the current version") from None
     except FileNotFoundError:
         hint = (" (a PP-ShiTu index: import it with tools/convert_ppshitu_index.py)"
                 if os.path.isfile(os.path.join(index_dir, "id_map.pkl")) else "")
@@ -75,7 +101,7 @@ def version_dir(index_dir, name):
 def writer_lock(index_dir):
     """One writer at a time per gallery; a second waits for the first to finish."""
     os.makedirs(index_dir, exist_ok=True)
-    with open(os.path.join(index_dir, "LOCK"), "a+") as f:
+    with open(os.path.join(index_dir, LOCK), "a+") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -108,7 +134,7 @@ def publish(index_dir, tmpdir):
     name = next_version_name(index_dir)
     os.rename(tmpdir, version_dir(index_dir, name))
     fsync_path(os.path.join(index_dir, VERSIONS))
-    tmp_current = os.path.join(index_dir, f".{CURRENT}.tmp")
+    tmp_current = os.path.join(index_dir, TMP_CURRENT)
     with open(tmp_current, "w", encoding="utf-8") as f:
         f.write(name + "\n")
         f.flush()

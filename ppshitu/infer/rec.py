@@ -45,12 +45,13 @@ class RecPredictor:
         self.max_batch_size = max(1, int(max_batch_size))
         self.runtime = load_runtime(model_dir, backend, **runtime_options)
         self._input, self._output = self.runtime.input_names[0], self.runtime.output_names[0]
-        self._fingerprint = self.spec.get("fingerprint") if self.spec else None
+        self._fingerprint = None  # hashed from the weights on first use
         self.embedding_size = int(self.spec["embedding_size"]) if self.spec else self._probe_embedding_size()
 
     @property
     def fingerprint(self):
-        """The id of the weights (sha256 prefix of inference.pdiparams): galleries record it."""
+        """The id of the weights (sha256 prefix of inference.pdiparams itself, never the copy in
+        inference.yml, so new weights under an old inference.yml are not taken for the old model)."""
         if self._fingerprint is None:
             self._fingerprint = fingerprint(model_files(self.model_dir)[1])
         return self._fingerprint

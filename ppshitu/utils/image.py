@@ -1,26 +1,176 @@
-"""Image reading: every ppshitu API takes RGB uint8 HxWx3 numpy arrays."""
+"""Image reading: every ppshitu API takes RGB uint8 HxWx3 numpy arrays.
+
+`read_image(path)` and `decode_image(data, where)` are the one decoder every reader uses (gallery
+building, queries, evaluation, training data, the service). Before any pixel is decoded, the
+header's width x height is checked against a pixel limit: a 1 MB PNG can declare 20000 x 20000
+pixels (1.2 GB of RGB, several GB while decoding). The limit, first match wins:
+
+1. `max_pixels=` given to the call (the tools pass `Global.max_image_pixels` when it is set);
+2. `set_max_image_pixels(n)` (module-wide; `None` goes back to 3.);
+3. the environment variable `PPSHITU_MAX_IMAGE_PIXELS`;
+4. `DEFAULT_MAX_IMAGE_PIXELS` (40 megapixels).
+
+Recognition also needs some pixels to work with: `check_recognisable` refuses images with a side
+shorter than `MIN_IMAGE_SIDE`, and `is_uniform` tells a crop with (near) no detail (blank, all
+black) — the system reports those "unknown" instead of the confident nonsense a CNN makes of them.
+"""
+import io
+import os
+import struct
+import warnings
+
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import PPShiTuError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+DEFAULT_MAX_IMAGE_PIXELS = 40_000_000   # 40 MP: 120 MB as RGB; e.g. 8000 x 5000
+MAX_PIXELS_ENV = "PPSHITU_MAX_IMAGE_PIXELS"
+MIN_IMAGE_SIDE = 8        # px; below this there is nothing to recognise (a 1x1 image was "recognised" at 0.88)
+UNIFORM_STD = 1.0         # per-channel pixel std (0-255) of a 32x32 thumbnail below which a crop is blank
+
+_max_pixels = None        # set_max_image_pixels()
+# The pixel limit below replaces PIL's decompression-bomb warning (89 MP, which our lower default
+# refuses anyway, or which a user raised the limit past on purpose). A module-level filter, because
+# warnings.catch_warnings() is not thread-safe and images are decoded in worker threads.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class ImageReadError(PPShiTuError, OSError):
     """An image file is missing, unreadable or not an image."""
 
 
-def read_image(path):
-    """Decode `path` to RGB uint8; raise ImageReadError naming the file if it cannot."""
+class ImageTooLargeError(ImageReadError):
+    """The image declares more pixels than the configured limit (refused before decoding)."""
+
+
+class ImageTooSmallError(ImageReadError):
+    """The image is too small to recognise anything in it."""
+
+
+def set_max_image_pixels(limit):
+    """Module-wide pixel limit for every reader (None: the environment variable, else the default)."""
+    global _max_pixels
+    _max_pixels = None if limit is None else _positive(limit, "max_image_pixels")
+
+
+def max_image_pixels():
+    """The limit in force (see the module docstring)."""
+    if _max_pixels is not None:
+        return _max_pixels
+    env = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if env:
+        return _positive(env, f"environment variable {MAX_PIXELS_ENV}")
+    return DEFAULT_MAX_IMAGE_PIXELS
+
+
+def _positive(value, where):
+    """A pixel count >= 1 from an int or a string like "40000000" / "40_000_000"."""
+    n = 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    elif isinstance(value, str):
+        try:
+            n = int(value.strip())
+        except ValueError:
+            pass
+    if n < 1:
+        raise PPShiTuError(f"{where} must be a positive number of pixels, got {value!r}")
+    return n
+
+
+_RAISE_IT = (f"to accept it, raise the limit: -o Global.max_image_pixels=N (config) or the "
+             f"{MAX_PIXELS_ENV} environment variable")
+
+
+def _limit_message(where, width, height, limit):
+    return (f"{where}: {width} x {height} pixels ({width * height / 1e6:.1f} MP) is more than the limit of "
+            f"{limit} pixels ({limit / 1e6:.1f} MP); refused before decoding; {_RAISE_IT}")
+
+
+def _header_size(buf, where):
+    """(width, height) from the header alone (PIL's open is lazy: no pixel is decoded)."""
     try:
-        data = np.fromfile(str(path), dtype=np.uint8)  # fromfile+imdecode handles non-ASCII paths
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        raise ImageReadError(f"cannot read image {path}: {e.strerror or e}") from None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        with Image.open(io.BytesIO(buf)) as im:
+            return im.size
+    except Image.DecompressionBombError:
+        # past PIL's own limit (2 x PIL.Image.MAX_IMAGE_PIXELS, ~179 MP): read the header again,
+        # through the same plugins without PIL's check, so that ours decides (and names the size)
+        return _header_size_unchecked(buf, where)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error):
+        raise ImageReadError(f"cannot decode image {where} (empty, truncated or not an image)") from None
+
+
+def _header_size_unchecked(buf, where):
+    Image.init()
+    prefix = bytes(buf[:16])
+    for fmt in Image.ID:
+        factory, accept = Image.OPEN[fmt]
+        if accept is not None and accept(prefix) is not True:
+            continue
+        try:
+            return factory(io.BytesIO(buf), "").size
+        except Exception:  # noqa: BLE001 - not this format: try the next plugin, as PIL's open does
+            continue
+    raise ImageReadError(f"cannot decode image {where} (empty, truncated or not an image)")
+
+
+def decode_image(data, where="image", max_pixels=None):
+    """Encoded image bytes (a file's content, an upload) -> RGB uint8 HxWx3.
+
+    Raises ImageReadError naming `where` if the bytes are not an image, ImageTooLargeError if the
+    header declares more than the pixel limit (checked before decoding)."""
+    if isinstance(data, np.ndarray):
+        buf = np.ascontiguousarray(data, dtype=np.uint8).reshape(-1)
+    elif isinstance(data, (bytes, bytearray, memoryview)):
+        buf = np.frombuffer(data, dtype=np.uint8)
+    else:
+        raise ImageReadError(f"{where}: expected encoded image bytes, got {type(data).__name__}")
+    if not buf.size:
+        raise ImageReadError(f"cannot decode image {where} (empty, truncated or not an image)")
+    limit = _positive(max_pixels, "max_pixels") if max_pixels is not None else max_image_pixels()
+    width, height = _header_size(buf, where)
+    if width * height > limit:
+        raise ImageTooLargeError(_limit_message(where, width, height, limit))
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if img is None:
-        raise ImageReadError(f"cannot decode image {path} (empty, truncated or not an image)")
+        raise ImageReadError(f"cannot decode image {where} (empty, truncated or not an image)")
+    if img.shape[0] * img.shape[1] > limit:  # a header PIL and OpenCV read differently
+        raise ImageTooLargeError(_limit_message(where, img.shape[1], img.shape[0], limit))
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_image(path, max_pixels=None):
+    """Decode `path` to RGB uint8; raise ImageReadError naming the file if it cannot
+    (ImageTooLargeError past the pixel limit, see the module docstring)."""
+    try:
+        with open(path, "rb") as f:  # bytes, then decode: handles non-ASCII paths on every OS
+            data = f.read()
+    except (FileNotFoundError, IsADirectoryError, PermissionError, NotADirectoryError) as e:
+        raise ImageReadError(f"cannot read image {path}: {e.strerror or e}") from None
+    return decode_image(data, str(path), max_pixels)
+
+
+def check_recognisable(rgb, where="image", min_side=MIN_IMAGE_SIDE):
+    """Refuse an image too small to recognise anything in (ImageTooSmallError naming it)."""
+    h, w = rgb.shape[:2]
+    if min_side and min(h, w) < min_side:
+        raise ImageTooSmallError(f"{where}: {w} x {h} pixels is too small to recognise (each side must be at "
+                                 f"least {min_side} px, Global.min_image_side)")
+    return rgb
+
+
+def is_uniform(rgb, min_std=UNIFORM_STD):
+    """True when the image has (almost) no detail: every channel's pixel std on a 32x32 area-averaged
+    thumbnail is below `min_std` (0-255 scale). Blank, all-black and flat-colour images are; a
+    photographed object, texture or gradient is not. `min_std` 0 turns the test off."""
+    if not min_std:
+        return False
+    h, w = rgb.shape[:2]
+    thumb = cv2.resize(rgb, (min(w, 32), min(h, 32)), interpolation=cv2.INTER_AREA) if max(h, w) > 32 else rgb
+    return bool(thumb.reshape(-1, thumb.shape[-1]).std(axis=0).max() < min_std)
 
 
 def as_rgb_uint8(image, where="image"):
@@ -36,11 +186,27 @@ def as_rgb_uint8(image, where="image"):
     return image
 
 
-def list_images(path):
-    """An image file, a directory (searched recursively) or a list file (one path per line,
-    optionally followed by a tab/space and a label; relative to the list's folder) -> paths."""
-    import os
+def _list_entry(line, root):
+    """A list file's line -> the image path. The whole stripped line is the path (paths may contain
+    spaces); a tab ends it (`path<TAB>label`, as in gallery lists). For PaddleClas-style
+    `path label` lines, the part before the first space is taken only when the whole line is not
+    an existing file and that part is an existing image file (named with an image extension)."""
+    entry = line.strip()
+    if "\t" in entry:
+        entry = entry.split("\t", 1)[0].strip()
 
+    def resolve(p):
+        return p if os.path.isabs(p) else os.path.join(root, p)
+    if " " in entry and not os.path.isfile(resolve(entry)):
+        head = entry.split(" ", 1)[0]
+        if head.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(resolve(head)):
+            return resolve(head)
+    return resolve(entry)
+
+
+def list_images(path):
+    """An image file, a directory (searched recursively) or a list file (one image per line, the
+    whole line, relative to the list's folder; `path<TAB>label` lines are accepted) -> paths."""
     path = str(path)
     if os.path.isdir(path):
         found = [os.path.join(d, f) for d, _, files in os.walk(path) for f in files
@@ -53,6 +219,12 @@ def list_images(path):
     if path.lower().endswith(IMAGE_EXTENSIONS):
         return [path]
     root = os.path.dirname(os.path.abspath(path))
-    with open(path, encoding="utf-8") as f:
-        entries = [line.strip().split("\t")[0].split(" ")[0] for line in f if line.strip()]
-    return [e if os.path.isabs(e) else os.path.join(root, e) for e in entries]
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            lines = f.read().splitlines()
+    except UnicodeDecodeError as e:
+        raise ImageReadError(f"{path}: not a UTF-8 list file of image paths ({e})") from None
+    entries = [_list_entry(line, root) for line in lines if line.strip()]
+    if not entries:
+        raise ImageReadError(f"{path}: the list file names no images")
+    return entries

@@ -51,11 +51,14 @@ def test_metrics_match_brute_force():
 
 
 def test_self_match_is_excluded_by_uid():
-    feats = np.eye(4, dtype="float32")  # every image is nearest to itself only
+    # each image's nearest other image has the other label: recall@1 is exactly 0 once the image itself
+    # is excluded, and would be a trivial 1.0 with the self-match counted
+    feats = np.array([[1, 0], [0, 1], [0.9, 0.1], [0.1, 0.9]], dtype="float32")
     labels = np.array([0, 0, 1, 1])
     data = {"feats": feats, "labels": labels, "uids": np.arange(4)}
-    got = retrieval_metrics(METRICS.build_list([{"Recallk": {"topk": [1]}}], "m"), data, data)
-    assert got["recall1"] < 1.0  # with the self-match counted, it would be a trivial 1.0
+    got = retrieval_metrics(METRICS.build_list([{"Recallk": {"topk": [1, 2]}}], "m"), data, data)
+    assert got["recall1"] == 0.0
+    assert got["recall2"] == 0.5  # q2's and q3's second nearest is each other; q0's and q1's is q3 / q2
 
 
 def test_same_list_without_uids_is_refused():

