@@ -46,8 +46,8 @@ def det_scenes(num_train=2000, num_val=100, root=DATA, with_train=True):
         if (with_train or name != "train") and not (root / f"{split}.json").is_file():
             make_scenes(root, num_images=n, object_classes=list(classes), split=split, photo_backgrounds=photos)
     if with_train and not (root / "train_photos.json").is_file():  # varied training scenes: half on photographs
-        make_scenes(root, num_images=num_train // 2, object_classes=list(range(60)), split="train_photos",
-                    photo_backgrounds=True)
+        make_scenes(root, num_images=num_train, object_classes=list(range(60)), split="train_photos",
+                    photo_backgrounds=0.5)
     return {name: str(root / f"{split}.json") for name, (_, _, split, _) in sets.items()}
 
 
@@ -78,7 +78,7 @@ def main():
     p.add_argument("--train-scenes", type=int, default=2000)
     p.add_argument("--val-scenes", type=int, default=100)
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--photo-train", action="store_true", help="train on the scenes pasted on photographs")
+    p.add_argument("--photo-train", action="store_true", help="train on scenes half of which are pasted on photographs")
     p.add_argument("--out", default=str(BENCH / "results"))
     args = p.parse_args()
     from ppshitu.det import task

@@ -719,7 +719,8 @@ def make_scenes(root, num_images=40, image_size=(240, 320), objects_per_image=(1
     absent from the gallery, to exercise unknown rejection. `objects_per_image` is an
     inclusive (min, max) range; (n, n) gives exactly n. The split name is part of the
     generator key, so train and val differ even with the same seed. `photo_backgrounds`: paste the
-    objects on crops of real photographs (scikit-image's samples) instead of generated clutter."""
+    objects on crops of real photographs (scikit-image's samples) instead of generated clutter: True for
+    every scene, a number in [0, 1] for that share of them."""
     root = Path(root)
     classes = list(range(DEFAULT_NUM_CLASSES) if object_classes is None else object_classes)
     lo, hi = objects_per_image
@@ -732,8 +733,8 @@ def make_scenes(root, num_images=40, image_size=(240, 320), objects_per_image=(1
             "images": [], "annotations": [], "categories": [{"id": 1, "name": "foreground"}]}
     for image_id in tqdm(range(1, num_images + 1), desc=f"scenes {split}", unit="img"):
         rng = _rng(seed, f"scenes/{split}", image_id)
-        scene = render_scene(rng, (height, width), classes, int(rng.integers(lo, hi + 1)),
-                             photo_backgrounds=photo_backgrounds)
+        photo = rng.random() < float(photo_backgrounds)  # True -> 1.0: every scene
+        scene = render_scene(rng, (height, width), classes, int(rng.integers(lo, hi + 1)), photo_backgrounds=photo)
         file_name = f"{split}_{image_id:06d}.jpg"
         _save_jpeg(root / "images" / file_name, scene.image)
         coco["images"].append({"id": image_id, "file_name": file_name, "width": width, "height": height})

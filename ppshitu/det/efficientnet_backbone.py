@@ -12,11 +12,20 @@ _NAMES = {"lite0": "EfficientNetLite0", "lite1": "EfficientNetLite1", "lite2": "
 
 
 class EfficientNetLiteDet(paddle.nn.Layer):
-    def __init__(self, variant="lite0", pretrained=True, return_stages=(2, 4, 6)):
+    def __init__(self, variant="lite0", pretrained=True, return_stages=(2, 4, 6), freeze_at=-1):
+        """`freeze_at`: the stem and stages up to this index keep their ImageNet weights (no gradient, BN
+        statistics fixed): generic low-level features, and a cheaper backward on a CPU. -1: train all."""
         super().__init__()
         self.net = EfficientNetLite(variant)
         if pretrained:
             load_pretrained(self.net, _NAMES[variant], True, "Arch.backbone.pretrained")
+        self.frozen = [self.net.stem] + ([self.net.blocks[i] for i in range(self.net.stage_ends[freeze_at] + 1)]
+                                         if freeze_at >= 0 else [])
+        if freeze_at < 0:
+            self.frozen = []
+        for layer in self.frozen:
+            for p in layer.parameters():
+                p.stop_gradient = True
         del self.net.pool  # only the feature maps are used
         strides = [2]
         for _, _, _, stride, _ in STAGES:
@@ -26,6 +35,9 @@ class EfficientNetLiteDet(paddle.nn.Layer):
                            for i in return_stages]
 
     def forward(self, inputs):
+        if self.training:  # paddle's train() on the parent only flips flags: re-fix the frozen part here
+            for layer in self.frozen:
+                layer.eval()
         x = self.net.stem(inputs["image"])
         outs = []
         for i, block in enumerate(self.net.blocks):

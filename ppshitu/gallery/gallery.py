@@ -27,6 +27,7 @@ import faiss
 import numpy as np
 
 from . import layout, store
+from .base import STORES, GalleryStore
 from .errors import GalleryError
 from .indexes import INDEX_METHODS
 
@@ -57,7 +58,8 @@ MANIFEST_SHA = "manifest_sha256"
 COMPACT_TOMBSTONE_RATIO = 0.25  # past this share of removed-but-indexed ids, filtering costs recall: rebuild
 
 
-class Gallery:
+@STORES.register("faiss")
+class Gallery(GalleryStore):
     # ------------------------------------------------------------ lifecycle
     def __init__(self, index_dir):
         """Use Gallery.open() or Gallery.create()."""

@@ -30,16 +30,16 @@ class RecModel(nn.Layer):
         self.head_feature_from = head_feature_from
         self.freeze_backbone_bn = freeze_backbone_bn
 
-    def train(self):
-        super().train()
-        if self.freeze_backbone_bn:
-            # small fine-tuning batches (P×K) give noisy statistics: keep ImageNet's running mean/var
-            for layer in self.backbone.sublayers():
-                if isinstance(layer, (nn.BatchNorm2D, nn.BatchNorm, nn.BatchNorm1D)):
-                    layer.eval()
-        return self
+    def _fix_backbone_bn(self):
+        # small fine-tuning batches (P×K) give noisy statistics: keep ImageNet's running mean/var. Done at
+        # each training forward, since paddle's train() on a wrapper (DataParallel) only flips flags below it.
+        for layer in self.backbone.sublayers():
+            if isinstance(layer, (nn.BatchNorm2D, nn.BatchNorm, nn.BatchNorm1D)):
+                layer.eval()
 
     def forward(self, x, label=None):
+        if self.training and self.freeze_backbone_bn:
+            self._fix_backbone_bn()
         feats = paddle.flatten(self.backbone(x), 1)
         out = {"backbone": feats}
         out["features"] = self.neck(feats) if self.neck is not None else feats

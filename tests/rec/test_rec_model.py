@@ -85,3 +85,19 @@ def test_pretrained_local_path_loads_the_weights(tmp_path):
     with pytest.raises(WeightsError, match=r"has shape .* do the weights fit this Arch"):
         build_rec_model(_arch(Backbone={"name": "MobileNetV1_x0_5",
                                         "pretrained": str(tmp_path / "MobileNetV1_x0_25_pretrained.pdparams")}), SHAPE)
+
+
+def test_freeze_bn_keeps_the_backbone_statistics_in_training():
+    arch = {"Backbone": {"name": "EfficientNetLite0", "freeze_bn": True}, "Neck": {"name": "FC", "class_num": 8}}
+    model = build_rec_model(arch, (3, 64, 64))
+    bn = [m for m in model.backbone.sublayers() if isinstance(m, paddle.nn.BatchNorm2D)][0]
+    before = bn._mean.numpy().copy()
+    wrapper = paddle.nn.Sequential(model)  # a parent's train() only flips flags below it
+    wrapper.train()
+    model(paddle.rand([4, 3, 64, 64]) * 10)
+    np.testing.assert_array_equal(bn._mean.numpy(), before)
+    free = build_rec_model({**arch, "Backbone": {"name": "EfficientNetLite0"}}, (3, 64, 64))
+    free.train()
+    free(paddle.rand([4, 3, 64, 64]) * 10)
+    fbn = [m for m in free.backbone.sublayers() if isinstance(m, paddle.nn.BatchNorm2D)][0]
+    assert not np.allclose(fbn._mean.numpy(), before)  # without freeze_bn the statistics move
