@@ -733,7 +733,8 @@ def make_scenes(root, num_images=40, image_size=(240, 320), objects_per_image=(1
             "images": [], "annotations": [], "categories": [{"id": 1, "name": "foreground"}]}
     for image_id in tqdm(range(1, num_images + 1), desc=f"scenes {split}", unit="img"):
         rng = _rng(seed, f"scenes/{split}", image_id)
-        photo = rng.random() < float(photo_backgrounds)  # True -> 1.0: every scene
+        # no draw unless a share is asked for, so scenes without photographs stay as they always were
+        photo = photo_backgrounds is True or (bool(photo_backgrounds) and rng.random() < float(photo_backgrounds))
         scene = render_scene(rng, (height, width), classes, int(rng.integers(lo, hi + 1)), photo_backgrounds=photo)
         file_name = f"{split}_{image_id:06d}.jpg"
         _save_jpeg(root / "images" / file_name, scene.image)

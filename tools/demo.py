@@ -132,7 +132,7 @@ def run(args):
     index_dir = os.path.join(out, "index")
     overrides = [f"Global.rec_inference_model_dir={models}/rec", f"Global.det_inference_model_dir={models}/det",
                  f"Global.output_dir={out}", f"IndexProcess.index_dir={index_dir}",
-                 f"IndexProcess.image_root={rec_root}/", "IndexProcess.use_det=True",
+                 f"IndexProcess.image_root={rec_root}/", f"IndexProcess.use_det={args.gallery_det}",
                  f"IndexProcess.score_thres={args.score_thres}", f"Global.threshold={args.det_threshold}"]
     cfg = load_config(os.path.join(ROOT, "configs/inference/inference_general.yaml"), overrides, INFER_SCHEMA)
     cfg.IndexProcess.embedding_size = load_config(os.path.join(models, "rec", "inference.yml"))["embedding_size"]
@@ -227,9 +227,11 @@ def main():
     parser.add_argument("--smoke", action="store_true", help="with --retrain: tiny training runs (tests)")
     parser.add_argument("--retrain-only", action="store_true", help="only (re)make models/demo (make demo-models)")
     parser.add_argument("--with-detector", action="store_true", help="with --retrain: retrain the detector too")
-    # measured on the demo's scenes with the committed models (bench/results/demo.txt): 0.75 / 0.5
+    # measured on the demo's scenes with the committed models (bench/results/demo.txt): 0.75 / 0.4
     parser.add_argument("--score-thres", type=float, default=0.75, help="IndexProcess.score_thres (cosine)")
-    parser.add_argument("--det-threshold", type=float, default=0.5, help="Global.threshold (detector score)")
+    parser.add_argument("--det-threshold", type=float, default=0.4, help="Global.threshold (detector score)")
+    parser.add_argument("--gallery-det", action="store_true",
+                        help="index the detector's main object of each gallery image instead of the whole image")
     parser.add_argument("--show", type=int, default=6, help="scenes to print and draw per phase")
     args = parser.parse_args()
     args.retrain = args.retrain or args.retrain_only

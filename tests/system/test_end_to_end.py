@@ -31,7 +31,7 @@ def world(tmp_path_factory):
     cfg = load_config(ROOT / "configs/inference/inference_general.yaml", [
         f"Global.rec_inference_model_dir={MODELS / 'rec'}", f"Global.det_inference_model_dir={MODELS / 'det'}",
         f"Global.output_dir={root / 'out'}", f"IndexProcess.index_dir={root / 'index'}",
-        f"IndexProcess.image_root={root / 'rec'}", "IndexProcess.use_det=True", "IndexProcess.index_method=Flat",
+        f"IndexProcess.image_root={root / 'rec'}", "IndexProcess.use_det=False", "IndexProcess.index_method=Flat",
         "Global.cpu_num_threads=2"], INFER_SCHEMA)
     return root, cfg
 
@@ -74,9 +74,9 @@ def test_detector_crops_embeddings_gallery_labels_and_append(world):
     assert found >= 0.6 * total, f"the detector found only {found} of {total} objects"
     ok_appended_before, _, n_appended = _correct(system, scenes, appended)
     assert ok_appended_before == 0  # not in the gallery yet: they cannot be named
-    # measured with the fine-tuned EfficientNet-Lite0 demo model: 22 of 58 (the detector found 42);
-    # the from-scratch model it replaced: 7
-    assert ok_first >= 20, f"only {ok_first} of {total} objects named right with the committed demo models"
+    # measured with the fine-tuned EfficientNet-Lite0 models: 29 of 58 (the detector boxed 54; the
+    # from-scratch detector 42); the from-scratch models they replaced: 7
+    assert ok_first >= 27, f"only {ok_first} of {total} objects named right with the committed demo models"
 
     cfg.IndexProcess.index_operation, cfg.IndexProcess.data_file = "append", _gallery_list(root, APPENDED, "g2.txt")
     summary = build_gallery(cfg)
@@ -84,7 +84,7 @@ def test_detector_crops_embeddings_gallery_labels_and_append(world):
     system = RecognitionSystem.from_config(cfg)
     assert set(system.gallery.labels()) == first | appended
     ok_appended_after, _, _ = _correct(system, scenes, appended)
-    assert n_appended > 0 and ok_appended_after >= 16, (  # measured: 18 of 21 (5 before), from 0 before the append
+    assert n_appended > 0 and ok_appended_after >= 19, (  # measured: 20 of 21 (5 before), from 0 before the append
         "appended classes are not recognised without retraining")
 
 
