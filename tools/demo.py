@@ -4,7 +4,7 @@
 1. generate synthetic objects (train classes / unseen test classes) and scenes of test classes;
 2. reuse the demo models in models/demo/ (or, with --retrain, fine-tune the recognition model from the
    installed ImageNet EfficientNet-Lite0 weights with configs/rec/EfficientNetLite0_demo.yaml, and with
-   --with-detector also train the detector with configs/det/picodet_demo.yaml);
+   --with-detector also train the detector with configs/det/picodet_effnet_lite0_demo.yaml);
 3. build a gallery from some test classes, recognise the scenes;
 4. append more classes to the gallery — no retraining — and recognise the scenes again;
 5. print the results and the evaluation figures; draw labelled images into demo_output/.
@@ -28,7 +28,7 @@ FIRST = list(range(40, 50))                # the gallery at first
 APPENDED = list(range(50, 57))             # added later, without retraining
 NEVER = list(range(57, 60))                # never in the gallery: must come out "unknown"
 REC_CONFIG = "configs/rec/EfficientNetLite0_demo.yaml"
-DET_CONFIG = "configs/det/picodet_demo.yaml"
+DET_CONFIG = "configs/det/picodet_effnet_lite0_demo.yaml"
 
 
 def sh(*args):
@@ -75,8 +75,8 @@ def train_detector(data, models, runs, quick, smoke):
 
     det_data = os.path.join(data, "det")
     if not os.path.isfile(os.path.join(det_data, "val.json")):  # detector scenes use training classes only
-        make_scenes(det_data, num_images=20 if smoke else 2000, image_size=(240, 320), objects_per_image=(1, 5),
-                    object_classes=range(NUM_TRAIN), seed=2, split="train")
+        make_scenes(det_data, num_images=20 if smoke else 800, image_size=(240, 320), objects_per_image=(1, 5),
+                    object_classes=range(NUM_TRAIN), seed=2, split="train", photo_backgrounds=0.5)
         make_scenes(det_data, num_images=10 if smoke else 100, image_size=(240, 320), objects_per_image=(1, 5),
                     object_classes=range(NUM_TRAIN), seed=2, split="val")
     det_cfg = load_config(DET_CONFIG)
