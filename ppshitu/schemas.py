@@ -131,10 +131,11 @@ INDEX_PROCESS = {
                      doc="faiss (index_dir: a directory) | milvus (uri: a Milvus Lite file or http://host:19530)"),
     "uri": Field(STR_OR_NONE, None, doc="milvus: a local .db file (Milvus Lite) or http://host:19530; token from "
                                         "$PPSHITU_MILVUS_TOKEN"),
-    "collection": Field(STR_OR_NONE, None, doc="milvus: the collection name"),
+    "collection": Field(STR_OR_NONE, None, doc="milvus: the collection name (default ppshitu_gallery; or give it "
+                                               "as uri#name)"),
     "index_method": Field(str, "HNSW32", choices=lambda: _index_methods()),
     "image_root": Field(STR_OR_NONE, None),
-    "index_dir": Field(STR_OR_NONE, None),
+    "index_dir": Field(STR_OR_NONE, None, doc="faiss: the gallery directory"),
     "data_file": Field(STR_OR_NONE, None),
     "index_operation": Field(str, "new", choices=("new", "append", "remove", "compact")),
     "remove_by": Field(str, "path", choices=("path", "label"),

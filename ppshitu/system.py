@@ -57,16 +57,14 @@ class RecognitionSystem:
     @classmethod
     def from_config(cls, cfg):
         """From a PP-ShiTu inference config (Global, DetPreProcess, RecPreProcess, IndexProcess)."""
-        from .gallery import Gallery
+        from .gallery.base import gallery_location, open_gallery
         from .gallery.model_id import model_fingerprint
 
         g, idx = cfg["Global"], cfg["IndexProcess"]
-        if not idx.get("index_dir"):
-            raise ConfigError("IndexProcess.index_dir is required (a gallery built by tools/build_gallery.py)")
+        gallery_location(idx)  # a missing index_dir (faiss) or uri (milvus) fails before any model loads
         rec = factory.rec_predictor(cfg)
         # the weights' own fingerprint, not inference.yml's copy (new weights under an old yml)
-        gallery = Gallery.open(idx["index_dir"], model_fingerprint=model_fingerprint(rec),
-                               embedding_size=rec.embedding_size)
+        gallery = open_gallery(idx, model_fingerprint=model_fingerprint(rec), embedding_size=rec.embedding_size)
         if idx.get("ef_search") or idx.get("nprobe"):
             gallery.set_search_params(ef_search=idx.get("ef_search"), nprobe=idx.get("nprobe"))
         det = factory.det_predictor(cfg)

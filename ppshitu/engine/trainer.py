@@ -27,8 +27,11 @@ LR schedule, AMP scaler, loss parameters), `prefix.pdstates` (JSON: epoch, best 
 every hook hears `after_save(trainer, prefix)` and may write its own files beside them.
 
 Data-parallel: started under `python -m paddle.distributed.launch`, the trainer initialises the
-parallel environment and wraps the model in `paddle.DataParallel` (the P×K sampler splits batches
-by rank); only rank 0 logs, evaluates and saves.
+parallel environment and wraps the model in `paddle.DataParallel` (gradients averaged over the
+ranks; a loss's own parameters are averaged here too); the P×K sampler gives each rank its share of
+one global batch (batch_size per rank). The loss terms logged and kept in the history are the mean
+over the ranks, i.e. the global batch's. Only rank 0 logs (the other ranks: warnings only),
+evaluates and saves; BatchNorm statistics stay per rank (no SyncBN), as in PaddleClas.
 """
 import logging
 import math
@@ -69,6 +72,8 @@ class Trainer:
         if self.world_size > 1:
             paddle.distributed.init_parallel_env()
             model = paddle.DataParallel(model)
+            if self.rank != 0:  # one log for the run: rank 0's (the others still report warnings)
+                logging.getLogger("ppshitu").setLevel(logging.WARNING)
         self.model = model
         self.loss_fn = loss_fn
         self.loss_module = loss_module
@@ -218,19 +223,41 @@ class Trainer:
                 terms = self.loss_fn(self.model, batch)
             loss = terms["loss"]
             self.scaler.scale(loss).backward()
+            self._average_loss_grads()
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             terms = self.loss_fn(self.model, batch)
             loss = terms["loss"]
             loss.backward()
+            self._average_loss_grads()
             self.optimizer.step()
         self.optimizer.clear_grad()
-        values = {k: float(v) for k, v in terms.items()}
+        values = self._mean_over_ranks({k: float(v) for k, v in terms.items()})
         if not math.isfinite(values["loss"]):
             raise FloatingPointError(f"loss became {values['loss']} at step {self.global_step + 1}: "
                                      f"terms {values}; lower the learning rate?")
         return values
+
+    def _average_loss_grads(self):
+        """DataParallel averages the model's gradients; a loss's own parameters live outside it."""
+        if self.world_size < 2 or self.loss_module is None:
+            return
+        for p in self.loss_module.parameters():
+            if not p.stop_gradient and p.grad is not None:
+                grad = p.grad
+                paddle.distributed.all_reduce(grad)
+                grad.scale_(1.0 / self.world_size)
+
+    def _mean_over_ranks(self, values):
+        """The step's loss terms averaged over the ranks (every rank gets the same numbers, so a
+        non-finite loss stops all of them at once)."""
+        if self.world_size < 2:
+            return values
+        keys = sorted(values)
+        t = paddle.to_tensor([values[k] for k in keys], dtype="float32")
+        paddle.distributed.all_reduce(t)
+        return dict(zip(keys, (t.numpy() / self.world_size).tolist()))
 
     def current_lr(self):
         return float(self.optimizer.get_lr())

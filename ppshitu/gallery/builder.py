@@ -17,7 +17,8 @@ from tqdm import tqdm
 from ..errors import ConfigError
 from ..utils.image import MIN_IMAGE_SIDE, ImageReadError, check_recognisable, is_uniform, read_image
 from .errors import GalleryError
-from .gallery import Gallery
+from .base import (check_creatable, create_gallery, gallery_location, in_shard, open_gallery,
+                   open_or_create_gallery, parse_shard)
 from .model_id import model_fingerprint
 
 log = logging.getLogger("ppshitu.gallery")
@@ -139,23 +140,30 @@ def index_params(ip):
     return {k: ip[k] for k in ("ef_search", "nprobe", "nlist") if ip.get(k) is not None}
 
 
-def build_gallery(cfg, rec=None, det=None):
-    """Run IndexProcess.index_operation on IndexProcess.index_dir; returns a summary dict.
-    `rec`/`det` predictors are made from Global.* unless given."""
+def build_gallery(cfg, rec=None, det=None, shard=None):
+    """Run IndexProcess.index_operation on the gallery IndexProcess names (`index_dir`; backend milvus:
+    `uri` + `collection`); returns a summary dict. `rec`/`det` predictors are made from Global.* unless
+    given. `shard` ("I/N"): embed only the data file's paths with path_hash(path) % N == I, so N
+    processes (on any machines) fill one gallery; `append` only, and the first shard to arrive creates
+    the gallery when it does not exist."""
     ip = cfg["IndexProcess"]
     op = ip["index_operation"]
     if op not in OPERATIONS:
         raise ConfigError(f"IndexProcess.index_operation must be one of {list(OPERATIONS)}, got {op!r}")
-    index_dir = _required(ip, "index_dir")
+    shard = parse_shard(shard)
+    if shard is not None and op != "append":
+        raise ConfigError(f"--shard {shard[0]}/{shard[1]} needs IndexProcess.index_operation: append (each shard "
+                          f"adds its share; the first creates the gallery when it does not exist), not {op}")
+    index_dir = gallery_location(ip)[1]  # (index_dir, or milvus's uri: a missing one is a ConfigError)
     if op == "compact":
-        g = Gallery.open(index_dir)
+        g = open_gallery(ip)
         g.compact()
         return {"operation": op, "count": len(g)}
     remove_by = ip.get("remove_by", "path")
     entries = read_data_file(_required(ip, "data_file"), ip["delimiter"],
                              label_only=(op == "remove" and remove_by == "label"))
     if op == "remove":
-        g = Gallery.open(index_dir)
+        g = open_gallery(ip)
         if remove_by == "label":
             removed = g.remove(labels=sorted({label for _, label in entries}))
         else:
@@ -177,10 +185,16 @@ def build_gallery(cfg, rec=None, det=None):
         det = make_det_predictor(cfg)
     gallery = None
     skipped = 0
+    if shard is not None:
+        entries = [(p, lab) for p, lab in entries if in_shard(p, shard)]
     if op == "new":
-        Gallery.check_creatable(index_dir, overwrite=True)  # refuse before embedding anything
+        check_creatable(ip, overwrite=True)  # refuse before embedding anything
     if op == "append":
-        gallery = Gallery.open(index_dir, model_fingerprint=fingerprint, embedding_size=rec.embedding_size)
+        if shard is not None:
+            gallery = open_or_create_gallery(ip, rec.embedding_size, model_fingerprint=fingerprint,
+                                             **index_params(ip))
+        else:
+            gallery = open_gallery(ip, model_fingerprint=fingerprint, embedding_size=rec.embedding_size)
         if ip["dist_type"] != gallery.manifest["dist_type"]:
             raise ConfigError(f"IndexProcess.dist_type is {ip['dist_type']} but the gallery in {index_dir} "
                               f"uses {gallery.manifest['dist_type']}")
@@ -199,17 +213,18 @@ def build_gallery(cfg, rec=None, det=None):
     if op == "new":
         if not len(emb.vectors):
             raise GalleryError(f"no readable images in {ip['data_file']}: the gallery was not created")
-        gallery = Gallery.create(index_dir, rec.embedding_size, dist_type=ip["dist_type"],
-                                 index_method=ip["index_method"], model_fingerprint=fingerprint,
-                                 overwrite=True, vectors=emb.vectors, labels=labels, paths=paths, boxes=boxes,
-                                 **index_params(ip))
+        gallery = create_gallery(ip, rec.embedding_size, model_fingerprint=fingerprint, overwrite=True,
+                                 vectors=emb.vectors, labels=labels, paths=paths, boxes=boxes, **index_params(ip))
         added = len(gallery)
     else:
         # (the model is checked again under the writer lock: a `new` may have replaced the gallery meanwhile)
         added = int((gallery.add(emb.vectors, labels, paths, boxes, fingerprint) >= 0).sum()) \
             if len(emb.vectors) else 0
-    return {"operation": op, "added": added, "already_present": skipped,
-            "unreadable": len(emb.unreadable), "count": len(gallery), "labels": len(gallery.labels())}
+    summary = {"operation": op, "added": added, "already_present": skipped,
+               "unreadable": len(emb.unreadable), "count": len(gallery), "labels": len(gallery.labels())}
+    if shard is not None:
+        summary["shard"] = f"{shard[0]}/{shard[1]}"
+    return summary
 
 
 def make_rec_predictor(cfg):

@@ -6,7 +6,13 @@ seeds that item's augmentation, so an epoch's batches and pixels depend only on
   as batch-hard triplet losses need. An epoch visits every image about once: each
   class's images are shuffled and cut into chunks of K (a short last chunk is topped
   up from the same class), and batches take P chunks of P distinct classes.
-  Under data-parallel training each rank takes every world_size-th batch.
+  Under data-parallel training `batch_size` is per rank (PaddleClas's meaning): each step draws
+  one global batch of P x world_size distinct classes and rank r takes its r-th share of P
+  classes x K images, with the augmentation keys the global batch's positions; so the ranks'
+  shares are disjoint and together are exactly the batch one process with
+  batch_size x world_size would draw (same images, same pixels). With fewer classes than
+  P x world_size, each rank's P classes are drawn on their own (a class may then appear on two
+  ranks in the same step, never twice in one rank's batch).
 * `DistributedBatchSampler` / `BatchSampler`: plain (shuffled) batches, e.g. for evaluation.
 """
 import numpy as np
@@ -40,6 +46,7 @@ class PKSampler:
                               f"num_instances ({k}): a batch holds P classes x K images")
         by_label = dataset.indices_by_label()
         self.p = batch_size // k
+        self.rank, self.world_size = _rank_and_world(rank, world_size)
         if self.p > len(by_label):
             raise ConfigError(f"{where}: batch_size {batch_size} / num_instances {k} = {self.p} classes per "
                               f"batch, but the data set has only {len(by_label)} classes; lower batch_size or "
@@ -51,13 +58,15 @@ class PKSampler:
         self.labels = sorted(by_label)
         self.by_label = by_label
         self.seed, self.epoch = seed, 0
-        self.rank, self.world_size = _rank_and_world(rank, world_size)
         self.shuffle = shuffle
+        # one draw of P x world_size classes per step when there are enough, else world_size draws of P
+        self.groups = 1 if self.p * self.world_size <= len(by_label) else self.world_size
 
     def set_epoch(self, epoch):
         self.epoch = epoch
 
     def _all_batches(self):
+        """The epoch's global batches (batch_size x world_size items; rank r's share is the r-th slice)."""
         rng = np.random.default_rng([self.seed, self.epoch, 7])
         chunks = {}
         for label in self.labels:
@@ -69,28 +78,30 @@ class PKSampler:
                                        replace=len(self.by_label[label]) < self.k))
             chunks[label] = [idx[i:i + self.k] for i in range(0, len(idx), self.k)]
         batches = []
+        per_draw = self.p * self.world_size // self.groups
         while True:
-            available = [label for label in self.labels if chunks[label]]
-            if len(available) < self.p:
-                break
-            weights = np.array([len(chunks[label]) for label in available], np.float64)
-            picked = rng.choice(len(available), self.p, replace=False, p=weights / weights.sum())
             batch = []
-            for j in picked:
-                batch += chunks[available[j]].pop()
+            for _ in range(self.groups):
+                available = [label for label in self.labels if chunks[label]]
+                if len(available) < per_draw:
+                    return batches  # (an incomplete global batch is dropped: every rank runs the same steps)
+                weights = np.array([len(chunks[label]) for label in available], np.float64)
+                picked = rng.choice(len(available), per_draw, replace=False, p=weights / weights.sum())
+                for j in picked:
+                    batch += chunks[available[j]].pop()
             batches.append(batch)
-        return batches
 
     def __iter__(self):
-        batches = self._all_batches()
-        usable = len(batches) - len(batches) % self.world_size  # every rank runs the same number of steps
         base = self.epoch * 1_000_000
-        for b in range(self.rank, usable, self.world_size):
-            yield [(i, base + b * self.batch_size + j) for j, i in enumerate(batches[b])]
+        step = self.batch_size * self.world_size
+        first = self.rank * self.batch_size
+        for b, batch in enumerate(self._all_batches()):
+            share = batch[first:first + self.batch_size]
+            yield [(i, base + b * step + first + j) for j, i in enumerate(share)]
 
     def __len__(self):
         # the batch count depends on the draw only through how chunks run out; compute it exactly
-        return len(self._all_batches()) // self.world_size
+        return len(self._all_batches())
 
 
 @SAMPLERS.register("DistributedBatchSampler")
