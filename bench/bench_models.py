@@ -3,8 +3,13 @@
 Speed does not depend on trained weights, so the benchmark needs no download:
   rec_pir/, rec_legacy/   MobileNetV1 @224 + 512-d FC neck (PP-ShiTu's MobileNetV1_retrieval),
                           the same weights in Paddle 3's PIR format and the pre-3.0 format
-  det_pir/                PicoDet-LCNet x2.5 @640 (PP-ShiTu's mainbody detector shape), PIR only:
-                          legacy export of LCNet's SE block and PicoHead fails in Paddle 3.3.1
+  det_pir/                PicoDet-LCNet x2.5 @640 (PP-ShiTu's mainbody detector shape), PIR: what
+                          ppshitu's det export writes
+  det_legacy/             the same network and weights in the pre-3.0 format (bench/bench_runtimes.py
+                          only: OpenVINO's direct read of it is the speed the PIR model's conversion must
+                          match). Paddle 3.3.1's legacy exporter fails on it as shipped: it replaced
+                          paddle.multiply / sigmoid / sqrt / ... with `_C_ops` calls that take PIR values
+                          only; `_patch_legacy_static` gives them legacy-op versions in the exporting process
 
 Each export runs in its own process because the format is chosen by FLAGS_enable_pir_api,
 which Paddle reads at start-up. `python bench/bench_models.py <kind> <format> <out_dir>` is that
@@ -123,9 +128,78 @@ def _export_det(out_dir):
             "label_list": ["foreground"], **IMAGENET}
 
 
+def _patch_legacy_static():
+    """In a FLAGS_enable_pir_api=0 process: legacy-op versions of the functions Paddle 3.3.1 routes to
+    PIR-only `_C_ops` (multiply, maximum, minimum, matmul, sigmoid, sqrt, exp, ... and
+    `_C_ops.multiclass_nms3`), used when their argument is a legacy static Variable."""
+    import paddle
+    import paddle.nn.functional as F
+    from paddle.base import framework
+    from paddle.base.layer_helper import LayerHelper
+
+    def legacy(v):
+        return isinstance(v, framework.Variable)
+
+    def append(op, inputs, attrs=None, outputs=("Out",), dtypes=None):
+        helper = LayerHelper(op)
+        first = next(iter(inputs.values()))
+        outs = {o: helper.create_variable_for_type_inference((dtypes or {}).get(o, first.dtype)) for o in outputs}
+        helper.append_op(type=op, inputs=inputs, outputs=outs, attrs=attrs or {})
+        return outs
+
+    def unary(name, orig):
+        def fn(x, *args, **kwargs):
+            return append(name, {"X": x})["Out"] if legacy(x) else orig(x, *args, **kwargs)
+        return fn
+
+    def binary(op, orig):
+        def fn(x, y, *args, **kwargs):
+            if legacy(x) or legacy(y):
+                return append(op, {"X": x, "Y": y}, {"axis": -1})["Out"]
+            return orig(x, y, *args, **kwargs)
+        return fn
+
+    def matmul(orig):
+        def fn(x, y, transpose_x=False, transpose_y=False, name=None):
+            if legacy(x) or legacy(y):
+                return append("matmul_v2", {"X": x, "Y": y}, {"trans_x": transpose_x, "trans_y": transpose_y})["Out"]
+            return orig(x, y, transpose_x, transpose_y, name)
+        return fn
+
+    patched = {name: unary(name, getattr(paddle, name))
+               for name in ("sigmoid", "sqrt", "exp", "tanh", "abs", "log", "floor", "ceil", "rsqrt")}
+    patched.update({name: binary(op, getattr(paddle, name)) for name, op in
+                    (("multiply", "elementwise_mul"), ("maximum", "elementwise_max"),
+                     ("minimum", "elementwise_min"))})
+    patched["matmul"] = matmul(paddle.matmul)
+    for name, fn in patched.items():
+        for holder in (paddle, paddle.tensor, framework.Variable):
+            setattr(holder, name, fn)
+        if hasattr(F, name):
+            setattr(F, name, fn)
+
+    nms3 = paddle._C_ops.multiclass_nms3
+
+    def multiclass_nms3(bboxes, scores, rois_num, score_threshold, nms_top_k, keep_top_k, nms_threshold,
+                        normalized, nms_eta, background_label):
+        if not legacy(bboxes):
+            return nms3(bboxes, scores, rois_num, score_threshold, nms_top_k, keep_top_k, nms_threshold,
+                        normalized, nms_eta, background_label)
+        outs = append("multiclass_nms3", {"BBoxes": bboxes, "Scores": scores},
+                      {"background_label": background_label, "score_threshold": score_threshold,
+                       "nms_top_k": nms_top_k, "nms_threshold": nms_threshold, "keep_top_k": keep_top_k,
+                       "nms_eta": nms_eta, "normalized": normalized},
+                      outputs=("Out", "Index", "NmsRoisNum"), dtypes={"Index": "int32", "NmsRoisNum": "int32"})
+        return outs["Out"], outs["Index"], outs["NmsRoisNum"]
+    paddle._C_ops.multiclass_nms3 = multiclass_nms3
+
+
 def _export_main(kind, fmt, out_dir):
     sys.path.insert(0, str(ROOT))
     from ppshitu.infer.spec import write_spec
+
+    if kind == "det" and fmt == "legacy":
+        _patch_legacy_static()
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -152,6 +226,32 @@ def export(kind, fmt, timeout=600):
 def ensure_models():
     """{name: dir} of every model the benchmark needs, exporting the missing ones."""
     return {"rec_pir": export("rec", "pir"), "rec_legacy": export("rec", "legacy"), "det_pir": export("det", "pir")}
+
+
+def ensure_runtime_models(calib_images=None):
+    """ensure_models() plus what the runtime rows need: det_legacy, and int8 copies (NNCF, calibrated on
+    `calib_images`: paths, rec gallery images; the detector gets bench scenes) rec_int8 / det_int8."""
+    m = ensure_models()
+    m["det_legacy"] = export("det", "legacy")
+    if calib_images is not None:
+        m["rec_int8"] = quantized("rec", m["rec_legacy"], calib_images["rec"])
+        m["det_int8"] = quantized("det", m["det_pir"], calib_images["det"])
+    return m
+
+
+def quantized(kind, src, images, subset=64):
+    """An int8 copy of `src` in the cache (bench/.cache/models/<kind>_int8), rebuilt when `src` changes."""
+    from ppshitu.infer.quantize import QUANTIZER_VERSION, quantize_model
+    from ppshitu.infer.spec import read_spec
+
+    out = MODELS / f"{kind}_int8"
+    source_fp = read_spec(str(src))["fingerprint"]
+    spec = read_spec(str(out)) if (out / "inference.yml").is_file() else None
+    if (spec is None or spec.get("quantized_from") != source_fp
+            or spec["calibration"].get("quantizer_version") != QUANTIZER_VERSION):
+        quantize_model(str(src), list(images)[:subset], str(out), model_type=kind, subset_size=subset,
+                       overwrite=True)
+    return out
 
 
 if __name__ == "__main__":

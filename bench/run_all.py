@@ -148,6 +148,85 @@ def bench_system(b, m, index_dirs):
               f"rec calls/img {_get(ours, 'rec_calls_per_image')} vs {_get(ref, 'rec_calls_per_image')}")
 
 
+RUNTIMES = (("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"))  # rows beside Paddle fp32
+
+
+def runtime_models(m):
+    """The bench models plus int8 copies (NNCF, calibrated on bench gallery images / scenes)."""
+    root, _, _ = bench_data.gallery_set(64)
+    calib = {"rec": sorted(str(p) for p in Path(root).rglob("*.jpg")), "det": bench_data.scene_images(3, 20)}
+    return bench_models.ensure_runtime_models(calib)
+
+
+def _dirs(m, precision):
+    """(rec dir, det dir) a runtime row runs: the legacy rec and the PIR detector, or their int8 copies."""
+    return (m["rec_int8"], m["det_int8"]) if precision == "int8" else (m["rec_legacy"], m["det_pir"])
+
+
+def bench_runtime_rows(b, m):
+    """ppshitu on each runtime x precision beside PP-ShiTu's own pipeline on its fp32 legacy models:
+    the rec model alone, the detector, a gallery build and predict_system on 5-object scenes."""
+    try:
+        m = runtime_models(m)
+    except Exception as e:  # noqa: BLE001 -- no openvino / nncf: the other rows still run
+        b.errors.append(f"runtimes: {type(e).__name__}: {e}")
+        return
+    tags = {rp: f"{rp[0]}_{rp[1]}" for rp in RUNTIMES}
+    sec, batches = b.size["rec_seconds"], [bs for bs in b.size["batches"] if bs > 1] or b.size["batches"]
+    specs = [("rt_rec_ref", "rec_model", {"impl": REF, "rec_dir": str(m["rec_legacy"]), "batches": batches,
+                                          "seconds": sec})]
+    specs += [(f"rt_rec_{tags[rp]}", "rec_model", {"impl": OURS, "rec_dir": str(_dirs(m, rp[1])[0]),
+                                                  "batches": batches, "seconds": sec, "backend": rp[0],
+                                                  "precision": rp[1]}) for rp in RUNTIMES]
+    got = b.compare(specs)
+    for rp in RUNTIMES:
+        for bs in batches:
+            b.row(f"rec model bs{bs} {rp[0]} {rp[1]}", _get(got[f"rt_rec_{tags[rp]}"], "images_per_s", f"bs{bs}"),
+                  _get(got["rt_rec_ref"], "images_per_s", f"bs{bs}"), "img/s", True,
+                  _get(got[f"rt_rec_{tags[rp]}"], "peak_rss_mb"), _get(got["rt_rec_ref"], "peak_rss_mb"),
+                  "PP-ShiTu: Paddle fp32, legacy model" + (" ; ours: NNCF int8 of it" if rp[1] == "int8" else ""))
+    images = bench_data.scene_images(5, b.size["scenes"])
+    args = {"rec_dir": str(m["rec_legacy"]), "det_dir": str(m["det_pir"]), "images": images, "max_det": 5}
+    specs = [("rt_det_ref", "det", dict(args, impl=REF))]
+    specs += [(f"rt_det_{tags[rp]}", "det", dict(args, impl=OURS, det_dir=str(_dirs(m, rp[1])[1]), backend=rp[0],
+                                                  precision=rp[1])) for rp in RUNTIMES]
+    got = b.compare(specs)
+    for rp in RUNTIMES:
+        b.row(f"detector x2.5 @640 {rp[0]} {rp[1]} (with preprocess)", _get(got[f"rt_det_{tags[rp]}"], "ms_per_image"),
+              _get(got["rt_det_ref"], "ms_per_image"), "ms/img", False, _get(got[f"rt_det_{tags[rp]}"], "peak_rss_mb"),
+              _get(got["rt_det_ref"], "peak_rss_mb"), "ours: PIR model, converted to an OpenVINO IR once")
+    root, list_file, n = bench_data.gallery_set(b.size["gallery"])
+    index_root = bench_data.DATA / "indexes"
+    common = {"image_root": str(root), "list_file": str(list_file), "num_images": n, "index_method": "HNSW32"}
+    specs = [("rt_gallery_ref", "gallery", dict(common, impl=REF, rec_dir=str(m["rec_legacy"]),
+                                                index_dir=str(index_root / "rt_ref")))]
+    specs += [(f"rt_gallery_{tags[rp]}", "gallery", dict(common, impl=OURS, rec_dir=str(_dirs(m, rp[1])[0]),
+                                                         backend=rp[0], precision=rp[1],
+                                                         index_dir=str(index_root / f"rt_{tags[rp]}")))
+              for rp in RUNTIMES]
+    got = b.compare(specs)
+    for rp in RUNTIMES:
+        b.row(f"gallery build e2e {rp[0]} {rp[1]}", _get(got[f"rt_gallery_{tags[rp]}"], "images_per_s"),
+              _get(got["rt_gallery_ref"], "images_per_s"), "img/s", True,
+              _get(got[f"rt_gallery_{tags[rp]}"], "peak_rss_mb"), _get(got["rt_gallery_ref"], "peak_rss_mb"),
+              f"{n} JPEGs {bench_data.GALLERY_IMAGE_SIZE}px, HNSW32")
+    images = bench_data.scene_images(5, b.size["scenes"])
+    args = {"images": images, "max_det": 5, "folder": False}
+    specs = [("rt_system_ref", "system", dict(args, impl=REF, rec_dir=str(m["rec_legacy"]), det_dir=str(m["det_pir"]),
+                                              index_dir=str(index_root / "rt_ref")))]
+    specs += [(f"rt_system_{tags[rp]}", "system",
+               dict(args, impl=OURS, rec_dir=str(_dirs(m, rp[1])[0]), det_dir=str(_dirs(m, rp[1])[1]),
+                    index_dir=str(index_root / f"rt_{tags[rp]}"), backend=rp[0], precision=rp[1]))
+              for rp in RUNTIMES]
+    got = b.compare(specs)
+    for rp in RUNTIMES:
+        ours = got[f"rt_system_{tags[rp]}"]
+        b.row(f"predict_system 5-object {rp[0]} {rp[1]}", _get(ours, "ms_per_image"),
+              _get(got["rt_system_ref"], "ms_per_image"), "ms/img", False, _get(ours, "peak_rss_mb"),
+              _get(got["rt_system_ref"], "peak_rss_mb"),
+              f"both models {rp[1]}; gallery built by the same rec model")
+
+
 def flops_note(b):
     """Fraction of the CPU's fp32 peak that the recognition model reaches (oneDNN, bs32/best)."""
     gemm = _get(b.raw.get("cpu_peak"), "sgemm_gflops")
@@ -155,7 +234,7 @@ def flops_note(b):
     theory = b.threads * per_cycle * ghz
     best = {}
     for key, res in b.raw.items():
-        if key.startswith("rec_") and key.endswith("onednn_on") and res:
+        if ((key.startswith("rec_") and key.endswith("onednn_on")) or key.startswith("rt_rec_")) and res:
             best[key] = max(res["images_per_s"].values())
     out = {"theoretical_peak_gflops": theory, "sgemm_gflops": gemm, "model_gflop_per_image": MOBILENETV1_GFLOP,
            "how": f"{b.threads} cores x {how}; attainable = numpy/OpenBLAS 4096^3 sgemm on all cores"}
@@ -236,13 +315,14 @@ def main(argv=None):
                    help="also HNSW32 (~15 min per pipeline) and ppshitu's IVF (~6 min) at 1M, and PP-ShiTu's "
                         "IVF beyond 20k (N/8 lists)")
     p.add_argument("--only", nargs="*", default=None,
-                   help="subset of: rec det gallery system search (default: all)")
+                   help="subset of: rec det gallery system search runtimes (default: all)")
     args = p.parse_args(argv)
-    wanted = set(args.only or ("rec", "det", "gallery", "system", "search"))
+    wanted = set(args.only or ("rec", "det", "gallery", "system", "search", "runtimes"))
     start = time.perf_counter()
     info = harness.machine_info()
     b = Bench(args.quick, args.threads, args.search_full)
-    steps = ["models", "cpu_peak"] + [s for s in ("rec", "det", "gallery", "system", "search") if s in wanted]
+    steps = ["models", "cpu_peak"] + [s for s in ("rec", "det", "gallery", "system", "search", "runtimes")
+                                      if s in wanted]
     m = None
     index_dirs = {}
     for step in tqdm(steps, desc="bench", unit="stage"):
@@ -262,6 +342,8 @@ def main(argv=None):
             bench_system(b, m, index_dirs)
         elif step == "search":
             bench_search_rows(b)
+        elif step == "runtimes":
+            bench_runtime_rows(b, m)
     flops = flops_note(b)
     elapsed = time.perf_counter() - start
     info["load_avg_at_end"] = os.getloadavg()  # other work on the machine skews every row

@@ -2,7 +2,9 @@
 
 Each stage function takes its args dict and returns a metrics dict; `main` adds the
 process's peak RSS and prints it as the last line (see harness.py). `impl` is `ppshitu`
-(this project) or `pp-shitu` (PaddleClas 2.6's deploy/python, through shitu_reference.py).
+(this project) or `pp-shitu` (PaddleClas 2.6's deploy/python, through shitu_reference.py). ppshitu's
+stages take `backend` (paddle | openvino) and `precision` (fp32 | bf16 | int8), as Global.inference_backend
+and Global.precision.
 """
 import json
 import os
@@ -99,7 +101,7 @@ def det(a):
         from ppshitu.infer.det import DetPredictor
 
         d = DetPredictor(a["det_dir"], threshold=0.0, max_det_results=a["max_det"],
-                         enable_mkldnn=a.get("mkldnn", True), cpu_threads=a.get("threads", 2))
+                         enable_mkldnn=a.get("mkldnn", True), cpu_threads=a.get("threads", 2), **_runtime(a))
         count = lambda img: len(d.predict(img))  # noqa: E731
     count(images[0])  # warm-up: oneDNN builds its kernels on the first run
     boxes, start = 0, time.perf_counter()
@@ -129,10 +131,18 @@ def _ref_gallery(a):
     return time.perf_counter() - start
 
 
+def _runtime(a):
+    """ppshitu's runtime choice for a stage: `backend` paddle | openvino, `precision` fp32 | bf16 | int8."""
+    if a.get("backend") == "openvino":
+        from ppshitu.infer import openvino_runtime  # noqa: F401  (registers it before a config is checked)
+    return {"backend": a.get("backend", "paddle"), "precision": a.get("precision", "fp32")}
+
+
 def _ours_rec(a):
     from ppshitu.infer.rec import RecPredictor
 
-    return RecPredictor(a["rec_dir"], enable_mkldnn=a.get("mkldnn", True), cpu_threads=a.get("threads", 2))
+    return RecPredictor(a["rec_dir"], enable_mkldnn=a.get("mkldnn", True), cpu_threads=a.get("threads", 2),
+                        **_runtime(a))
 
 
 def _ours_gallery(a):
@@ -146,9 +156,11 @@ def _ours_gallery(a):
 
     ip = {"index_method": a.get("index_method", "HNSW32"), "image_root": a["image_root"],
           "index_dir": a["index_dir"], "data_file": a["list_file"], "index_operation": "new"}
+    rt = _runtime(a)
     cfg = load_config(ROOT / "configs/inference/build_gallery.yaml",
                       [f"IndexProcess.{k}={v}" for k, v in ip.items()] +
-                      [f"Global.cpu_num_threads={a.get('threads', 2)}", f"Global.rec_inference_model_dir={a['rec_dir']}"],
+                      [f"Global.cpu_num_threads={a.get('threads', 2)}", f"Global.rec_inference_model_dir={a['rec_dir']}",
+                       f"Global.inference_backend={rt['backend']}", f"Global.precision={rt['precision']}"],
                       INFER_SCHEMA)
     faiss.omp_set_num_threads(a.get("threads", 2))
     rec = _ours_rec(a)
@@ -191,10 +203,12 @@ def _ours_system(a):
     from ppshitu.schemas import INFER_SCHEMA
     from ppshitu.system import RecognitionSystem
 
+    rt = _runtime(a)
     overrides = {"Global.rec_inference_model_dir": a["rec_dir"], "Global.det_inference_model_dir": a["det_dir"],
                  "Global.threshold": 0.0, "Global.max_det_results": a["max_det"],
                  "Global.cpu_num_threads": a.get("threads", 2), "Global.enable_mkldnn": a.get("mkldnn", True),
-                 "IndexProcess.index_dir": a["index_dir"], "IndexProcess.embedding_size": 512}
+                 "IndexProcess.index_dir": a["index_dir"], "IndexProcess.embedding_size": 512,
+                 "Global.inference_backend": rt["backend"], "Global.precision": rt["precision"]}
     cfg = load_config(ROOT / "configs/inference/inference_general.yaml",
                       [f"{k}={v}" for k, v in overrides.items()], INFER_SCHEMA)
     system = RecognitionSystem.from_config(cfg)

@@ -1,88 +1,84 @@
 #!/usr/bin/env python
-"""Serve recognition over HTTP (stdlib only, so a deployment needs nothing beyond requirements.txt).
+"""Serve recognition and gallery management over HTTP (FastAPI on uvicorn) with a web page.
 
     python deploy/serve.py -c configs/inference/inference_general.yaml [--host 127.0.0.1 --port 8866]
+                           [--token T] [-o Section.key=value ...]
 
-    POST /predict      body: the image file's bytes (JPEG/PNG/...)  -> {"results": [...]}
-    GET  /health       -> {"status": "ok", "gallery_size": N, "labels": M}
+    page        http://127.0.0.1:8866/          drop a photo, browse / add / delete classes, search
+    API         http://127.0.0.1:8866/docs      POST /predict, POST /search, GET /health, /api/...
 
-One RecognitionSystem serves all requests; a lock serialises inference because a Paddle
-predictor is not thread-safe, while decoding and HTTP handling stay concurrent.
+Binds loopback by default. Reads are open; writes (adding, deleting, renaming classes and items)
+need `Authorization: Bearer <token>`, the token given by --token or the PPSHITU_TOKEN environment
+variable; without one, the write routes answer 403. The gallery is IndexProcess.index_dir (built by
+tools/build_gallery.py); updates published by any process are picked up without a restart.
+Limits (body size, pixels, queue, timeouts, connections) are flags below; ppshitu/serving/settings.py
+says what each one bounds.
 """
-import json
 import os
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-import cv2
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-MAX_BODY = 32 << 20  # refuse uploads over 32 MiB instead of reading them into memory
+from ppshitu.cli import config_parser, load_cli_config, run_main  # noqa: E402
+from ppshitu.schemas import INFER_SCHEMA  # noqa: E402
+
+MiB = 1 << 20
 
 
-def make_handler(system):
-    lock = threading.Lock()
+def parse_args(argv=None):
+    from ppshitu.serving.settings import Settings
 
-    class Handler(BaseHTTPRequestHandler):
-        def _reply(self, code, payload):
-            body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self):  # noqa: N802 - http.server's naming
-            if self.path != "/health":
-                return self._reply(404, {"error": f"no route {self.path}; use GET /health or POST /predict"})
-            self._reply(200, {"status": "ok", "gallery_size": len(system.gallery),
-                              "labels": len(system.gallery.labels())})
-
-        def do_POST(self):  # noqa: N802
-            if self.path != "/predict":
-                return self._reply(404, {"error": f"no route {self.path}; use POST /predict"})
-            size = int(self.headers.get("Content-Length") or 0)
-            if not 0 < size <= MAX_BODY:
-                return self._reply(413 if size > MAX_BODY else 400,
-                                   {"error": f"send the image bytes as the body (1 byte to {MAX_BODY} bytes)"})
-            data = np.frombuffer(self.rfile.read(size), np.uint8)
-            bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-            if bgr is None:
-                return self._reply(400, {"error": "the body is not a decodable image"})
-            with lock:
-                results = system.predict(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-            self._reply(200, {"results": results})
-
-        def log_message(self, fmt, *args):  # one line per request on stderr, without the default noise
-            sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
-
-    return Handler
+    d = Settings.__dataclass_fields__
+    parser = config_parser(__doc__.splitlines()[0])
+    a = parser.add_argument
+    a("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    a("--port", type=int, default=8866, help="port (0: any free port, printed at start)")
+    a("--token", default=None, help="bearer token for the write routes (default: $PPSHITU_TOKEN; none: read-only)")
+    a("--workers", type=int, default=d["workers"].default, help="inference threads, each with its own predictors")
+    a("--queue", type=int, default=d["queue"].default, help="inference jobs waiting at most; beyond: 503")
+    a("--queue-timeout", type=float, default=d["queue_timeout"].default, help="seconds a job may wait: then 503")
+    a("--max-body-mb", type=float, default=d["max_body"].default / MiB, help="request body limit (413 beyond)")
+    a("--max-pixels", type=int, default=None,
+      help="pixels per image, checked before decoding (default: Global.max_image_pixels, else 40 MP)")
+    a("--max-files", type=int, default=d["max_files"].default, help="images per POST /api/items")
+    a("--header-timeout", type=float, default=d["header_timeout"].default,
+      help="seconds to send request line + headers")
+    a("--read-timeout", type=float, default=d["read_timeout"].default, help="seconds to send a request body")
+    a("--keep-alive", type=float, default=d["keep_alive"].default, help="seconds an idle connection stays open")
+    a("--max-connections", type=int, default=d["max_connections"].default,
+      help="open connections at most; beyond: 503")
+    a("--upload-dir", default=None, help="where images added through the API are kept (default: INDEX_DIR/uploads)")
+    a("--access-log", action="store_true", help="log every request")
+    a("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    return parser.parse_args(argv)
 
 
-def make_server(system, host="127.0.0.1", port=8866):
-    return ThreadingHTTPServer((host, port), make_handler(system))
+def main(argv=None):
+    import logging
 
+    args = parse_args(argv)
+    cfg = load_cli_config(args, INFER_SCHEMA)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-def main():
-    from ppshitu.cli import config_parser, load_cli_config, run_main
-    from ppshitu.schemas import INFER_SCHEMA
-    from ppshitu.system import RecognitionSystem
+    from ppshitu.serving import Service, Settings, serve
+    from ppshitu.serving.settings import is_loopback
 
-    def serve():
-        parser = config_parser(__doc__.splitlines()[0])
-        parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=8866)
-        args = parser.parse_args()
-        system = RecognitionSystem.from_config(load_cli_config(args, INFER_SCHEMA))
-        server = make_server(system, args.host, args.port)
-        print(f"serving on http://{args.host}:{server.server_port} (POST /predict, GET /health)", flush=True)
-        server.serve_forever()
-
-    run_main(serve)
+    try:
+        settings = Settings(host=args.host, port=args.port, token=args.token, workers=args.workers, queue=args.queue,
+                            queue_timeout=args.queue_timeout, max_body=int(args.max_body_mb * MiB),
+                            max_pixels=args.max_pixels, max_files=args.max_files, header_timeout=args.header_timeout,
+                            read_timeout=args.read_timeout, keep_alive=args.keep_alive,
+                            max_connections=args.max_connections, upload_dir=args.upload_dir,
+                            access_log=args.access_log, log_level=args.log_level)
+    except ValueError as e:
+        from ppshitu.errors import PPShiTuError
+        raise PPShiTuError(str(e)) from None
+    if not is_loopback(args.host):
+        print(f"warning: listening on {args.host}: the gallery's labels and images can be read by anyone who can "
+              f"reach it" + ("" if settings.writes_enabled else "; writes stay disabled (no token)"), file=sys.stderr)
+    service = Service.from_config(cfg, settings).start()
+    return serve(service)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

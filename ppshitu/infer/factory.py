@@ -4,6 +4,11 @@ benchmarks all build them here, so a model runs with the same runtime settings e
 
     rec = rec_predictor(cfg)
     det = det_predictor(cfg)                 # None when Global.det_inference_model_dir is empty
+
+Both models run on `Global.inference_backend` (paddle | openvino) in `Global.precision` (fp32 | bf16 |
+int8; unset: bf16 when enable_mkldnn_bfloat16, else fp32). int8 needs models written by tools/quantize.py
+(point both model dirs at them); bf16 on a CPU without native bf16, or int8 on a model that is not
+quantized, is refused by the runtime with the reason.
 """
 from ..errors import ConfigError
 

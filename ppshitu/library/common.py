@@ -1,0 +1,202 @@
+"""What the photo-library tools share: predictors, embedding files, and galleries through the store
+interface (`ppshitu/gallery/base.py`) only, so every tool works on any gallery backend.
+
+    rec, det = predictors(cfg, detect=False)
+    vectors, boxes = embed_paths(cfg, rec, paths, det=det)       # Embedded (skips unreadable files)
+    vector, box = embed_one(cfg, rec, path, det=det)              # raises ImageReadError
+    gallery = open_store(cfg.IndexProcess, rec)                   # checks the model
+"""
+import inspect
+import logging
+import os
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..gallery.base import open_gallery
+from ..utils.image import MIN_IMAGE_SIDE, ImageReadError, check_recognisable, read_image
+
+log = logging.getLogger("ppshitu.library")
+
+
+# ------------------------------------------------------------------ predictors and embedding
+def predictors(cfg, detect=None, rec=None, det=None):
+    """(rec, det): det only when `detect` (None: IndexProcess.use_det) — the main object is embedded.
+    Predictors given are reused (tests, callers that already hold them)."""
+    from ..infer.factory import det_predictor, rec_predictor
+
+    rec = rec or rec_predictor(cfg)
+    if detect is None:
+        detect = bool((cfg.get("IndexProcess") or {}).get("use_det"))
+    if not detect:
+        return rec, None
+    if det is None:
+        det = det_predictor(cfg, max_det_results=1)
+        if det is None:
+            raise ConfigError("--detect (or IndexProcess.use_det) needs Global.det_inference_model_dir, "
+                              "a mainbody detection model")
+    return rec, det
+
+
+def model_id(rec):
+    """The fingerprint galleries record for `rec`'s vectors (hashed from the weights)."""
+    try:
+        from ..gallery.model_id import model_fingerprint
+    except ImportError:  # pragma: no cover - older gallery package
+        return rec.fingerprint
+    return model_fingerprint(rec)
+
+
+def _limits(cfg):
+    g, ip = cfg.get("Global") or {}, cfg.get("IndexProcess") or {}
+    return {"max_pixels": g.get("max_image_pixels"), "min_side": g.get("min_image_side", MIN_IMAGE_SIDE),
+            "min_crop_std": ip.get("min_crop_std", 0.0)}
+
+
+def embed_paths(cfg, rec, paths, det=None, desc="embedding"):
+    """ppshitu.gallery.builder.embed_images over `paths` with the config's batch size, decoding threads
+    and image limits; unreadable files are skipped (listed in `.unreadable`) with a warning each."""
+    from ..gallery.builder import embed_images
+
+    ip = cfg.get("IndexProcess") or {}
+    options = {"desc": desc, **_limits(cfg)}
+    accepted = inspect.signature(embed_images).parameters
+    options = {k: v for k, v in options.items() if k in accepted}  # the builder's options as they are today
+    return embed_images(rec, [os.fspath(p) for p in paths], ip.get("batch_size", 32), ip.get("num_workers", 2),
+                        det, **options)
+
+
+def load_image(cfg, path):
+    """RGB uint8 of `path` under the config's limits; ImageReadError naming it when it cannot be used."""
+    limits = _limits(cfg)
+    return check_recognisable(read_image(path, limits["max_pixels"]), str(path), limits["min_side"])
+
+
+def embed_one(cfg, rec, path, det=None):
+    """(unit vector [D], main-object box or None, the RGB image) of one image file."""
+    from ..gallery.builder import main_object
+
+    rgb = load_image(cfg, path)
+    box, crop = (None, rgb) if det is None else main_object(det, rgb)
+    vec = np.asarray(rec.predict([crop]), np.float32)[0]
+    norm = float(np.linalg.norm(vec))
+    if not norm or not np.isfinite(vec).all():
+        raise ImageReadError(f"{path}: the model made no usable embedding of it (a blank image?)")
+    return vec / norm, box, rgb
+
+
+# ------------------------------------------------------------------ galleries (store interface only)
+def backend(ip):
+    return (ip.get("backend") or "faiss") if ip else "faiss"
+
+
+def where(ip):
+    """(store class, location, options) of the gallery IndexProcess names (base.gallery_location)."""
+    from ..gallery.base import gallery_location
+
+    if backend(ip) == "faiss" and not ip.get("index_dir"):
+        raise ConfigError("IndexProcess.index_dir is required (or --index DIR)")
+    return gallery_location(ip)
+
+
+def location(ip):
+    """Where the store keeps the gallery: index_dir (faiss), else the store's own location (milvus: uri)."""
+    return os.fspath(where(ip)[1])
+
+
+def gallery_exists(ip):
+    from ..gallery.base import gallery_exists as exists
+
+    return exists(ip)
+
+
+def open_store(ip, rec=None, fingerprint=None):
+    """The gallery IndexProcess names, checked against `rec`'s model when given."""
+    if rec is not None:
+        fingerprint = fingerprint or model_id(rec)
+    return open_gallery(ip, model_fingerprint=fingerprint,
+                        embedding_size=rec.embedding_size if rec is not None else None)
+
+
+def create_store(ip, embedding_size, fingerprint, vectors=None, labels=None, paths=None, boxes=None,
+                 overwrite=False):
+    from ..gallery.base import create_gallery
+    from ..gallery.builder import index_params
+
+    kwargs = {}
+    if vectors is not None and len(vectors):
+        kwargs.update(vectors=vectors, labels=labels, paths=paths, boxes=boxes)
+    return create_gallery(ip, int(embedding_size), model_fingerprint=fingerprint, overwrite=overwrite,
+                          **kwargs, **index_params(ip))
+
+
+def gallery_version(gallery):
+    """The store's published-version name when it has one (FAISS: 'v000007'), else None."""
+    return getattr(gallery, "version", None)
+
+
+def gallery_vectors(gallery, records, cfg=None, rec=None, root=None):
+    """float32 [n, D] vectors of `records` (rows of gallery.records()), and the mask of those found.
+
+    The store interface has no vector read-back yet: a store with `get_vectors(ids)` answers directly;
+    the FAISS Gallery's documented per-version vectors (`ids`, `vectors` arrays) are read next; any
+    other store gets its images embedded again from their paths (needs cfg, rec and root)."""
+    ids = np.asarray([r["id"] for r in records], np.int64)
+    getter = getattr(gallery, "get_vectors", None)
+    if callable(getter):
+        return np.asarray(getter(ids), np.float32), np.ones(len(ids), bool)
+    g_ids, g_vec = getattr(gallery, "ids", None), getattr(gallery, "vectors", None)
+    if isinstance(g_ids, np.ndarray) and g_vec is not None and getattr(g_vec, "shape", (0,))[0] == len(g_ids):
+        rows = np.searchsorted(g_ids, ids)
+        rows = np.minimum(rows, max(0, len(g_ids) - 1))
+        found = (len(g_ids) > 0) & (g_ids[rows] == ids) if len(g_ids) else np.zeros(len(ids), bool)
+        out = np.zeros((len(ids), gallery.embedding_size), np.float32)
+        if found.any():
+            out[found] = np.asarray(g_vec[rows[found]], np.float32)
+        return out, np.asarray(found, bool)
+    if rec is None or cfg is None:
+        raise ConfigError("this gallery store cannot return its vectors; they must be re-embedded (give a model)")
+    log.info("the gallery store returns no vectors: embedding its %d images again", len(records))
+    paths = [resolve(r["path"], root) for r in records]
+    emb = embed_paths(cfg, rec, paths, desc="re-embedding gallery")
+    out = np.zeros((len(ids), rec.embedding_size), np.float32)
+    found = np.zeros(len(ids), bool)
+    out[emb.index] = emb.vectors
+    found[emb.index] = True
+    return out, found
+
+
+def resolve(path, root):
+    """A gallery path as a file: absolute as it is, relative to `root` otherwise."""
+    if path is None:
+        return None
+    if os.path.isabs(path) or not root:
+        return path
+    return os.path.join(root, path)
+
+
+def image_root(ip, state=None):
+    """Where a gallery's relative paths point: the indexed folder (index_folder's state), else
+    IndexProcess.image_root."""
+    if state is not None and state.root:
+        return state.root
+    return ip.get("image_root") if ip else None
+
+
+# ------------------------------------------------------------------ tools
+def setup_tool(cfg, index=None, detect=None):
+    """What every library tool does after reading its config: logging, the image pixel limit, FAISS
+    threads, and the --index / --detect options written into the config."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    import faiss
+
+    from ..utils.image import set_max_image_pixels
+
+    g = cfg["Global"]
+    set_max_image_pixels(g.get("max_image_pixels"))
+    faiss.omp_set_num_threads(int(g.get("cpu_num_threads") or 1))
+    if index is not None:
+        cfg["IndexProcess"]["index_dir"] = os.fspath(index)
+    if detect:
+        cfg["IndexProcess"]["use_det"] = True
+    return cfg

@@ -1,0 +1,417 @@
+"""A folder of images kept in sync with a gallery, incrementally (tools/index_folder.py).
+
+Every image under the folder (recursively; hidden files and folders skipped) is one gallery item:
+its path relative to the folder, its label the sub-folder it is in (relative to the folder, e.g.
+`cats` or `trips/2023`), or its file name without extension when it sits in the folder itself.
+A run makes the gallery match the folder:
+
+    added      files the gallery does not hold                          embedded, added
+    changed    size or mtime differ and the content hash differs too    embedded again (old vector removed)
+    touched    size or mtime differ but the content hash is the same    only the state row is updated
+    removed    gallery items whose file is gone (a rename is removed + added)
+    unchanged  nothing is done; an unchanged run writes nothing at all (the gallery version stays)
+
+Folder state (`folder_state.sqlite`, inside a FAISS index directory; `--state` elsewhere) holds one
+row per file: path, size, mtime_ns, sha256, and the gallery id its vector has (or `unreadable`,
+so a broken file is reported once, not re-tried each run until it changes). Plus the folder's
+absolute path and the model fingerprint.
+
+Consistency with the gallery: the gallery is the truth for *what is indexed*; a state row is
+trusted only while its gallery id is the id the gallery holds for that path. The run embeds first,
+then updates the gallery (remove, then add: each an atomic step of the store), then writes the
+state in one SQLite transaction. A run killed between those steps leaves rows whose ids do not
+match the gallery's (or gallery paths without rows); the next run re-embeds exactly those files,
+so a crash costs some embedding, never a stale or missing vector. The state is written before the
+first vector is added; a gallery with items but no state (not made by this tool, or its state
+deleted) is refused, since syncing it would remove whatever is not in the folder: `--rebuild`
+embeds the folder into it again.
+"""
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from ..errors import ConfigError
+from ..gallery.errors import GalleryError
+from ..utils.image import IMAGE_EXTENSIONS
+from . import common
+
+log = logging.getLogger("ppshitu.library")
+STATE_FILE = "folder_state.sqlite"
+STATE_FORMAT = "ppshitu-folder-state-1"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,          -- relative to the folder, '/'-separated
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256 TEXT,
+    gallery_id INTEGER,             -- NULL when unreadable
+    status TEXT NOT NULL            -- 'indexed' | 'unreadable'
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+# ------------------------------------------------------------------ files
+def label_for(relpath):
+    """The sub-folder (relative, '/'-separated), or the file's stem for a file in the folder itself."""
+    folder, name = os.path.split(relpath)
+    return folder.replace(os.sep, "/") if folder else (os.path.splitext(name)[0] or name)
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def scan(root, exclude=()):
+    """({relpath: (size, mtime_ns)}, {relpath: error}) of the images under `root`, recursively.
+    Hidden entries (names starting with '.') and the directories in `exclude` are skipped."""
+    root = os.path.abspath(root)
+    excluded = {os.path.realpath(e) for e in exclude if e}
+    found, errors = {}, {}
+
+    def walk_error(e):
+        errors[os.path.relpath(e.filename, root).replace(os.sep, "/")] = e.strerror or str(e)
+
+    for d, dirs, files in os.walk(root, onerror=walk_error):
+        dirs[:] = sorted(x for x in dirs if not x.startswith(".")
+                         and os.path.realpath(os.path.join(d, x)) not in excluded)
+        for name in files:
+            if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            full = os.path.join(d, name)
+            rel = os.path.relpath(full, root).replace(os.sep, "/")
+            try:
+                st = os.stat(full)
+            except OSError as e:  # e.g. a broken symbolic link
+                errors[rel] = e.strerror or str(e)
+                continue
+            found[rel] = (st.st_size, st.st_mtime_ns)
+    return found, errors
+
+
+# ------------------------------------------------------------------ state
+@dataclass
+class Row:
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    gallery_id: int
+    status: str
+
+
+class FolderState:
+    """The SQLite sidecar (see the module docstring). Use as a context manager: it holds an exclusive
+    lock on `<path>.lock` so two runs on one index cannot interleave."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self.rows, self.meta = {}, {}
+        self._lock_file = None
+
+    @property
+    def root(self):
+        return self.meta.get("root")
+
+    def exists(self):
+        return os.path.isfile(self.path)
+
+    def __enter__(self):
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        self._lock_file = open(self.path + ".lock", "a+")
+        fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX)
+        self.load()
+        return self
+
+    def __exit__(self, *exc):
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def load(self):
+        self.rows, self.meta = {}, {}
+        if not self.exists():
+            return self
+        try:
+            with contextlib.closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as con:
+                self.meta = dict(con.execute("SELECT key, value FROM meta"))
+                for r in con.execute("SELECT path, size, mtime_ns, sha256, gallery_id, status FROM files"):
+                    self.rows[r[0]] = Row(*r)
+        except sqlite3.DatabaseError as e:
+            log.warning("%s: unreadable folder state (%s); every file is checked and embedded again", self.path, e)
+            self.rows, self.meta = {}, {}
+        if self.meta and self.meta.get("format") != STATE_FORMAT:
+            raise GalleryError(f"{self.path}: not a ppshitu folder state (format {self.meta.get('format')!r})")
+        return self
+
+    def write(self, rows, meta):
+        """Replace the whole state in one transaction (a crash leaves the old state or the new one)."""
+        con = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            con.executescript(SCHEMA)
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("DELETE FROM files")
+            con.executemany("INSERT INTO files VALUES (?,?,?,?,?,?)",
+                            [(r.path, r.size, r.mtime_ns, r.sha256, r.gallery_id, r.status) for r in rows.values()])
+            con.execute("DELETE FROM meta")
+            con.executemany("INSERT INTO meta VALUES (?,?)", [(k, str(v)) for k, v in meta.items()])
+            con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+        self.rows, self.meta = dict(rows), {k: str(v) for k, v in meta.items()}
+
+
+def state_path(ip, given=None):
+    """The folder state's file: `given`, else inside the FAISS index directory, else beside a local
+    store file (a Milvus Lite .db: `<file>.<collection>.folder_state.sqlite`)."""
+    if given:
+        return os.fspath(given)
+    _, loc, options = common.where(ip)
+    loc = os.fspath(loc)
+    if common.backend(ip) == "faiss":
+        return os.path.join(loc, STATE_FILE)
+    if "://" not in loc:
+        name = options.get("collection")
+        return f"{loc}.{name}.{STATE_FILE}" if name else f"{loc}.{STATE_FILE}"
+    raise ConfigError(f"IndexProcess.backend {common.backend(ip)} at {loc}: give --state FILE for the "
+                      f"folder state (a local SQLite file)")
+
+
+def read_state(ip, given=None):
+    """The FolderState of a gallery made by index_folder, or None (read only, no lock)."""
+    try:
+        path = state_path(ip, given)
+    except ConfigError:
+        return None
+    st = FolderState(path)
+    return st.load() if st.exists() else None
+
+
+# ------------------------------------------------------------------ sync
+@dataclass
+class SyncReport:
+    root: str
+    index: str
+    added: list = field(default_factory=list)
+    changed: list = field(default_factory=list)
+    removed: list = field(default_factory=list)
+    touched: list = field(default_factory=list)
+    unchanged: int = 0
+    unreadable: list = field(default_factory=list)        # (relpath, why) new this run
+    still_unreadable: int = 0                              # known unreadable, unchanged: not re-tried
+    healed: list = field(default_factory=list)             # re-embedded because state and gallery disagreed
+    created: bool = False
+    count: int = 0
+    version_before: str = None
+    version_after: str = None
+    seconds: float = 0.0
+
+    @property
+    def wrote(self):
+        return bool(self.added or self.changed or self.removed or self.created)
+
+    def summary(self):
+        return {"added": len(self.added), "changed": len(self.changed), "removed": len(self.removed),
+                "touched": len(self.touched), "unchanged": self.unchanged, "unreadable": len(self.unreadable),
+                "still_unreadable": self.still_unreadable, "healed": len(self.healed), "count": self.count,
+                "version": self.version_after, "seconds": round(self.seconds, 2)}
+
+
+def _check_root(state, root, rebuild):
+    old = state.root
+    if not old or old == root or rebuild:
+        return
+    if os.path.isdir(old):
+        raise ConfigError(f"{state.path}: this index holds the folder {old}, not {root}; give another --index "
+                          f"(or --rebuild to make it index {root} instead)")
+    log.warning("the indexed folder moved from %s to %s: its relative paths are kept", old, root)
+
+
+def sync_folder(cfg, root, rec=None, det=None, state_file=None, rebuild=False, hash_workers=2):
+    """Make the gallery `cfg.IndexProcess` names hold exactly the images under `root` (see the module
+    docstring); returns a SyncReport. `rebuild`: start the gallery again from nothing."""
+    t0 = time.time()
+    ip = cfg["IndexProcess"]
+    root = os.path.realpath(os.fspath(root))
+    if not os.path.isdir(root):
+        raise ConfigError(f"--dir {root}: no such folder")
+    if ip.get("dist_type", "IP") not in ("IP", "L2"):
+        raise ConfigError(f"IndexProcess.dist_type must be IP or L2, got {ip.get('dist_type')!r}")
+    loc = common.location(ip)
+    report = SyncReport(root=root, index=loc)
+    rec, det = common.predictors(cfg, rec=rec, det=det)
+    fingerprint = common.model_id(rec)
+    if not common.gallery_exists(ip):
+        # an empty gallery first, so that the state (inside a FAISS index directory) has a home
+        try:
+            common.create_store(ip, rec.embedding_size, fingerprint)
+        except GalleryError:
+            if not common.gallery_exists(ip):  # (not just another run that was first)
+                raise
+    with FolderState(state_path(ip, state_file)) as state:
+        _check_root(state, root, rebuild)
+        gallery = None
+        if not rebuild:
+            try:
+                gallery = common.open_store(ip, rec, fingerprint)
+            except GalleryError as e:
+                raise GalleryError(f"{e} (tools/index_folder.py --rebuild embeds the folder again with this "
+                                   f"model)") from None
+            if not state.exists():
+                if len(gallery):
+                    raise ConfigError(f"{loc}: a gallery without its folder state ({state.path}): not made by "
+                                      f"tools/index_folder.py, or its state was deleted; syncing would remove "
+                                      f"every item not in {root}. Give another --index, or --rebuild to embed "
+                                      f"the folder into it again")
+                # claimed before anything is added: a run killed later still finds its state
+                state.write({}, _meta(root, fingerprint, gallery))
+            report.version_before = common.gallery_version(gallery)
+        held = {}  # gallery path -> id
+        if gallery is not None:
+            for r in gallery.records():
+                if r.get("path") is None:
+                    log.warning("%s: gallery item %s has no path; left alone", loc, r["id"])
+                    continue
+                held[r["path"]] = int(r["id"])
+        rows = {} if rebuild else dict(state.rows)
+
+        exclude = [loc, os.path.dirname(os.path.abspath(state.path))] if common.backend(ip) == "faiss" else []
+        files, scan_errors = scan(root, exclude=[e for e in exclude if _inside(e, root)])
+        new_rows, to_embed, why = {}, [], {}
+        check_hash = []
+        for rel, (size, mtime) in files.items():
+            row, gid = rows.get(rel), held.get(rel)
+            if row is not None and row.status == "indexed" and gid is not None and row.gallery_id == gid:
+                if (row.size, row.mtime_ns) == (size, mtime):
+                    new_rows[rel] = row
+                    report.unchanged += 1
+                else:
+                    check_hash.append(rel)
+            elif row is not None and row.status == "unreadable" and gid is None \
+                    and (row.size, row.mtime_ns) == (size, mtime):
+                new_rows[rel] = row
+                report.still_unreadable += 1
+            else:
+                if gid is not None:  # held, but the state does not vouch for it (crash, lost state)
+                    report.healed.append(rel)
+                    why[rel] = "changed"
+                else:
+                    why[rel] = "added"
+                to_embed.append(rel)
+        hashes = _hash_all(root, check_hash + to_embed, hash_workers)
+        for rel in check_hash:
+            size, mtime = files[rel]
+            row = rows[rel]
+            digest = hashes.get(rel)
+            if digest is not None and digest == row.sha256:
+                new_rows[rel] = Row(rel, size, mtime, digest, row.gallery_id, "indexed")
+                report.touched.append(rel)
+            else:
+                why[rel] = "changed"
+                to_embed.append(rel)
+        for rel in list(to_embed):
+            if hashes.get(rel) is None:  # could not even be read for hashing
+                to_embed.remove(rel)
+                report.unreadable.append((rel, "cannot be read"))
+                size, mtime = files[rel]
+                new_rows[rel] = Row(rel, size, mtime, None, None, "unreadable")
+                if why[rel] == "changed":
+                    report.removed.append(rel)  # its old vector goes; the file no longer reads
+        for rel, err in scan_errors.items():
+            report.unreadable.append((rel, err))
+        to_embed.sort()
+
+        emb = common.embed_paths(cfg, rec, [os.path.join(root, rel) for rel in to_embed], det=det,
+                                 desc="indexing") if to_embed else None
+        embedded = [to_embed[i] for i in emb.index] if emb is not None else []
+        failed = sorted(set(to_embed) - set(embedded))
+        for rel in failed:
+            report.unreadable.append((rel, "not a usable image (see the warning above)"))
+            size, mtime = files[rel]
+            new_rows[rel] = Row(rel, size, mtime, hashes[rel], None, "unreadable")
+            if why[rel] == "changed":
+                report.removed.append(rel)
+        for rel in embedded:
+            (report.changed if why[rel] == "changed" else report.added).append(rel)
+        gone = sorted(set(held) - set(files))
+        report.removed.extend(gone)
+        stale = sorted(set(report.removed) | {rel for rel in embedded if rel in held})
+
+        labels = [label_for(rel) for rel in embedded]
+        boxes = list(emb.boxes) if (emb is not None and det is not None) else None
+        vectors = emb.vectors if emb is not None else None
+        ids = []
+        if gallery is None:
+            gallery = common.create_store(ip, rec.embedding_size, fingerprint, vectors, labels, embedded, boxes,
+                                          overwrite=True)  # --rebuild: replaces the gallery in one step
+            report.created = True
+            by_path = {r["path"]: int(r["id"]) for r in gallery.records()} if embedded else {}
+            ids = [by_path[rel] for rel in embedded]
+        else:
+            if stale:
+                gallery.remove(paths=stale)
+            if embedded:
+                ids = [int(i) for i in gallery.add(vectors, labels, paths=embedded, boxes=boxes,
+                                                   model_fingerprint=fingerprint)]
+                if min(ids) < 0:  # a path still present: another writer got in between
+                    raise GalleryError(f"{loc}: some paths were already present after removal (another process "
+                                       f"writes this gallery?); run again")
+        for rel, gid in zip(embedded, ids):
+            size, mtime = files[rel]
+            new_rows[rel] = Row(rel, size, mtime, hashes[rel], gid, "indexed")
+
+        if report.wrote or report.touched or new_rows.keys() != rows.keys() or not state.exists() \
+                or state.root != root:
+            state.write(new_rows, _meta(root, fingerprint, gallery))
+        report.count = len(gallery)
+        report.version_after = common.gallery_version(gallery)
+    report.seconds = time.time() - t0
+    for rel, err in report.unreadable:
+        log.warning("unreadable, skipped: %s (%s)", rel, err)
+    return report
+
+
+def _meta(root, fingerprint, gallery):
+    return {"format": STATE_FORMAT, "root": root, "model_fingerprint": fingerprint or "",
+            "gallery_version": common.gallery_version(gallery) or "",
+            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _inside(path, root):
+    path = os.path.realpath(path)
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _hash_all(root, rels, workers):
+    """{relpath: sha256 or None when unreadable}, with a progress bar."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(rel):
+        try:
+            return rel, sha256_file(os.path.join(root, rel))
+        except OSError:
+            return rel, None
+    out = {}
+    if not rels:
+        return out
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for rel, digest in tqdm(pool.map(one, rels), total=len(rels), desc="hashing", unit="file",
+                                disable=len(rels) < 50):
+            out[rel] = digest
+    return out

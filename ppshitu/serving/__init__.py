@@ -1,0 +1,15 @@
+"""The recognition service: FastAPI app + uvicorn (deploy/serve.py is its command line).
+
+    from ppshitu.serving import Service, Settings, create_app, serve
+    service = Service.from_config(cfg, Settings(token="...")).start()   # models load on their threads
+    serve(service)                                                      # blocks
+
+See app.py for the routes, service.py for which thread owns what, protocol.py for the connection
+guards, settings.py for every limit.
+"""
+from .app import create_app
+from .server import serve, serve_in_thread
+from .service import Service, ServingSystem
+from .settings import Settings
+
+__all__ = ["Service", "ServingSystem", "Settings", "create_app", "serve", "serve_in_thread"]

@@ -1,0 +1,519 @@
+"""The service behind the HTTP routes: who owns what, on which thread.
+
+    inference threads (ThreadOwner "inference", Settings.workers of them)
+        each builds and alone runs its RecognitionSystem (detector + recognition predictors + a
+        Gallery); before every job it re-reads the gallery's CURRENT (one 9-byte file) and moves to
+        a newly published version, whoever published it (this service, tools/build_gallery.py, ...)
+    writer thread (ThreadOwner "writer", one)
+        owns the Gallery object that updates (add / remove / rename / compact) and the upload folder;
+        updates are serialized with every other process by the gallery's own writer lock (LOCK)
+    catalog (any thread, one lock)
+        a third Gallery object for the read routes (health, labels, items, thumbnails), refreshed
+        the same way on every call, so reads answer while inference is saturated
+
+Each Gallery object answers from the version it opened (see ppshitu.gallery); three objects mean
+three copies of the FAISS index in memory (the raw vectors are memory-mapped, shared).
+"""
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+
+import cv2
+import numpy as np
+
+from ..gallery import Gallery, GalleryError
+from ..gallery.builder import main_object
+from ..gallery.model_id import model_fingerprint
+from ..system import RecognitionSystem
+from ..utils.image import (IMAGE_EXTENSIONS, MIN_IMAGE_SIDE, ImageReadError, check_recognisable, is_uniform,
+                           read_image)
+from .errors import Conflict, NotFound, ServiceError
+from .settings import Settings
+from .workers import ThreadOwner
+
+log = logging.getLogger("ppshitu.serving")
+MAX_LABEL_CHARS = 200
+RESERVED_LABELS = ("unknown",)  # what the system answers for "no match": a class of that name would lie
+
+
+# ---------------------------------------------------------------- the system, with gallery ids
+class _IdRow(list):
+    """One query's labels (a list, as Gallery.search gives) that also carries the row's item ids."""
+    __slots__ = ("ids",)
+
+
+class _IdRowsGallery:
+    """A Gallery whose search rows carry their ids, so that ServingSystem can report them."""
+
+    def __init__(self, gallery):
+        self.inner = gallery
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __len__(self):
+        return len(self.inner)
+
+    def search(self, vectors, k=5):
+        labels, scores, ids = self.inner.search(vectors, k)
+        rows = []
+        for lab, row_ids in zip(labels, ids):
+            row = _IdRow(lab)
+            row.ids = row_ids
+            rows.append(row)
+        return rows, scores, ids
+
+
+class ServingSystem(RecognitionSystem):
+    """RecognitionSystem whose results name the gallery item of each top-k match (`topk[i].id`),
+    so the page can show the nearest gallery images. (RecognitionSystem drops the ids.)"""
+
+    def _decide(self, box, det_score, source, labels, scores, uniform=False):
+        out = super()._decide(box, det_score, source, labels, scores, uniform)
+        ids = getattr(labels, "ids", None)
+        if ids is not None:
+            kept = [int(i) for lab, i in zip(labels, ids) if lab is not None]
+            for entry, item_id in zip(out["topk"], kept):
+                entry["id"] = item_id
+        return out
+
+
+def serving_system(system):
+    """Give an already built RecognitionSystem (a stand-in model, a test's) the serving behaviour:
+    ServingSystem adds no state, only ids in the results, so its class can be swapped in."""
+    if type(system) is RecognitionSystem:
+        system.__class__ = ServingSystem
+    if not isinstance(system.gallery, _IdRowsGallery):
+        system.gallery = _IdRowsGallery(system.gallery)
+    return system
+
+
+def _refresh(gallery, attempts=3):
+    """Move to the newest published version; a version garbage-collected while we opened it is
+    retried; a damaged one leaves us on the previous version (and says so)."""
+    for attempt in range(attempts):
+        try:
+            gallery.refresh()
+            return None
+        except GalleryError as e:
+            if attempt == attempts - 1:
+                return str(e)
+            time.sleep(0.02)
+
+
+class Recognizer:
+    """One inference thread's state: its own system (predictors + gallery)."""
+
+    def __init__(self, system, use_det=False, min_crop_std=0.0, min_side=MIN_IMAGE_SIDE):
+        self.system = serving_system(system)
+        self.gallery = self.system.gallery.inner
+        self.use_det, self.min_crop_std, self.min_side = bool(use_det), float(min_crop_std), int(min_side)
+        self.fingerprint = model_fingerprint(self.system.rec)
+        self.embedding_size = self.system.rec.embedding_size
+        self.stale = None
+
+    def before_job(self):
+        self.stale = _refresh(self.gallery)
+        if self.stale:
+            log.warning("gallery refresh failed, answering from version %s: %s", self.gallery.version, self.stale)
+        # another process may have replaced the gallery with one from another model: refuse, don't mix
+        self.gallery.check_model(self.fingerprint, self.embedding_size)
+
+    def predict(self, rgb):
+        return {"results": self.system.predict(rgb), "version": self.gallery.version, "count": len(self.gallery)}
+
+    def search(self, rgb, k, whole=False):
+        rgb = check_recognisable(rgb, "image", self.min_side)
+        box, crop = None, rgb
+        if self.system.det is not None and not whole:
+            box, crop = main_object(self.system.det, rgb)
+        vector = self.system.rec.predict([crop])
+        labels, scores, ids = self.gallery.search(vector, k)
+        hits = [{"id": int(i), "label": lab, "score": round(float(s), 6)}
+                for lab, s, i in zip(labels[0], scores[0], ids[0]) if i >= 0 and lab is not None]
+        return {"box": box, "results": hits, "higher_is_better": self.gallery.higher_is_better,
+                "version": self.gallery.version}
+
+    def embed(self, images):
+        """[(name, rgb)] -> vectors [m, D], boxes, kept positions, {position: why it was refused}
+        (the way tools/build_gallery.py embeds gallery images: main object with IndexProcess.use_det,
+        refused when it has no detail)."""
+        kept, boxes, crops, refused = [], [], [], {}
+        for pos, (name, rgb) in enumerate(images):
+            try:
+                rgb = check_recognisable(rgb, name, self.min_side)
+            except ImageReadError as e:
+                refused[pos] = str(e)
+                continue
+            box, crop = None, rgb
+            if self.use_det and self.system.det is not None:
+                box, crop = main_object(self.system.det, rgb)
+            if is_uniform(crop, self.min_crop_std):
+                refused[pos] = (f"{name}: no detail to recognise (a blank or flat-colour image: pixel std below "
+                                f"IndexProcess.min_crop_std={self.min_crop_std})")
+                continue
+            kept.append(pos)
+            boxes.append(box)
+            crops.append(self.system.rec.preprocess(crop))
+        vectors = (np.asarray(self.system.rec.predict_batch(np.stack(crops)), np.float32) if crops
+                   else np.zeros((0, self.embedding_size), np.float32))
+        return vectors, boxes, kept, refused
+
+
+# ---------------------------------------------------------------- writes
+def check_label(label):
+    if not isinstance(label, str):
+        raise ServiceError("label: a text value is required")
+    label = label.strip()
+    if not label:
+        raise ServiceError("label: must not be empty")
+    if len(label) > MAX_LABEL_CHARS:
+        raise ServiceError(f"label: at most {MAX_LABEL_CHARS} characters, got {len(label)}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in label) or "\t" in label:
+        raise ServiceError("label: control characters (tabs, newlines, ...) are not allowed")
+    if label.lower() in RESERVED_LABELS:
+        raise ServiceError(f"label: {label!r} is what the service answers for objects it does not know; "
+                           f"choose another name")
+    return label
+
+
+def image_extension(data):
+    """An extension for stored upload bytes, from their magic number (the name a client sent is
+    never used on the server)."""
+    head = bytes(data[:12])
+    for magic, ext in ((b"\xff\xd8\xff", ".jpg"), (b"\x89PNG\r\n\x1a\n", ".png"), (b"BM", ".bmp"),
+                       (b"II*\x00", ".tif"), (b"MM\x00*", ".tif")):
+        if head.startswith(magic):
+            return ext
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ".webp"
+    return ".img"
+
+
+def upload_path(upload_dir, sha, data):
+    """Where an uploaded image is kept: named by its content, so the same image is the same path."""
+    return os.path.join(os.path.abspath(upload_dir), sha[:2], sha + image_extension(data))
+
+
+class GalleryWriter:
+    """The writer thread's state: its Gallery object and the folder of uploaded images, which only
+    this thread touches (a stored file is named by its content's sha256, so the same image uploaded
+    twice is one path, and the gallery reports it as already present)."""
+
+    def __init__(self, index_dir, upload_dir, fingerprint):
+        self.gallery = Gallery.open(index_dir)
+        self.upload_dir = os.path.abspath(upload_dir)
+        self.fingerprint = fingerprint
+
+    def before_job(self):
+        stale = _refresh(self.gallery)
+        if stale:
+            log.warning("writer: gallery refresh failed: %s", stale)
+
+    # files ------------------------------------------------------------
+    def _store(self, sha, data):
+        """Write the upload once (atomically); (absolute path, created now)."""
+        path = upload_path(self.upload_dir, sha, data)
+        if os.path.exists(path):
+            return path, False
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        return path, True
+
+    def _forget_files(self, paths):
+        """Delete stored uploads no longer in the gallery (never a file outside the upload folder)."""
+        paths = [p for p in paths if p and os.path.dirname(os.path.dirname(os.path.abspath(p))) == self.upload_dir]
+        still = self.gallery.existing_paths(paths) if paths else set()
+        for p in paths:
+            if p not in still and os.path.isfile(p):
+                try:
+                    os.remove(p)
+                    if not os.listdir(os.path.dirname(p)):
+                        os.rmdir(os.path.dirname(p))
+                except OSError as e:
+                    log.warning("could not delete %s: %s", p, e)
+
+    # operations -------------------------------------------------------
+    def add(self, label, uploads, vectors, boxes):
+        """uploads: [(sha256, bytes)] aligned with vectors/boxes -> (ids with -1 for duplicates, paths)."""
+        stored = [self._store(sha, data) for sha, data in uploads]
+        paths = [p for p, _ in stored]
+        try:
+            ids = self.gallery.add(vectors, label, paths, boxes, model_fingerprint=self.fingerprint)
+        except BaseException:
+            for path, created in stored:
+                if created and os.path.exists(path):
+                    os.remove(path)
+            raise
+        return [int(i) for i in ids], paths, self._summary()
+
+    def remove_item(self, item_id):
+        found = self.gallery.records(ids=[item_id])
+        if not found:
+            raise NotFound(f"no gallery item {item_id}")
+        path = found[0]["path"]
+        if path is None:
+            raise Conflict(f"item {item_id} has no image path; the gallery removes items by path or label only")
+        removed = self.gallery.remove(paths=[path])
+        if item_id not in {int(i) for i in removed}:
+            raise NotFound(f"no gallery item {item_id}")
+        self._forget_files([path])
+        return {"removed": [int(i) for i in removed], **self._summary()}
+
+    def remove_label(self, label):
+        paths = [r["path"] for r in self.gallery.records() if r["label"] == label]
+        if label not in self.gallery.label_counts():
+            raise NotFound(f"no class {label!r} in the gallery")
+        removed = self.gallery.remove(labels=[label])
+        self._forget_files(paths)
+        return {"label": label, "removed": len(removed), **self._summary()}
+
+    def rename(self, old, new, merge=False):
+        """Relabel every item of `old`: removed and re-added with the same vectors, paths and boxes
+        (new ids; two atomic gallery updates, so a reader may briefly see neither label)."""
+        counts = self.gallery.label_counts()
+        if old not in counts:
+            raise NotFound(f"no class {old!r} in the gallery")
+        if new == old:
+            return {"label": new, "previous": old, "moved": 0, **self._summary()}
+        if new in counts and not merge:
+            raise Conflict(f"class {new!r} already exists; add ?merge=1 to merge {old!r} into it")
+        recs = [r for r in self.gallery.records() if r["label"] == old]
+        ids = np.asarray([r["id"] for r in recs], np.int64)
+        rows = np.searchsorted(self.gallery.ids, ids)
+        vectors = np.array(self.gallery.vectors[rows], np.float32)
+        removed = {int(i) for i in self.gallery.remove(labels=[old])}
+        keep = [i for i, r in enumerate(recs) if r["id"] in removed]
+        paths = [recs[i]["path"] for i in keep]
+        boxes = [recs[i]["box"] for i in keep]
+        try:
+            new_ids = self.gallery.add(vectors[keep], new, paths, boxes, model_fingerprint=self.fingerprint)
+        except BaseException:
+            log.exception("rename %r -> %r: re-adding failed; restoring %r", old, new, old)
+            self.gallery.add(vectors[keep], old, paths, boxes, model_fingerprint=self.fingerprint)
+            raise
+        lost = len(removed) - len(keep)  # items added to `old` by another process between the two steps
+        return {"label": new, "previous": old, "moved": int((np.asarray(new_ids) >= 0).sum()),
+                "ids": [int(i) for i in new_ids], "lost": lost, **self._summary()}
+
+    def compact(self):
+        self.gallery.compact()
+        return self._summary()
+
+    def _summary(self):
+        return {"version": self.gallery.version, "count": len(self.gallery)}
+
+
+# ---------------------------------------------------------------- reads
+class Catalog:
+    """The read side: a Gallery object under a lock, refreshed on every call; the records of the
+    current version are indexed once per version (by id, label and path)."""
+
+    def __init__(self, index_dir, image_root=None):
+        self.gallery = Gallery.open(index_dir)
+        self.image_root = image_root
+        self._lock = threading.Lock()
+        self._indexed = None  # (version, by_id, by_label, by_path)
+        self.stale = None
+
+    def _fresh(self):
+        self.stale = _refresh(self.gallery)
+        return self.gallery
+
+    def summary(self):
+        with self._lock:
+            g = self._fresh()
+            counts = g.label_counts()
+            return {"version": g.version, "count": len(g), "labels": len(counts),
+                    "model_fingerprint": g.model_fingerprint, "embedding_size": g.embedding_size,
+                    "index_method": g.manifest["index_method"], "dist_type": g.manifest["dist_type"],
+                    "updated_at": g.manifest.get("updated_at"), "stale": self.stale}
+
+    def label_counts(self):
+        with self._lock:
+            g = self._fresh()
+            return g.version, g.label_counts()
+
+    def _index(self):
+        g = self._fresh()
+        if self._indexed is None or self._indexed[0] != g.version:
+            by_id, by_label, by_path = {}, {}, {}
+            for r in g.records():
+                by_id[r["id"]] = r
+                by_label.setdefault(r["label"], []).append(r)
+                if r["path"] is not None:
+                    by_path[r["path"]] = r
+            self._indexed = (g.version, by_id, by_label, by_path)
+        return self._indexed
+
+    def items(self, label=None, offset=0, limit=50):
+        with self._lock:
+            version, by_id, by_label, _ = self._index()
+            rows = by_label.get(label, []) if label is not None else list(by_id.values())
+            return version, len(rows), rows[offset:offset + limit]
+
+    def record(self, item_id):
+        with self._lock:
+            return self._index()[1].get(int(item_id))
+
+    def by_path(self, path):
+        with self._lock:
+            return self._index()[3].get(path)
+
+    def existing_paths(self, paths):
+        with self._lock:
+            return self._fresh().existing_paths(paths)
+
+    def resolve(self, path):
+        """A stored path on disk: absolute as it is, relative to IndexProcess.image_root (where
+        tools/build_gallery.py read it from)."""
+        if path is None:
+            return None
+        if os.path.isabs(path):
+            return path
+        return os.path.join(self.image_root, path) if self.image_root else None
+
+
+class Thumbnails:
+    """JPEG thumbnails of gallery items by id (the path comes from the gallery, never the client),
+    made a few at a time and kept in a bounded LRU cache."""
+
+    def __init__(self, catalog, max_pixels=None, cache=512, slots=2):
+        self.catalog, self.max_pixels = catalog, max_pixels
+        self._cache, self._cache_size = OrderedDict(), int(cache)
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(slots)
+
+    def get(self, item_id, size=160, crop=False):
+        rec = self.catalog.record(item_id)
+        if rec is None:
+            raise NotFound(f"no gallery item {item_id}")
+        key = (int(item_id), int(size), bool(crop))
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        path = self.catalog.resolve(rec["path"])
+        if path is None or not os.path.isfile(path):
+            raise NotFound(f"the image of gallery item {item_id} is not on the server")
+        with self._slots:
+            try:
+                rgb = read_image(path, self.max_pixels)
+            except ImageReadError:
+                raise NotFound(f"the image of gallery item {item_id} cannot be read on the server") from None
+            if crop and rec.get("box"):
+                x1, y1, x2, y2 = (int(round(v)) for v in rec["box"])
+                if x2 - x1 >= 2 and y2 - y1 >= 2:
+                    rgb = rgb[max(0, y1):y2, max(0, x1):x2]
+            h, w = rgb.shape[:2]
+            scale = min(1.0, size / max(h, w))
+            if scale < 1.0:
+                rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                 interpolation=cv2.INTER_AREA)
+            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        data = buf.tobytes()
+        with self._lock:
+            self._cache[key] = data
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return data
+
+
+# ---------------------------------------------------------------- the service
+class Service:
+    """Everything the routes need. `make_system()` is called on each inference thread (so the
+    predictors belong to it); the gallery is `index_dir`."""
+
+    def __init__(self, make_system, index_dir, settings=None, image_root=None, use_det=False,
+                 min_crop_std=0.0, min_side=MIN_IMAGE_SIDE, return_k=5):
+        self.settings = settings or Settings()
+        self.index_dir = os.fspath(index_dir)
+        self.image_root = image_root
+        self.return_k = int(return_k)
+        self.upload_dir = self.settings.upload_dir or os.path.join(self.index_dir, "uploads")
+        s = self.settings
+        self.inference = ThreadOwner(
+            "inference", lambda: Recognizer(make_system(), use_det, min_crop_std, min_side), workers=s.workers,
+            capacity=s.queue, queue_timeout=s.queue_timeout, max_pixels=s.inflight_pixels,
+            before_job=lambda r: r.before_job())
+        self.writer = None
+        self.catalog = None
+        self.thumbnails = None
+        self.fingerprint = self.embedding_size = None
+        self.started_at = None
+
+    @classmethod
+    def from_config(cls, cfg, settings=None):
+        """From an inference config (the one tools/predict_system.py takes)."""
+        from ..errors import ConfigError
+
+        g, ip = cfg["Global"], cfg["IndexProcess"]
+        if not ip.get("index_dir"):
+            raise ConfigError("IndexProcess.index_dir is required (a gallery built by tools/build_gallery.py)")
+        settings = settings or Settings()
+        if settings.max_pixels is None and g.get("max_image_pixels"):
+            settings.max_pixels = int(g["max_image_pixels"])
+        return cls(lambda: ServingSystem.from_config(cfg), ip["index_dir"], settings, image_root=ip.get("image_root"),
+                   use_det=ip.get("use_det", False), min_crop_std=ip.get("min_crop_std", 0.0),
+                   min_side=g.get("min_image_side", MIN_IMAGE_SIDE), return_k=ip.get("return_k", 5))
+
+    def start(self):
+        self.inference.start()
+        first = self.inference.states[0]
+        self.fingerprint, self.embedding_size = first.fingerprint, first.embedding_size
+        s = self.settings
+        self.writer = ThreadOwner("writer", lambda: GalleryWriter(self.index_dir, self.upload_dir, self.fingerprint),
+                                  workers=1, capacity=s.write_queue, queue_timeout=max(s.queue_timeout, 120.0),
+                                  before_job=lambda w: w.before_job()).start()
+        self.catalog = Catalog(self.index_dir, self.image_root)
+        self.thumbnails = Thumbnails(self.catalog, s.max_pixels, s.thumbnail_cache)
+        self.started_at = time.time()
+        return self
+
+    def stop(self):
+        self.inference.stop()
+        if self.writer is not None:
+            self.writer.stop()
+
+    def health(self):
+        g = self.catalog.summary()
+        stale = g.pop("stale") or next((r.stale for r in self.inference.states if r.stale), None)
+        return {"status": "degraded" if stale else "ok", **g, "gallery_size": g["count"],
+                "model": {"fingerprint": self.fingerprint, "embedding_size": self.embedding_size},
+                "model_matches_gallery": g["model_fingerprint"] in (None, self.fingerprint),
+                "writes_enabled": self.settings.writes_enabled,
+                "writes": "enabled (Authorization: Bearer <token>)" if self.settings.writes_enabled
+                else "disabled: the server was started without a token (--token or PPSHITU_TOKEN)",
+                "inference": self.inference.stats(), "stale": stale,
+                "limits": {"max_body_bytes": self.settings.max_body, "max_pixels": self.max_pixels(),
+                           "max_files": self.settings.max_files},
+                "uptime_s": round(time.time() - self.started_at, 1) if self.started_at else None}
+
+    def upload_path(self, sha, data):
+        return upload_path(self.upload_dir, sha, data)
+
+    def max_pixels(self):
+        from ..utils.image import max_image_pixels
+        return self.settings.max_pixels or max_image_pixels()
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+__all__ = ["Service", "ServingSystem", "Recognizer", "GalleryWriter", "Catalog", "Thumbnails", "check_label",
+           "sha256", "IMAGE_EXTENSIONS"]

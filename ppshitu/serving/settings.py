@@ -1,0 +1,72 @@
+"""The service's limits and switches, one place (deploy/serve.py's flags map onto these fields).
+
+Memory is bounded by construction, each term by one setting:
+  request bodies being read   <= body_budget (a request that does not fit waits for nothing: 503)
+  images being decoded        <= decode_slots x max_pixels x 3 bytes
+  decoded images in flight    <= inflight_pixels x 3 bytes (+ one image: a lone job is always admitted)
+  jobs waiting for inference  <= queue (then 503 + Retry-After)
+  connections                 <= max_connections (then 503 + Retry-After, connection closed)
+"""
+import ipaddress
+import os
+from dataclasses import dataclass, field
+
+TOKEN_ENV = "PPSHITU_TOKEN"
+MiB = 1 << 20
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8866
+    token: str = None                 # None: writes answer 403 (read-only service)
+    workers: int = 1                  # inference threads, each owning its own predictors
+    queue: int = 32                   # inference jobs admitted beyond the ones running
+    queue_timeout: float = 30.0       # s a job may wait in the queue before it is answered 503
+    write_queue: int = 8              # gallery writes waiting for the writer thread
+    max_body: int = 16 * MiB          # bytes per request body (413 beyond; checked from Content-Length first)
+    body_budget: int = 256 * MiB      # bytes of request bodies buffered at once, all requests together
+    max_pixels: int = None            # per image (header checked before decoding); None: ppshitu.utils.image's
+    decode_slots: int = 2             # images decoded at once
+    inflight_pixels: int = 200_000_000  # decoded pixels held by admitted inference jobs together
+    max_files: int = 64               # images per POST /api/items
+    header_timeout: float = 10.0      # s to send a complete request line + headers (408, closed)
+    read_timeout: float = 30.0        # s to send a complete body once the headers are in (408, closed)
+    keep_alive: float = 5.0           # s an idle keep-alive connection stays open
+    max_connections: int = 64         # open connections; beyond, requests get 503 and the connection closes
+    max_header_bytes: int = 16 * 1024  # request line + headers (h11's incomplete-event limit): 400 beyond
+    upload_dir: str = None            # where images added through the API are kept; None: <index_dir>/uploads
+    allowed_hosts: tuple = None       # Host header names accepted; None: loopback names when bound to loopback
+    thumbnail_cache: int = 512        # thumbnails kept in memory (JPEG bytes)
+    access_log: bool = False
+    log_level: str = "warning"
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.token is None:
+            self.token = os.environ.get(TOKEN_ENV) or None
+        if self.token is not None and not str(self.token).strip():
+            self.token = None
+        for name in ("workers", "queue", "write_queue", "max_body", "body_budget", "decode_slots",
+                     "inflight_pixels", "max_files", "max_connections", "max_header_bytes", "thumbnail_cache"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("queue_timeout", "header_timeout", "read_timeout", "keep_alive"):
+            if float(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be > 0 seconds, got {getattr(self, name)!r}")
+        if self.allowed_hosts is None and is_loopback(self.host):
+            # a page on another site that rebinds its DNS name to 127.0.0.1 must not read the gallery
+            self.allowed_hosts = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+    @property
+    def writes_enabled(self):
+        return self.token is not None
+
+
+def is_loopback(host):
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
