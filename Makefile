@@ -4,9 +4,25 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-models test bench clean
+.PHONY: install chromium demo demo-models test bench clean
 
-install: $(STAMP)
+install: $(STAMP) chromium
+
+# The browser test of the service's page (tests/serving/test_page.py) drives Debian's chromium
+# through Playwright (never `playwright install`). Installed with apt-get only where it is missing
+# and only as root (or in CI with passwordless sudo); elsewhere the test is skipped, and a second
+# `make install` does nothing.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "note: no chromium and no apt-get: tests/serving/test_page.py will be skipped"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	elif [ -n "$$CI" ] && sudo -n true 2>/dev/null; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "note: chromium is not installed (sudo apt-get install chromium); tests/serving/test_page.py will be skipped"; \
+	fi
 
 # paddleclas and paddledet pin numpy/opencv versions that cannot be co-installed
 # with paddle 3.3.1, so they go in with --no-deps after what they really import.

@@ -28,7 +28,6 @@ import os
 import random
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -278,10 +277,10 @@ def run_load(server, world, clients=8, seconds=30.0, mix=(0.6, 0.25, 0.15), labe
         while time.monotonic() < deadline:
             x = rng.random()
             if x < mix[0]:
-                op, status, hdrs, body, dt = "predict", *c.request("POST", "/predict", rng.choice(scenes),
+                op, status, _, body, dt = "predict", *c.request("POST", "/predict", rng.choice(scenes),
                                                                     {"Content-Type": "image/jpeg"})
             elif x < mix[0] + mix[1]:
-                op, status, hdrs, body, dt = "search", *c.request("POST", "/search?k=5", rng.choice(views),
+                op, status, _, body, dt = "search", *c.request("POST", "/search?k=5", rng.choice(views),
                                                                    {"Content-Type": "image/jpeg"})
             else:
                 with lock:
@@ -290,7 +289,7 @@ def run_load(server, world, clients=8, seconds=30.0, mix=(0.6, 0.25, 0.15), labe
                 label = f"{label_prefix} {cls}"
                 data, ctype = multipart([("label", label)], [("images", f"view{n}.jpg",
                                                               new_object_jpeg(cls, seed * 10 ** 6 + n))])
-                op, status, hdrs, body, dt = "append", *c.request("POST", "/api/items", data,
+                op, status, _, body, dt = "append", *c.request("POST", "/api/items", data,
                                                                    {"Content-Type": ctype, **auth})
                 with lock:
                     appended_labels.add(label)
@@ -412,7 +411,7 @@ def summarize(load, sat, queue_capacity, rss_bound):
     lines, ok = [], True
     all_lat = [x for v in load["latency"].values() for x in v]
     rate = len(all_lat) / load["seconds"] if load["seconds"] else 0
-    lines.append(f"| phase | requests | req/s | p50 ms | p99 ms | errors |")
+    lines.append("| phase | requests | req/s | p50 ms | p99 ms | errors |")
     lines.append("|---|---|---|---|---|---|")
     for op, v in load["latency"].items():
         lines.append(f"| load: {op} | {len(v)} | {len(v) / load['seconds']:.1f} | {percentile(v, 50) * 1000:.0f} | "
@@ -502,13 +501,14 @@ def main(argv=None):
             shot = screenshot(server, world, Path(tempfile.gettempdir()) / "ppshitu_service_page.png")
             if shot and not args.no_save:
                 shutil.copyfile(shot, args.screenshot)
-                shot = args.screenshot
+                shot = os.path.relpath(args.screenshot, ROOT)
         table, ok = summarize(load, sat, args.queue, args.rss_bound)
         if not server.alive():
             ok = False
             table += "\n- FAIL: the server died"
         text = (f"# bench_service: deploy/serve.py under load (loopback)\n\n"
-                f"`python bench/bench_service.py {' '.join(argv if argv is not None else sys.argv[1:])}`\n\n"
+                f"`python bench/bench_service.py{''.join(' ' + a for a in (argv if argv is not None else sys.argv[1:]))}`"
+                f" ({time.strftime('%Y-%m-%d')})\n\n"
                 f"Machine: {machine}. Models: models/demo (PicoDet det + EfficientNet-Lite0 rec, CPU, 2 threads), "
                 f"1 inference worker, queue {args.queue}; gallery of {len(GALLERY_CLASSES)} classes x 3 views "
                 f"growing by each append. Mix: 60% POST /predict (320x240 scenes, 1-3 objects), 25% POST /search "

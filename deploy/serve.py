@@ -47,6 +47,8 @@ def parse_args(argv=None):
     a("--keep-alive", type=float, default=d["keep_alive"].default, help="seconds an idle connection stays open")
     a("--max-connections", type=int, default=d["max_connections"].default,
       help="open connections at most; beyond: 503")
+    a("--allowed-host", action="append", default=None, metavar="NAME",
+      help="a Host header name to answer (repeatable; default on loopback: localhost, 127.0.0.1, ::1)")
     a("--upload-dir", default=None, help="where images added through the API are kept (default: INDEX_DIR/uploads)")
     a("--access-log", action="store_true", help="log every request")
     a("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
@@ -69,7 +71,8 @@ def main(argv=None):
                             max_pixels=args.max_pixels, max_files=args.max_files, header_timeout=args.header_timeout,
                             read_timeout=args.read_timeout, keep_alive=args.keep_alive,
                             max_connections=args.max_connections, upload_dir=args.upload_dir,
-                            access_log=args.access_log, log_level=args.log_level)
+                            access_log=args.access_log, log_level=args.log_level,
+                            allowed_hosts=tuple(args.allowed_host) if args.allowed_host else None)
     except ValueError as e:
         from ppshitu.errors import PPShiTuError
         raise PPShiTuError(str(e)) from None

@@ -11,9 +11,8 @@ NONE = type(None)
 
 
 def _runtimes():
-    from .infer import paddle_runtime  # noqa: F401  (registers; paddle itself is imported lazily)
-    from .infer.runtime import RUNTIMES
-    return RUNTIMES.names()
+    from .infer.runtime import runtime_names
+    return runtime_names()
 
 
 def _gallery_backends():

@@ -57,8 +57,5 @@ def runtime_names():
 def load_runtime(model_dir, backend="paddle", **options):
     if options.get("precision", "fp32") not in PRECISIONS:
         raise ConfigError(f"Global.precision must be one of {list(PRECISIONS)}, got {options['precision']!r}")
-    if backend == "paddle":
-        from . import paddle_runtime  # noqa: F401  (registers "paddle"; imports paddle lazily)
-    elif backend == "openvino":
-        from . import openvino_runtime  # noqa: F401  (registers "openvino"; imports openvino lazily)
+    runtime_names()  # registers them all
     return RUNTIMES.build(backend, where="Global.inference_backend", model_dir=model_dir, **options)

@@ -22,7 +22,8 @@ def fingerprint(params_path):
 
 
 def write_spec(model_dir, **spec):
-    spec.setdefault("fingerprint", fingerprint(os.path.join(model_dir, "inference.pdiparams")))
+    if "fingerprint" not in spec:  # not setdefault: a quantized OpenVINO directory has no .pdiparams
+        spec["fingerprint"] = fingerprint(os.path.join(model_dir, "inference.pdiparams"))
     check_spec(spec, os.path.join(model_dir, SPEC_FILE))
     with open(os.path.join(model_dir, SPEC_FILE), "w", encoding="utf-8") as f:
         yaml.safe_dump(spec, f, sort_keys=False)

@@ -302,8 +302,8 @@ def create_app(service):
             data = raw = None
         out = await api.infer(lambda r: r.search(rgb, k or service.return_k, whole), rgb.shape[0] * rgb.shape[1])
         items = []
-        for hit in out["results"]:
-            rec = await run_in_threadpool(service.catalog.record, hit["id"])
+        records = await run_in_threadpool(lambda: [service.catalog.record(h["id"]) for h in out["results"]])
+        for hit, rec in zip(out["results"], records):
             items.append({**(api.item_json(rec) if rec else {"id": hit["id"], "label": hit["label"],
                                                              "thumbnail": f"/api/items/{hit['id']}/thumbnail"}),
                           "score": hit["score"]})

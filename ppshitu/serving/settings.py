@@ -36,7 +36,7 @@ class Settings:
     max_connections: int = 64         # open connections; beyond, requests get 503 and the connection closes
     max_header_bytes: int = 16 * 1024  # request line + headers (h11's incomplete-event limit): 400 beyond
     upload_dir: str = None            # where images added through the API are kept; None: <index_dir>/uploads
-    allowed_hosts: tuple = None       # Host header names accepted; None: loopback names when bound to loopback
+    allowed_hosts: tuple = None       # Host names answered (+ loopback names on loopback); None off loopback: any
     thumbnail_cache: int = 512        # thumbnails kept in memory (JPEG bytes)
     access_log: bool = False
     log_level: str = "warning"
@@ -54,9 +54,9 @@ class Settings:
         for name in ("queue_timeout", "header_timeout", "read_timeout", "keep_alive"):
             if float(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be > 0 seconds, got {getattr(self, name)!r}")
-        if self.allowed_hosts is None and is_loopback(self.host):
+        if is_loopback(self.host):
             # a page on another site that rebinds its DNS name to 127.0.0.1 must not read the gallery
-            self.allowed_hosts = ("127.0.0.1", "localhost", "::1", "[::1]")
+            self.allowed_hosts = tuple(self.allowed_hosts or ()) + ("127.0.0.1", "localhost", "::1", "[::1]")
 
     @property
     def writes_enabled(self):

@@ -6,14 +6,12 @@ Content-Length, decoding a decompression bomb, and a gallery frozen at start-up.
 import socket
 import subprocess
 import sys
-import threading
+import struct
 import time
 import zlib
-import struct
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import pytest
 
 from serving_helpers import ROOT, bench_service, read
 

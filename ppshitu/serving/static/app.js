@@ -125,7 +125,7 @@ async function recognise(file) {
 async function drawResults(file, results) {
   const canvas = $("#predict-canvas");
   const bitmap = await createImageBitmap(file);
-  const scale = Math.min(1, 640 / bitmap.width);
+  const scale = Math.min(640 / bitmap.width, Math.max(1, 360 / bitmap.width));  // small photos shown larger
   canvas.width = Math.round(bitmap.width * scale);
   canvas.height = Math.round(bitmap.height * scale);
   const ctx = canvas.getContext("2d");
