@@ -121,6 +121,10 @@ INFER_GLOBAL = {
     "max_image_pixels": Field((int, NONE), None, min_value=1,
                               doc="refuse an image whose header declares more pixels, before decoding it; "
                                   "null: $PPSHITU_MAX_IMAGE_PIXELS, else 40000000 (40 MP)"),
+    "reduced_decode": Field(bool, True, doc="whole-image embeddings (a gallery without use_det, the library "
+                            "tools) decode a JPEG at 1/2, 1/4 or 1/8 scale when its shorter side stays at least the "
+                            "model's input (libjpeg's DCT scaling): the decode no longer costs as much as the model; "
+                            "recall kept (bench/results/bench_runtimes.md)"),
     "min_image_side": Field(int, 8, min_value=1, doc="refuse images with a shorter side (px) as too small to "
                             "recognise, in queries and gallery images"),
 }

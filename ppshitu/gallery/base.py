@@ -88,6 +88,24 @@ class GalleryStore:
         raise NotImplementedError
 
 
+def item_fields(n, labels, paths, boxes):
+    """`add`'s per-item fields as lists of n, checked the same way by every store: a label (one string
+    for all, or one each), a path or None, a box [x1, y1, x2, y2] or None."""
+    labels = [labels] * n if isinstance(labels, str) else list(labels)
+    paths = [None] * n if paths is None else [None if p is None else str(p) for p in paths]
+    boxes = [None] * n if boxes is None else [None if b is None else [float(x) for x in b] for b in boxes]
+    for name, seq in (("labels", labels), ("paths", paths), ("boxes", boxes)):
+        if len(seq) != n:
+            raise GalleryError(f"add: {n} vectors but {len(seq)} {name}")
+    bad = [i for i, lab in enumerate(labels) if not isinstance(lab, str) or not lab.strip()]
+    if bad:
+        raise GalleryError(f"add: labels must be non-empty strings; item {bad[0]} has {labels[bad[0]]!r}")
+    bad = [i for i, b in enumerate(boxes) if b is not None and len(b) != 4]
+    if bad:
+        raise GalleryError(f"add: a box is [x1, y1, x2, y2]; item {bad[0]} has {boxes[bad[0]]!r}")
+    return labels, paths, boxes
+
+
 def store_class(backend="faiss"):
     if backend == "faiss":
         from . import gallery  # noqa: F401  (registers "faiss")

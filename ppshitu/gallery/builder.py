@@ -75,13 +75,25 @@ class UniformImageError(ImageReadError):
     """A gallery image (or its main object) with no detail to recognise."""
 
 
+def image_options(cfg):
+    """embed_images's image options from a config (Global's reader limits and reduced_decode,
+    IndexProcess.min_crop_std)."""
+    g, ip = cfg.get("Global") or {}, cfg.get("IndexProcess") or {}
+    return {"max_pixels": g.get("max_image_pixels"), "min_side": g.get("min_image_side", MIN_IMAGE_SIDE),
+            "min_crop_std": ip.get("min_crop_std", 0.0), "reduced_decode": g.get("reduced_decode", True)}
+
+
 def embed_images(rec, paths, batch_size=32, num_workers=2, det=None, desc="embedding", max_pixels=None,
-                 min_side=MIN_IMAGE_SIDE, min_crop_std=0.0):
+                 min_side=MIN_IMAGE_SIDE, min_crop_std=0.0, reduced_decode=True):
     """Run `rec` (and `det`, to embed the main object) over image files. Skipped with a warning
     each (listed in `unreadable`): unreadable images, images past the pixel limit (`max_pixels`,
     None: ppshitu.utils.image's), images with a side under `min_side` px, and, with
-    `min_crop_std` > 0, images (or main objects) without detail (see utils.image.is_uniform)."""
+    `min_crop_std` > 0, images (or main objects) without detail (see utils.image.is_uniform).
+    `reduced_decode`: without a detector, large JPEGs are decoded at 1/2-1/8 scale, never below the
+    model's input (utils.image); with one, in full, since its crops need the pixels."""
     batch_size, num_workers = max(1, int(batch_size)), max(1, int(num_workers))
+    # a predictor whose preprocessing does not say what it needs gets full decodes
+    decode_side = getattr(rec.preprocess, "decode_side", None) if reduced_decode and det is None else None
 
     def usable(rgb, path):
         if is_uniform(rgb, min_crop_std):
@@ -91,7 +103,7 @@ def embed_images(rec, paths, batch_size=32, num_workers=2, det=None, desc="embed
 
     def load(path):
         try:
-            rgb = check_recognisable(read_image(path, max_pixels), str(path), min_side)
+            rgb = check_recognisable(read_image(path, max_pixels, decode_side), str(path), min_side)
             if det is not None:
                 return rgb  # the detector runs in the main thread
             return rec.preprocess(usable(rgb, path))
@@ -203,10 +215,8 @@ def build_gallery(cfg, rec=None, det=None, shard=None):
         entries = [(p, lab) for p, lab in entries if p not in present]
     # the same image listed twice in the file: embed it once
     entries = list(dict((p, (p, lab)) for p, lab in entries).values())
-    g = cfg.get("Global") or {}
     emb = embed_images(rec, [os.path.join(image_root, p) for p, _ in entries], ip["batch_size"],
-                       ip.get("num_workers", 2), det, desc=f"{op} gallery", max_pixels=g.get("max_image_pixels"),
-                       min_side=g.get("min_image_side", MIN_IMAGE_SIDE), min_crop_std=ip.get("min_crop_std", 0.0))
+                       ip.get("num_workers", 2), det, desc=f"{op} gallery", **image_options(cfg))
     labels = [entries[i][1] for i in emb.index]
     paths = [entries[i][0] for i in emb.index]
     boxes = emb.boxes if det is not None else None

@@ -27,7 +27,7 @@ import faiss
 import numpy as np
 
 from . import layout, store
-from .base import STORES, GalleryStore
+from .base import STORES, GalleryStore, item_fields
 from .errors import GalleryError
 from .indexes import INDEX_METHODS
 
@@ -341,18 +341,7 @@ class Gallery(GalleryStore):
     def _add_locked(self, con, vectors, labels, paths, boxes, model_fingerprint, ids=None):
         v = self._as_matrix(vectors, "vectors")
         n = len(v)
-        labels = [labels] * n if isinstance(labels, str) else list(labels)
-        paths = [None] * n if paths is None else [None if p is None else str(p) for p in paths]
-        boxes = [None] * n if boxes is None else [None if b is None else [float(x) for x in b] for b in boxes]
-        for name, seq in (("labels", labels), ("paths", paths), ("boxes", boxes)):
-            if len(seq) != n:
-                raise GalleryError(f"add: {n} vectors but {len(seq)} {name}")
-        bad = [i for i, lab in enumerate(labels) if not isinstance(lab, str) or not lab.strip()]
-        if bad:
-            raise GalleryError(f"add: labels must be non-empty strings; item {bad[0]} has {labels[bad[0]]!r}")
-        bad = [i for i, b in enumerate(boxes) if b is not None and len(b) != 4]
-        if bad:
-            raise GalleryError(f"add: a box is [x1, y1, x2, y2]; item {bad[0]} has {boxes[bad[0]]!r}")
+        labels, paths, boxes = item_fields(n, labels, paths, boxes)
         if self.manifest["model_fingerprint"] is None and model_fingerprint is not None and len(self) == 0:
             self.manifest["model_fingerprint"] = model_fingerprint
 

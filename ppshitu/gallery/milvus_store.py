@@ -52,7 +52,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ..errors import ConfigError
-from .base import STORES, GalleryNotFound, GalleryStore, path_hash
+from .base import STORES, GalleryNotFound, GalleryStore, item_fields, path_hash
 from .errors import GalleryError
 from .indexes import INDEX_METHODS
 
@@ -546,18 +546,7 @@ class MilvusStore(GalleryStore):
             self.check_model(model_fingerprint)
         v = self._as_matrix(vectors, "vectors")
         n = len(v)
-        labels = [labels] * n if isinstance(labels, str) else list(labels)
-        paths = [None] * n if paths is None else [None if p is None else str(p) for p in paths]
-        boxes = [None] * n if boxes is None else [None if b is None else [float(x) for x in b] for b in boxes]
-        for name, seq in (("labels", labels), ("paths", paths), ("boxes", boxes)):
-            if len(seq) != n:
-                raise GalleryError(f"add: {n} vectors but {len(seq)} {name}")
-        bad = [i for i, lab in enumerate(labels) if not isinstance(lab, str) or not lab.strip()]
-        if bad:
-            raise GalleryError(f"add: labels must be non-empty strings; item {bad[0]} has {labels[bad[0]]!r}")
-        bad = [i for i, b in enumerate(boxes) if b is not None and len(b) != 4]
-        if bad:
-            raise GalleryError(f"add: a box is [x1, y1, x2, y2]; item {bad[0]} has {boxes[bad[0]]!r}")
+        labels, paths, boxes = item_fields(n, labels, paths, boxes)
         for what, seq, limit in (("label", labels, MAX_LABEL_BYTES), ("path", paths, MAX_PATH_BYTES)):
             long = [i for i, s in enumerate(seq) if s is not None and len(s.encode("utf-8")) > limit]
             if long:

@@ -85,6 +85,12 @@ class RecPreprocess:
             raise ConfigError(f"{where}: no fixed input size (add ResizeImage{{size}} or CropImage{{size}})")
         return cls(**kw)
 
+    @property
+    def decode_side(self):
+        """The shortest side an image may be decoded at without changing what the model sees much:
+        the resize target (utils.image's reduced decode keeps the shorter side at least this)."""
+        return int(self.resize_short or max(self.input_size))
+
     def resize(self, rgb):
         interp = INTERPOLATIONS[self.interpolation]
         if self.resize_short:

@@ -6,7 +6,6 @@ interface (`ppshitu/gallery/base.py`) only, so every tool works on any gallery b
     vector, box = embed_one(cfg, rec, path, det=det)              # raises ImageReadError
     gallery = open_store(cfg.IndexProcess, rec)                   # checks the model
 """
-import inspect
 import logging
 import os
 
@@ -14,7 +13,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..gallery.base import open_gallery
-from ..utils.image import MIN_IMAGE_SIDE, ImageReadError, check_recognisable, read_image
+from ..utils.image import ImageReadError, check_recognisable, read_image
 
 log = logging.getLogger("ppshitu.library")
 
@@ -47,28 +46,21 @@ def model_id(rec):
     return model_fingerprint(rec)
 
 
-def _limits(cfg):
-    g, ip = cfg.get("Global") or {}, cfg.get("IndexProcess") or {}
-    return {"max_pixels": g.get("max_image_pixels"), "min_side": g.get("min_image_side", MIN_IMAGE_SIDE),
-            "min_crop_std": ip.get("min_crop_std", 0.0)}
-
-
 def embed_paths(cfg, rec, paths, det=None, desc="embedding"):
     """ppshitu.gallery.builder.embed_images over `paths` with the config's batch size, decoding threads
     and image limits; unreadable files are skipped (listed in `.unreadable`) with a warning each."""
-    from ..gallery.builder import embed_images
+    from ..gallery.builder import embed_images, image_options
 
     ip = cfg.get("IndexProcess") or {}
-    options = {"desc": desc, **_limits(cfg)}
-    accepted = inspect.signature(embed_images).parameters
-    options = {k: v for k, v in options.items() if k in accepted}  # the builder's options as they are today
     return embed_images(rec, [os.fspath(p) for p in paths], ip.get("batch_size", 32), ip.get("num_workers", 2),
-                        det, **options)
+                        det, desc=desc, **image_options(cfg))
 
 
 def load_image(cfg, path):
     """RGB uint8 of `path` under the config's limits; ImageReadError naming it when it cannot be used."""
-    limits = _limits(cfg)
+    from ..gallery.builder import image_options
+
+    limits = image_options(cfg)
     return check_recognisable(read_image(path, limits["max_pixels"]), str(path), limits["min_side"])
 
 

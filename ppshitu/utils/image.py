@@ -10,6 +10,12 @@ pixels (1.2 GB of RGB, several GB while decoding). The limit, first match wins:
 3. the environment variable `PPSHITU_MAX_IMAGE_PIXELS`;
 4. `DEFAULT_MAX_IMAGE_PIXELS` (40 megapixels).
 
+`min_side=` asks for a cheaper decode when the caller resizes down anyway: a JPEG whose shorter side
+is at least 2x `min_side` is decoded by libjpeg at 1/2, 1/4 or 1/8 scale (the largest that keeps its
+shorter side >= `min_side`), which skips most of the inverse DCT, colour conversion and the resize
+after it. Other formats decode in full. Only whole-image embeddings use it (a gallery built without
+detection, the library tools): a detector's crops need the full image.
+
 Recognition also needs some pixels to work with: `check_recognisable` refuses images with a side
 shorter than `MIN_IMAGE_SIDE`, and `is_uniform` tells a crop with (near) no detail (blank, all
 black) — the system reports those "unknown" instead of the confident nonsense a CNN makes of them.
@@ -117,8 +123,22 @@ def _header_size_unchecked(buf, where):
     raise ImageReadError(f"cannot decode image {where} (empty, truncated or not an image)")
 
 
-def decode_image(data, where="image", max_pixels=None):
-    """Encoded image bytes (a file's content, an upload) -> RGB uint8 HxWx3.
+_REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
+
+
+def _decode_flag(buf, width, height, min_side):
+    """cv2's decode flag: a libjpeg DCT-scaled decode when the JPEG is large enough (module docstring).
+    The shorter side decides, so that an EXIF rotation (applied by cv2 after decoding) changes nothing."""
+    if min_side and buf[:2].tobytes() == b"\xff\xd8":
+        for factor, flag in _REDUCED:
+            if min(width, height) // factor >= min_side:
+                return flag
+    return cv2.IMREAD_COLOR
+
+
+def decode_image(data, where="image", max_pixels=None, min_side=None):
+    """Encoded image bytes (a file's content, an upload) -> RGB uint8 HxWx3 (at a reduced scale with
+    `min_side`, for JPEGs of at least twice that shorter side: module docstring).
 
     Raises ImageReadError naming `where` if the bytes are not an image, ImageTooLargeError if the
     header declares more than the pixel limit (checked before decoding)."""
@@ -134,7 +154,7 @@ def decode_image(data, where="image", max_pixels=None):
     width, height = _header_size(buf, where)
     if width * height > limit:
         raise ImageTooLargeError(_limit_message(where, width, height, limit))
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    img = cv2.imdecode(buf, _decode_flag(buf, width, height, min_side))
     if img is None:
         raise ImageReadError(f"cannot decode image {where} (empty, truncated or not an image)")
     if img.shape[0] * img.shape[1] > limit:  # a header PIL and OpenCV read differently
@@ -142,15 +162,15 @@ def decode_image(data, where="image", max_pixels=None):
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def read_image(path, max_pixels=None):
+def read_image(path, max_pixels=None, min_side=None):
     """Decode `path` to RGB uint8; raise ImageReadError naming the file if it cannot
-    (ImageTooLargeError past the pixel limit, see the module docstring)."""
+    (ImageTooLargeError past the pixel limit; `min_side`: a reduced decode; see the module docstring)."""
     try:
         with open(path, "rb") as f:  # bytes, then decode: handles non-ASCII paths on every OS
             data = f.read()
     except (FileNotFoundError, IsADirectoryError, PermissionError, NotADirectoryError) as e:
         raise ImageReadError(f"cannot read image {path}: {e.strerror or e}") from None
-    return decode_image(data, str(path), max_pixels)
+    return decode_image(data, str(path), max_pixels, min_side)
 
 
 def check_recognisable(rgb, where="image", min_side=MIN_IMAGE_SIDE):
