@@ -35,6 +35,18 @@ def gallery_set(num_images):
     return root, list_file, n
 
 
+def gallery_head(list_file, num_images):
+    """A list file of the first `num_images` lines of `list_file`, beside it: a smaller gallery of
+    the same images (the process rows time two sizes of one set for a steady-state rate)."""
+    out = Path(list_file).with_name(f"gallery_first_{num_images}.txt")
+    lines = Path(list_file).read_text(encoding="utf-8").splitlines(keepends=True)
+    if len(lines) < num_images:
+        raise ValueError(f"{list_file} has {len(lines)} images, fewer than {num_images}")
+    if not out.is_file():
+        out.write_text("".join(lines[:num_images]), encoding="utf-8")
+    return out
+
+
 def scene_images(num_objects, num_images):
     """Paths of `num_images` scenes with exactly `num_objects` objects each."""
     from dataset.synthetic import make_scenes

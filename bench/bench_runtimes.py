@@ -137,6 +137,81 @@ def det_accuracy(threads, int8_dir, test_json, test_paths):
     return out
 
 
+def system_agreement(threads, rec_int8, det_int8, n_scenes):
+    """predict_system's answers under each runtime x precision against Paddle fp32's, box by box: each
+    gallery is built by that configuration's own rec model from the demo's gallery views of its 20
+    unseen classes, and queried with scenes of those classes (demo thresholds: score 0.75, detector 0.4).
+    A Paddle fp32 box agrees when the other answer has a box at IoU >= 0.5 with the same label
+    ("unknown" included). A disagreement on a near tie (Paddle fp32's top two gallery labels within
+    NEAR_TIE of each other, or its score within NEAR_TIE of score_thres) is counted apart: there fp32's
+    own answer is a coin toss. Each configuration's F1 against the scenes' truth says whether the
+    answers got worse or only different."""
+    import tempfile
+
+    from dataset.synthetic import make_scenes
+    from ppshitu.config import load_config
+    from ppshitu.evaluation.system_metrics import evaluate, load_coco_scenes
+    from ppshitu.gallery.builder import build_gallery
+    from ppshitu.schemas import INFER_SCHEMA
+    from ppshitu.system import RecognitionSystem
+    from ppshitu.utils.boxes import box_iou
+
+    root = CACHE / "data" / f"runtime_system_scenes_{n_scenes}"
+    if not (root / "bench.json").is_file():
+        make_scenes(root, num_images=n_scenes, image_size=(240, 320), objects_per_image=(1, 4),
+                    object_classes=range(NUM_TRAIN_CLASSES, 60), seed=21, split="bench")
+    coco = json.loads((root / "bench.json").read_text())
+    paths = [str(root / "images" / im["file_name"]) for im in coco["images"]]
+    truth = load_coco_scenes(str(root / "bench.json"))
+    assert [t[0] for t in truth] == paths
+    answers, out, f1 = {}, {}, {}
+    for backend, precision in CONFIGS:
+        key = f"{backend} {precision}"
+        with tempfile.TemporaryDirectory() as tmp:
+            overrides = {"Global.rec_inference_model_dir": model_dir(DEMO_REC, rec_int8, precision),
+                         "Global.det_inference_model_dir": model_dir(DEMO_DET, det_int8, precision),
+                         "Global.inference_backend": backend, "Global.precision": precision,
+                         "Global.cpu_num_threads": threads, "Global.threshold": 0.4,
+                         "IndexProcess.score_thres": 0.75, "IndexProcess.index_dir": f"{tmp}/index",
+                         "IndexProcess.image_root": f"{REC_DATA}/", "IndexProcess.data_file":
+                         f"{REC_DATA}/gallery_list.txt", "IndexProcess.index_operation": "new"}
+            try:
+                cfg = load_config(ROOT / "configs/inference/inference_general.yaml",
+                                  [f"{k}={v}" for k, v in overrides.items()], INFER_SCHEMA)
+                build_gallery(cfg)
+                system = RecognitionSystem.from_config(cfg)
+                answers[key] = [res for _, res in system.predict_paths(paths)]
+                f1[key] = evaluate(answers[key], truth, system.gallery.labels())["f1"]
+            except Exception as e:  # noqa: BLE001 -- a failing runtime is a row
+                out[key] = {"error": _short(e)}
+    ref = answers.get("paddle fp32")
+    for key, got in answers.items():
+        if ref is None:
+            break
+        total = agree = ties = 0
+        for mine, theirs in zip(ref, got):
+            for r in mine:
+                total += 1
+                if any(box_iou(r["bbox"], o["bbox"]) >= 0.5 and o["rec_docs"] == r["rec_docs"] for o in theirs):
+                    agree += 1
+                else:
+                    ties += _near_tie(r, 0.75)
+        out[key] = {"boxes": total, "agree": agree, "agreement": agree / total if total else None,
+                    "near_ties": ties, "agreement_beyond_ties": (agree + ties) / total if total else None,
+                    "f1": f1[key]}
+    return out, len(paths)
+
+
+NEAR_TIE = 0.02  # cosine
+
+
+def _near_tie(result, score_thres):
+    top = [t["score"] for t in result["topk"]]
+    labels = [t["label"] for t in result["topk"]]
+    second = next((s for s, lab in zip(top[1:], labels[1:]) if lab != labels[0]), None)
+    return bool(top) and (abs(top[0] - score_thres) < NEAR_TIE or (second is not None and top[0] - second < NEAR_TIE))
+
+
 # ---------------------------------------------------------------- speed
 def feeds_for(runtime, kind, batch, sample):
     if kind == "rec":
@@ -242,6 +317,22 @@ def render(res, info, elapsed, quick):
                                              "{:+.2f}")])
         lines.append("| " + " | ".join([backend, precision, _f(rs.get("images_per_s")), *rec_cells,
                                         _f(ds.get("ms_per_image"), "{:.2f}"), *det_cells]) + " |")
+    agree = res.get("system_agreement", {})
+    lines += ["", f"predict_system on {res.get('system_scenes')} scenes of the unseen classes (each configuration's "
+              f"own gallery of their gallery views; score_thres 0.75, detector 0.4): the share of Paddle fp32's "
+              f"boxes answered with the same label at IoU >= 0.5.", "",
+              "| runtime | precision | boxes agreeing with Paddle fp32 | disagreements on near ties | agreeing beyond "
+              "near ties | F1 vs truth |", "|---|---|---|---|---|---|"]
+    for backend, precision in CONFIGS:
+        a = agree.get(f"{backend} {precision}", {})
+        cells = ([f"fails: {a['error']}", "", "", ""] if "error" in a else
+                 [f"{a['agreement']:.4f} ({a['agree']} of {a['boxes']})", str(a["near_ties"]),
+                  f"{a['agreement_beyond_ties']:.4f}", f"{a['f1']:.4f}"] if a.get("agreement") is not None else
+                 ["n/a", "", "", ""])
+        lines.append(f"| {backend} | {precision} | " + " | ".join(cells) + " |")
+    lines += ["", f"A near tie: Paddle fp32's top two labels within {NEAR_TIE} (cosine) of each other, or its score "
+              f"within {NEAR_TIE} of score_thres: where fp32 itself is that undecided, the last digits of the "
+              f"embedding decide. F1 against the scenes' truth shows what the changed answers cost."]
     lines += ["", "## Real-size models (random weights): legacy read directly vs PIR converted to IR", "",
               f"MobileNetV1@224 + FC 512 (PP-ShiTu's general rec shape), batch 32; PicoDet-LCNet x2.5 @640 "
               f"(PP-ShiTu's mainbody detector shape), batch 1. Paddle's own runs on the same files for "
@@ -300,6 +391,9 @@ def main(argv=None):
     print("accuracy: det", flush=True)
     res["det_accuracy"] = det_accuracy(args.threads, det_int8, test_json, test_paths)
     res["det_images"] = len(test_paths)
+    print("accuracy: predict_system labels", flush=True)
+    res["system_agreement"], res["system_scenes"] = system_agreement(args.threads, rec_int8, det_int8,
+                                                                     30 if args.quick else 100)
     print("speed: demo models", flush=True)
     paths, _, _ = rec_test_set()
     res["speed"]["demo_rec"] = speed(

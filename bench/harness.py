@@ -11,6 +11,7 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,9 +26,20 @@ class StageError(RuntimeError):
     pass
 
 
-def peak_rss_mb():
-    """This process's peak resident set (ru_maxrss is KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def peak_rss_mb(pid="self"):
+    """A process's peak resident set in MB: VmHWM, the high-water mark of its own address space. Not
+    ru_maxrss: Linux carries a forked child's high-water mark across exec, so a stage started by a parent
+    holding 1 GB (run_all after quantizing in-process) would report at least that 1 GB. None once gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    if pid == "self":  # no /proc
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return None
 
 
 def timed(fn, min_seconds, min_iters=2, warmup=1):
@@ -82,6 +94,36 @@ def run_stage(name, args, timeout=600, env=None):
             return json.loads(line[len(RESULT_TAG):])
     lines = (proc.stderr or proc.stdout).strip().splitlines()
     raise StageError(f"exit {proc.returncode}: {lines[-1] if lines else 'no output'}")
+
+
+def run_process(cmd, timeout=1800, env=None):
+    """Wall-clock seconds and peak RSS (MB) of one whole process, start-up included, as a user times a
+    tool. The peak is the child's VmHWM (see peak_rss_mb), read every 20 ms while it runs: what grows in
+    its last 20 ms is missed. Output goes to temporary files, not pipes, so a chatty child never blocks.
+    StageError with the stderr tail if it fails or runs past `timeout`."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=err, cwd=ROOT,
+                                env=dict(os.environ, **(env or {})))
+        peak = 0.0
+        while True:
+            peak = max(peak, peak_rss_mb(proc.pid) or 0.0)
+            try:
+                proc.wait(timeout=0.02)
+                break
+            except subprocess.TimeoutExpired:
+                if time.perf_counter() - start > timeout:
+                    proc.kill()
+                    proc.wait()
+                    break
+        seconds = time.perf_counter() - start
+        err.seek(0)
+        out.seek(0)
+        if proc.returncode != 0:
+            lines = (err.read() or out.read()).strip().splitlines()
+            why = f"killed after {timeout} s" if seconds > timeout else f"exit {proc.returncode}"
+            raise StageError(f"{why}: {lines[-1] if lines else 'no output'}")
+        return {"seconds": seconds, "peak_rss_mb": round(peak, 1), "stdout_tail": out.read()[-300:]}
 
 
 def _cpuinfo():

@@ -2,16 +2,22 @@
 on the same exported models and the same generated images; prints one table and saves it
 (text + JSON, with the machine's CPU, core count and package versions) under bench/results/.
 
-    python bench/run_all.py            # full run (~5-10 min on 2 cores)
+    python bench/run_all.py            # full run (~5-10 min on 2 cores, plus ~13 min of "process" rows;
+                                       # the first run also generates their 8,000 gallery images: ~8 min)
     python bench/run_all.py --quick    # small sizes, to check the harness (~1-2 min)
+    python bench/run_all.py --only process   # one step (see --help)
 
 Every measurement runs in its own process (bench/stages.py), so the peak RSS column is that
-stage's alone. Speed-up is ppshitu over PP-ShiTu (>1: ppshitu is faster).
+stage's alone. Speed-up is ppshitu over PP-ShiTu (>1: ppshitu is faster). The "process" rows time
+whole tool processes from outside, start-up included, as a user does.
 """
 import argparse
 import json
 import os
+import re
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,21 +26,26 @@ import harness  # noqa: E402
 import bench_data  # noqa: E402
 import bench_models  # noqa: E402
 import shitu_reference  # noqa: E402
+import stages  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 OURS, REF = "ppshitu", "pp-shitu"
+STEPS = ("rec", "det", "gallery", "system", "search", "runtimes", "process")  # --only picks among these
 SIDES = ((OURS, "legacy"), (OURS, "pir"), (REF, "legacy"))  # (pipeline, rec model format) compared
 MOBILENETV1_GFLOP = 1.14     # 0.57 GMAC per 224x224 image (MobileNetV1 1.0); the 512-d FC adds 0.001
 
 SIZES = {
     # gallery images, scenes per object count, seconds per rec timing, search sizes
     "quick": {"gallery": 64, "scenes": 3, "rec_seconds": 0.3, "batches": [1, 8], "search_sizes": [20_000],
-              "queries": 200, "rounds": 1},
+              "queries": 200, "rounds": 1, "process": {"gallery": (32, 64), "scenes": 5}},
     "full": {"gallery": 1024, "scenes": 20, "rec_seconds": 1.0, "batches": [1, 8, 32],
              "search_sizes": [100_000, 1_000_000], "queries": 1000, "rounds": 2,
              # exact search at 1M runs ~40 queries/s here: 300 queries per set keep the run under
              # 15 minutes (recall@1 standard error ~1.3 points at 0.95)
-             "queries_at": {1_000_000: 300}},
+             "queries_at": {1_000_000: 300},
+             # whole processes as the issue times them: 8,000 gallery images (1,000 too, for the steady
+             # state of the 7,000 between), 200 scenes
+             "process": {"gallery": (1000, 8000), "scenes": 200}},
 }
 
 
@@ -68,6 +79,19 @@ class Bench:
             if ok:
                 self.errors = [e for e in self.errors if not e.startswith(f"{key}:")]
         return {key: self.raw[key] for key in rounds}
+
+    def process(self, key, cmd, check):
+        """Time one whole process (harness.run_process); `check(result)` says what is wrong with its
+        output, or None. A failure becomes an error row, not a lost run."""
+        try:
+            self.raw[key] = harness.run_process(cmd)
+            why = check(self.raw[key])
+        except harness.StageError as e:
+            why = str(e)
+        if why:
+            self.raw[key] = None
+            self.errors.append(f"{key}: {why}")
+        return self.raw[key]
 
     def row(self, what, ours, ref, unit, higher_is_better, ours_rss=None, ref_rss=None, note="", ratio=True):
         if ratio and ours is not None and ref is not None and ours > 0 and ref > 0:
@@ -227,6 +251,128 @@ def bench_runtime_rows(b, m):
               f"both models {rp[1]}; gallery built by the same rec model")
 
 
+def _ours_cmd(tool, config, overrides):
+    return ([sys.executable, harness.ROOT / "tools" / tool, "-c", harness.ROOT / "configs/inference" / config] +
+            [x for o in overrides for x in ("-o", o)])
+
+
+def _ref_cmd(command, args):
+    return [sys.executable, harness.BENCH / "shitu_reference.py", command, json.dumps(args)]
+
+
+def _amid(ours, ref, flip):
+    """PP-ShiTu amid ppshitu's variants, the order reversed when `flip`: with one round, a change of
+    load on the machine then falls on both sides rather than on whichever ran last."""
+    order = ours[:len(ours) // 2] + [ref] + ours[len(ours) // 2:]
+    return order[::-1] if flip else order
+
+
+def _ref_count(index_dir, n):
+    """GalleryBuilder exits 0 on an unreadable image (`exit()`): count what its id_map.pkl holds."""
+    from ppshitu.gallery.migrate import read_id_map  # the restricted reader: no code in a pickle runs
+
+    got = len(read_id_map(str(Path(index_dir) / "id_map.pkl")))
+    return None if got == n else f"id_map.pkl holds {got} images, not {n}"
+
+
+def _ours_count(out, n):
+    got = re.findall(r"\bcount=(\d+)", out["stdout_tail"])
+    return None if got and int(got[-1]) == n else f"summary {out['stdout_tail'].strip()[-120:]!r}: not count={n}"
+
+
+def _drawn(out_dir, n):
+    got = sum(1 for _ in Path(out_dir).rglob("*.jpg"))
+    return None if got == n else f"{got} images drawn into {out_dir}, not {n}"
+
+
+def _warm_caches(paths):
+    """One-off costs fall on no timed process: ppshitu's .pyc (compiled on the first import after an
+    edit) and the images (read once into the page cache, as on any run after the first)."""
+    import compileall
+
+    compileall.compile_dir(str(harness.ROOT / "ppshitu"), quiet=1)
+    for p in paths:
+        Path(p).read_bytes()
+
+
+def bench_process_rows(b, m):
+    """Whole processes as a user times them (`time python tools/...`), start-up included: a gallery
+    build of the generated set at two sizes (the difference gives the steady-state rate, start-up and
+    index save cancelling) and predict_system over a folder of 5-object scenes against the big gallery.
+    ppshitu's tools on each runtime x precision beside PP-ShiTu's own scripts (shitu_reference.py's
+    __main__) on its fp32 legacy models. One round: these are long."""
+    variants = [("paddle", "fp32")]
+    try:
+        m = runtime_models(m)
+        from ppshitu.infer.openvino_runtime import resolve_program
+
+        for precision in ("fp32", "int8"):  # PIR -> IR once, cached: a user's first run pays it, later runs not
+            for d in _dirs(m, precision):
+                resolve_program(str(d))
+        variants += list(RUNTIMES)
+    except Exception as e:  # noqa: BLE001 -- no openvino / nncf: the Paddle rows still run
+        b.errors.append(f"process (openvino rows): {type(e).__name__}: {e}")
+    from ppshitu.visualize import find_font
+
+    size, threads = b.size["process"], b.threads
+    small, big = size["gallery"]
+    root, list_file, _ = bench_data.gallery_set(big)
+    lists = {small: bench_data.gallery_head(list_file, small), big: list_file}
+    scenes = bench_data.scene_images(5, size["scenes"])
+    folder, font = Path(scenes[0]).parent, find_font()
+    _warm_caches(list(Path(root).rglob("*.jpg")) + scenes)
+    index = {v: bench_data.DATA / "indexes" / f"proc_{v[0]}_{v[1]}" for v in variants}
+    index[REF] = bench_data.DATA / "indexes" / "proc_ref"
+    tag = {v: f"{v[0]}_{v[1]}" for v in variants}
+    tag[REF] = "ref"
+    for count, flip in ((small, False), (big, True)):
+        for side in _amid(variants, REF, flip):
+            shutil.rmtree(index[side], ignore_errors=True)
+            a = {"rec_dir": str(m["rec_legacy"]), "threads": threads, "index_dir": str(index[side]),
+                 "image_root": str(root), "index_method": "HNSW32"}
+            if side == REF:
+                cmd = _ref_cmd("build_gallery", dict(a, data_file=str(lists[count])))
+                check = lambda out, d=index[side], n=count: _ref_count(d, n)  # noqa: E731
+            else:
+                cmd = _ours_cmd("build_gallery.py", "build_gallery.yaml", stages.gallery_overrides(
+                    dict(a, list_file=lists[count], rec_dir=_dirs(m, side[1])[0], backend=side[0], precision=side[1])))
+                check = lambda out, n=count: _ours_count(out, n)  # noqa: E731
+            b.process(f"proc_gallery_{count}_{tag[side]}", cmd, check)
+    for side in _amid(variants, REF, False):
+        out_dir = tempfile.mkdtemp(prefix="bench_predict_")  # fresh: ppshitu refuses to write over inputs
+        a = {"threads": threads, "max_det": 5, "index_dir": str(index[side])}
+        if side == REF:
+            cmd = _ref_cmd("predict_system", dict(a, rec_dir=str(m["rec_legacy"]), det_dir=str(m["det_pir"]),
+                                                  infer_imgs=str(folder), output_dir=out_dir, font_path=font))
+        else:
+            rec_dir, det_dir = _dirs(m, side[1])
+            cmd = _ours_cmd("predict_system.py", "inference_general.yaml", stages.system_overrides(
+                dict(a, rec_dir=rec_dir, det_dir=det_dir, backend=side[0], precision=side[1])) +
+                [f"Global.infer_imgs={folder}", f"Global.output_dir={out_dir}", "Global.save_visual=True"] +
+                ([f"Global.font_path={font}"] if font else []))
+        b.process(f"proc_system_{tag[side]}", cmd, lambda out, d=out_dir: _drawn(d, len(scenes)))
+        shutil.rmtree(out_dir, ignore_errors=True)
+    raw = b.raw
+    for v in variants:
+        t = {(side, n): _get(raw.get(f"proc_gallery_{n}_{tag[side]}"), "seconds") for side in (v, REF)
+             for n in (small, big)}
+        rss = lambda key, side: _get(raw.get(f"proc_{key}_{tag[side]}"), "peak_rss_mb")  # noqa: E731
+        steady = {side: (big - small) / (t[side, big] - t[side, small])
+                  if t[side, big] and t[side, small] and t[side, big] > t[side, small] else None for side in (v, REF)}
+        what = f"{v[0]} {v[1]}" + (" (NNCF int8 of the legacy models)" if v[1] == "int8" else "")
+        b.row(f"process: gallery build {big} imgs {what}", t[v, big], t[REF, big], "s", False,
+              rss(f"gallery_{big}", v), rss(f"gallery_{big}", REF),
+              f"whole process incl. start-up, HNSW32, {bench_data.GALLERY_IMAGE_SIZE}px JPEGs; {small} imgs: "
+              f"{_fmt(t[v, small])} vs {_fmt(t[REF, small])} s; PP-ShiTu: Paddle fp32 legacy")
+        b.row(f"process: gallery build steady state {what}", steady[v], steady[REF], "img/s", True,
+              note=f"({big} - {small}) imgs / (t{big} - t{small}) of the processes above: start-up, "
+                   f"index save and any first-batch cost cancel (n/a: t{big} <= t{small}, noise at --quick sizes)")
+        b.row(f"process: predict_system {len(scenes)} scenes {what}", _get(raw.get(f"proc_system_{tag[v]}"), "seconds"),
+              _get(raw.get("proc_system_ref"), "seconds"), "s", False, rss("system", v), rss("system", REF),
+              f"whole process incl. start-up; 5-object scenes from a folder, both draw boxes and save every image "
+              f"(JPEG: ours PIL default q75 + results.jsonl, PP-ShiTu q95); gallery: the {big} above, same rec model")
+
+
 def flops_note(b):
     """Fraction of the CPU's fp32 peak that the recognition model reaches (oneDNN, bs32/best)."""
     gemm = _get(b.raw.get("cpu_peak"), "sgemm_gflops")
@@ -261,6 +407,39 @@ def bounds(b):
         out["predict_system_5"] = (f"the detector alone (same model both sides) takes {det:.0f} ms of "
                                    f"PP-ShiTu's {ref_sys:.0f} ms: with recognition and search free, at most "
                                    f"{ref_sys / det:.2f}x")
+    out.update(_process_bounds(b))
+    return out
+
+
+def _process_bounds(b):
+    """What the whole-process times are made of. Gallery: the two sizes give a line t = fixed + N / rate;
+    its intercept is start-up (imports, model load and compile) plus index save. predict_system: the
+    in-process predict of the runtimes rows (decoded images, no drawing), where they ran; the rest of the
+    process is start-up, decode and drawing (approximate: those rows search the smaller gallery)."""
+    raw, out = b.raw, {}
+    small, big = b.size["process"]["gallery"]
+    sides = [("paddle_fp32", "ours Paddle fp32")] + [(f"{r}_{p}", f"ours {r} {p}") for r, p in RUNTIMES]
+    parts = []
+    for tag, name in sides + [("ref", "PP-ShiTu")]:
+        ts, tb = (_get(raw.get(f"proc_gallery_{n}_{tag}"), "seconds") for n in (small, big))
+        if ts and tb and tb > ts:
+            per_image = (tb - ts) / (big - small)
+            fixed = ts - small * per_image
+            parts.append(f"{name} {fixed:.1f} s fixed + {big} x {per_image * 1000:.1f} ms "
+                         f"({big * per_image / tb:.0%} per-image)")
+    if parts:
+        out["process_gallery"] = f"whole {big}-image build = " + "; ".join(parts)
+    parts = []
+    n = b.size["process"]["scenes"]
+    for tag, name in sides + [("ref", "PP-ShiTu")]:
+        total = _get(raw.get(f"proc_system_{tag}"), "seconds")
+        stage = {"paddle_fp32": "system_5_ppshitu", "ref": "rt_system_ref"}.get(tag, f"rt_system_{tag}")
+        ms = _get(raw.get(stage) or (raw.get("system_5_pp-shitu") if tag == "ref" else None), "ms_per_image")
+        if total and ms:
+            parts.append(f"{name} {total:.1f} s = {n} x {ms:.0f} ms predict ({n * ms / 1000 / total:.0%}) "
+                         f"+ {total - n * ms / 1000:.1f} s start-up, decode, drawing")
+    if parts:
+        out["process_predict_system"] = "; ".join(parts)
     return out
 
 
@@ -315,14 +494,13 @@ def main(argv=None):
                    help="also HNSW32 (~15 min per pipeline) and ppshitu's IVF (~6 min) at 1M, and PP-ShiTu's "
                         "IVF beyond 20k (N/8 lists)")
     p.add_argument("--only", nargs="*", default=None,
-                   help="subset of: rec det gallery system search runtimes (default: all)")
+                   help=f"subset of: {' '.join(STEPS)} (default: all)")
     args = p.parse_args(argv)
-    wanted = set(args.only or ("rec", "det", "gallery", "system", "search", "runtimes"))
+    wanted = set(args.only or STEPS)
     start = time.perf_counter()
     info = harness.machine_info()
     b = Bench(args.quick, args.threads, args.search_full)
-    steps = ["models", "cpu_peak"] + [s for s in ("rec", "det", "gallery", "system", "search", "runtimes")
-                                      if s in wanted]
+    steps = ["models", "cpu_peak"] + [s for s in STEPS if s in wanted]
     m = None
     index_dirs = {}
     for step in tqdm(steps, desc="bench", unit="stage"):
@@ -344,6 +522,8 @@ def main(argv=None):
             bench_search_rows(b)
         elif step == "runtimes":
             bench_runtime_rows(b, m)
+        elif step == "process":
+            bench_process_rows(b, m)
     flops = flops_note(b)
     elapsed = time.perf_counter() - start
     info["load_avg_at_end"] = os.getloadavg()  # other work on the machine skews every row

@@ -3,10 +3,20 @@
 Everything that differs from running `python deploy/python/predict_system.py -c
 inference_general.yaml` is done from here, never by editing PaddleClas, and is listed in
 ADAPTATIONS, which the saved results carry.
+
+As a whole process, in place of deploy/python/build_gallery.py and predict_system.py (run_all's
+process rows time it, start-up included):
+
+    python bench/shitu_reference.py build_gallery '{"rec_dir": ..., "index_dir": ..., "image_root": ..., "data_file": ...}'
+    python bench/shitu_reference.py predict_system '{"rec_dir": ..., "det_dir": ..., "index_dir": ...,
+                                                     "infer_imgs": DIR, "output_dir": ..., "font_path": ...}'
 """
 import contextlib
+import functools
 import io
+import json
 import os
+import sys
 
 from paddle import inference
 
@@ -26,7 +36,16 @@ ADAPTATIONS = [
     "When PaddleClas did not call enable_mkldnn() (Global.enable_mkldnn False), disable_mkldnn() is called "
     "before create_predictor: Paddle 3.3 turns oneDNN on by default and PaddleClas never turns it off, so "
     "enable_mkldnn: False would still run oneDNN.",
-    "DetPredictor.predict prints one line per image; stdout is captured to a buffer while it runs.",
+    "DetPredictor.predict prints one line per image; stdout is captured to a buffer while it runs (whole-process "
+    "rows: left as shipped, into the pipe the benchmark reads).",
+    "Whole-process rows run `python bench/shitu_reference.py build_gallery|predict_system JSON`, i.e. "
+    "GalleryBuilder(config) and predict_system.main(config) as their scripts do, with the config above "
+    "(Global.infer_imgs a folder, Global.output_dir a fresh temp folder). main's draw_bbox_results gets "
+    "font_path = the font ppshitu draws with: its default ./utils/simfang.ttf is relative to deploy/ in the "
+    "PaddleClas repo and the pip package ships no font. `paddleclas` is entered as a bare package there, so "
+    "importing paddleclas.deploy.* skips the pip package's __init__ (it imports the whole ppcls model zoo: "
+    "~2 s and ~160 MB more at start-up here), as deploy/python/*.py run from a PaddleClas checkout never "
+    "import it either.",
     "Randomly initialised models of the published architectures (no download): MobileNetV1 @224 + "
     "512-d FC neck for recognition, PicoDet-LCNet x2.5 @640 for the mainbody detector; the same files "
     "feed both pipelines.",
@@ -71,7 +90,8 @@ def _patch():
 
 
 def shitu_config(rec_dir, det_dir=None, threads=2, mkldnn=True, max_det_results=5, index_dir=None,
-                 image_root=None, data_file=None, index_method="HNSW32", rec_batch_size=32):
+                 image_root=None, data_file=None, index_method="HNSW32", rec_batch_size=32, infer_imgs=None,
+                 output_dir=None):
     """PaddleClas's inference_general.yaml, as the AttrDict its classes read."""
     from paddleclas.deploy.utils.config import AttrDict, create_attr_dict
 
@@ -81,7 +101,8 @@ def shitu_config(rec_dir, det_dir=None, threads=2, mkldnn=True, max_det_results=
             "rec_nms_thresold": 0.05, "batch_size": 1, "image_shape": [3, 640, 640], "threshold": 0.0,
             "max_det_results": max_det_results, "label_list": ["foreground"], "use_gpu": False,
             "enable_mkldnn": mkldnn, "cpu_num_threads": threads, "enable_benchmark": False, "use_fp16": False,
-            "ir_optim": True, "use_tensorrt": False, "gpu_mem": 8000, "enable_profile": False},
+            "ir_optim": True, "use_tensorrt": False, "gpu_mem": 8000, "enable_profile": False,
+            "infer_imgs": str(infer_imgs or ""), "output_dir": str(output_dir or "output")},
         "DetPreProcess": {"transform_ops": [
             {"DetResize": {"interp": 2, "keep_ratio": False, "target_size": [640, 640]}},
             {"DetNormalizeImage": {"is_scale": True, "mean": [0.485, 0.456, 0.406],
@@ -149,3 +170,48 @@ class _Quiet:
 
     def __getattr__(self, name):
         return getattr(self._det, name)
+
+
+def predict_system_main(cfg, font_path=None):
+    """PaddleClas's predict_system.main as shipped: per image of Global.infer_imgs cv2.imread, predict,
+    draw_bbox_results (draws, saves a JPEG into Global.output_dir) and print."""
+    _patch()
+    from paddleclas.deploy.python import predict_system
+    from paddleclas.deploy.utils.draw_bbox import draw_bbox_results
+
+    if font_path:
+        predict_system.draw_bbox_results = functools.partial(draw_bbox_results, font_path=font_path)
+    predict_system.main(cfg)
+
+
+def _deploy_only():
+    """`paddleclas` as a bare package (see ADAPTATIONS): deploy/ imports only paddleclas.deploy.*, and a
+    user running deploy/python/*.py from a PaddleClas checkout pays no ppcls import at start-up."""
+    import importlib.util
+    import types
+
+    if "paddleclas" not in sys.modules:
+        pkg = types.ModuleType("paddleclas")
+        pkg.__path__ = list(importlib.util.find_spec("paddleclas").submodule_search_locations)
+        sys.modules["paddleclas"] = pkg
+
+
+def main(argv):
+    """`build_gallery JSON` | `predict_system JSON`: one of PP-ShiTu's two scripts as a whole process."""
+    _deploy_only()
+    command, a = argv[0], json.loads(argv[1])
+    cfg = shitu_config(a["rec_dir"], a.get("det_dir"), threads=a.get("threads", 2), mkldnn=a.get("mkldnn", True),
+                       max_det_results=a.get("max_det", 5), index_dir=a.get("index_dir"),
+                       image_root=a.get("image_root"), data_file=a.get("data_file"),
+                       index_method=a.get("index_method", "HNSW32"), infer_imgs=a.get("infer_imgs"),
+                       output_dir=a.get("output_dir"))
+    if command == "build_gallery":
+        build_gallery(cfg)
+    elif command == "predict_system":
+        predict_system_main(cfg, a.get("font_path"))
+    else:
+        raise SystemExit(f"unknown command {command!r}: build_gallery | predict_system")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

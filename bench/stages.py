@@ -135,6 +135,10 @@ def _runtime(a):
     """ppshitu's runtime choice for a stage: `backend` paddle | openvino, `precision` fp32 | bf16 | int8."""
     if a.get("backend") == "openvino":
         from ppshitu.infer import openvino_runtime  # noqa: F401  (registers it before a config is checked)
+    return _runtime_keys(a)
+
+
+def _runtime_keys(a):
     return {"backend": a.get("backend", "paddle"), "precision": a.get("precision", "fp32")}
 
 
@@ -143,6 +147,17 @@ def _ours_rec(a):
 
     return RecPredictor(a["rec_dir"], enable_mkldnn=a.get("mkldnn", True), cpu_threads=a.get("threads", 2),
                         **_runtime(a))
+
+
+def gallery_overrides(a):
+    """The `-o` overrides of configs/inference/build_gallery.yaml for a bench gallery: here and for
+    tools/build_gallery.py in run_all's whole-process rows."""
+    ip = {"index_method": a.get("index_method", "HNSW32"), "image_root": a["image_root"],
+          "index_dir": a["index_dir"], "data_file": a["list_file"], "index_operation": "new"}
+    rt = _runtime_keys(a)
+    return ([f"IndexProcess.{k}={v}" for k, v in ip.items()] +
+            [f"Global.cpu_num_threads={a.get('threads', 2)}", f"Global.rec_inference_model_dir={a['rec_dir']}",
+             f"Global.inference_backend={rt['backend']}", f"Global.precision={rt['precision']}"])
 
 
 def _ours_gallery(a):
@@ -154,14 +169,8 @@ def _ours_gallery(a):
     from ppshitu.gallery.builder import build_gallery
     from ppshitu.schemas import INFER_SCHEMA
 
-    ip = {"index_method": a.get("index_method", "HNSW32"), "image_root": a["image_root"],
-          "index_dir": a["index_dir"], "data_file": a["list_file"], "index_operation": "new"}
-    rt = _runtime(a)
-    cfg = load_config(ROOT / "configs/inference/build_gallery.yaml",
-                      [f"IndexProcess.{k}={v}" for k, v in ip.items()] +
-                      [f"Global.cpu_num_threads={a.get('threads', 2)}", f"Global.rec_inference_model_dir={a['rec_dir']}",
-                       f"Global.inference_backend={rt['backend']}", f"Global.precision={rt['precision']}"],
-                      INFER_SCHEMA)
+    _runtime(a)
+    cfg = load_config(ROOT / "configs/inference/build_gallery.yaml", gallery_overrides(a), INFER_SCHEMA)
     faiss.omp_set_num_threads(a.get("threads", 2))
     rec = _ours_rec(a)
     bs = cfg["IndexProcess"]["batch_size"]
@@ -198,19 +207,25 @@ class _CountingRec:
         return getattr(self._rec, name)
 
 
-def _ours_system(a):
-    from ppshitu.config import load_config
-    from ppshitu.schemas import INFER_SCHEMA
-    from ppshitu.system import RecognitionSystem
-
-    rt = _runtime(a)
+def system_overrides(a):
+    """The `-o` overrides of configs/inference/inference_general.yaml for the bench's predict_system:
+    here and for tools/predict_system.py in run_all's whole-process rows."""
+    rt = _runtime_keys(a)
     overrides = {"Global.rec_inference_model_dir": a["rec_dir"], "Global.det_inference_model_dir": a["det_dir"],
                  "Global.threshold": 0.0, "Global.max_det_results": a["max_det"],
                  "Global.cpu_num_threads": a.get("threads", 2), "Global.enable_mkldnn": a.get("mkldnn", True),
                  "IndexProcess.index_dir": a["index_dir"], "IndexProcess.embedding_size": 512,
                  "Global.inference_backend": rt["backend"], "Global.precision": rt["precision"]}
-    cfg = load_config(ROOT / "configs/inference/inference_general.yaml",
-                      [f"{k}={v}" for k, v in overrides.items()], INFER_SCHEMA)
+    return [f"{k}={v}" for k, v in overrides.items()]
+
+
+def _ours_system(a):
+    from ppshitu.config import load_config
+    from ppshitu.schemas import INFER_SCHEMA
+    from ppshitu.system import RecognitionSystem
+
+    _runtime(a)
+    cfg = load_config(ROOT / "configs/inference/inference_general.yaml", system_overrides(a), INFER_SCHEMA)
     system = RecognitionSystem.from_config(cfg)
     system.rec = counter = _CountingRec(system.rec, "predict_batch")
     return system.predict, counter

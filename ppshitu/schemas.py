@@ -55,6 +55,8 @@ TRAIN_GLOBAL = {
     "num_threads": Field((int, NONE), None, doc="CPU threads for training (default: all cores)"),
     "max_iters_per_epoch": Field((int, NONE), None, doc="cut each epoch short (smoke tests, quick demos)"),
     "export_format": Field(str, "pir", choices=("pir", "legacy"), doc="inference.json (pir) or inference.pdmodel (legacy)"),
+    "export_openvino": Field(bool, False, doc="also write an OpenVINO IR (inference.xml/.bin) beside the Paddle "
+                             "files, named in inference.yml: the openvino backend then loads it without converting"),
     "feature_normalize": Field(bool, True, only=(True,), why="embeddings are always L2-normalized (gallery "
                                "scores are cosines, and the shipped score_thres assumes them)"),
     "re_ranking": Field(bool, False, only=(False,), why="k-reciprocal re-ranking is not built in"),

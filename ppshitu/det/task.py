@@ -143,7 +143,8 @@ def export(cfg, out_dir=None):
     if len(labels) != model.num_classes:
         raise ConfigError(f"Arch.class_num is {model.num_classes} but DataLoader.Eval's annotations give "
                           f"{len(labels)} classes {labels}")
-    spec = export_detector(model, out_dir, model_preprocess(cfg), labels, cfg.Global.export_format)
+    spec = export_detector(model, out_dir, model_preprocess(cfg), labels, cfg.Global.export_format,
+                           openvino_ir=cfg.Global.export_openvino)
     log.info("exported the detector to %s (input %s)", out_dir, spec["input_size"])
     return spec
 

@@ -210,6 +210,9 @@ def export(cfg, out_dir=None):
         embedding_size = rec_export.save_program(build_model(cfg, with_head=False), out_dir, _image_shape(cfg))
     spec = rec_export.write_rec_spec(out_dir, embedding_size, "legacy" if legacy else "pir", pre,
                                      backbone=split_spec(cfg.Arch["Backbone"], "Arch.Backbone")[0])
+    if cfg.Global.export_openvino:
+        from ..infer.openvino_runtime import write_ir
+        write_ir(out_dir)
     log.info("exported %s (%s, embedding %d, fingerprint %s)", out_dir, spec["format"], embedding_size,
              spec["fingerprint"])
     return out_dir

@@ -110,3 +110,46 @@ def test_fp32_peak_follows_the_cpu(vendor, family, flags, per_cycle):
     got, ghz, how = harness.fp32_peak({"vendor_id": vendor, "cpu family": str(family), "flags": flags,
                                        "cpu MHz": "2100.000"})
     assert got == per_cycle and ghz == pytest.approx(2.1) and str(per_cycle) in how
+
+
+def test_run_process_times_the_child_with_its_own_peak_rss():
+    import harness
+
+    held = bytearray(300 * 1024 * 1024)  # a forked child starts with these pages: ru_maxrss would count them
+    held[::4096] = b"\1" * len(held[::4096])
+    out = harness.run_process([sys.executable, "-c", "print('count=3')"])
+    assert out["seconds"] > 0 and out["stdout_tail"].strip() == "count=3"
+    assert 0 < out["peak_rss_mb"] < 200
+    with pytest.raises(harness.StageError, match="exit 3"):
+        harness.run_process([sys.executable, "-c", "raise SystemExit(3)"])
+
+
+def test_process_rows_time_both_sides_at_two_sizes_for_a_steady_state(monkeypatch, tmp_path):
+    import bench_data
+
+    (tmp_path / "list.txt").write_text("".join(f"a/{i}.jpg\tc{i}\n" for i in range(64)))
+    monkeypatch.setattr(run_all, "runtime_models", lambda m: (_ for _ in ()).throw(ImportError("no openvino")))
+    monkeypatch.setattr(bench_data, "gallery_set", lambda n: (tmp_path, tmp_path / "list.txt", n))
+    monkeypatch.setattr(bench_data, "scene_images", lambda k, n: [str(tmp_path / f"s{i}.jpg") for i in range(n)])
+    monkeypatch.setattr(run_all, "_warm_caches", lambda paths: None)
+    seconds = {"proc_gallery_32_paddle_fp32": 3.0, "proc_gallery_64_paddle_fp32": 4.0,
+               "proc_gallery_32_ref": 5.0, "proc_gallery_64_ref": 7.0, "proc_system_paddle_fp32": 6.0,
+               "proc_system_ref": 9.0}
+    b, cmds = run_all.Bench(quick=True, threads=2), {}
+
+    def fake_process(key, cmd, check):
+        cmds[key] = [str(c) for c in cmd]
+        b.raw[key] = {"seconds": seconds[key], "peak_rss_mb": 100.0}
+        return b.raw[key]
+    monkeypatch.setattr(b, "process", fake_process)
+    run_all.bench_process_rows(b, {"rec_legacy": "/m/rec", "det_pir": "/m/det"})
+    assert list(cmds) == ["proc_gallery_32_ref", "proc_gallery_32_paddle_fp32", "proc_gallery_64_paddle_fp32",
+                          "proc_gallery_64_ref", "proc_system_ref", "proc_system_paddle_fp32"]
+    assert cmds["proc_gallery_64_paddle_fp32"][1].endswith("tools/build_gallery.py")
+    assert "Global.inference_backend=paddle" in cmds["proc_gallery_64_paddle_fp32"]
+    assert cmds["proc_system_ref"][1:3] == [str(BENCH / "shitu_reference.py"), "predict_system"]
+    rows = {r["row"]: r for r in b.rows}
+    steady = rows["process: gallery build steady state paddle fp32"]
+    assert (steady["ppshitu"], steady["pp_shitu"], steady["speedup"]) == (32.0, 16.0, 2.0)  # 32 imgs / (t64 - t32)
+    assert rows["process: predict_system 5 scenes paddle fp32"]["speedup"] == 1.5
+    assert b.errors and "no openvino" in b.errors[0]

@@ -126,6 +126,21 @@ def test_legacy_export_writes_pdmodel(trained, tmp_path):
     assert not os.path.exists(os.path.join(out, "inference.json"))
 
 
+def test_export_openvino_writes_an_ir_that_embeds_like_paddle(trained, tmp_path):
+    """Global.export_openvino: inference.xml/.bin beside the PIR files, named in inference.yml, loaded by
+    the openvino backend without converting, with Paddle's embeddings."""
+    from ppshitu.infer.rec import RecPredictor
+
+    cfg = load_config(CONFIG, trained["overrides"] + [f"Global.pretrained_model={trained['dir'] / 'latest'}",
+                                                      "Global.export_openvino=True"], TRAIN_SCHEMA)
+    out = rec_task.export(cfg, str(tmp_path / "ov"))
+    assert read_spec(out)["openvino_model"] == "inference.xml" and os.path.isfile(os.path.join(out, "inference.bin"))
+    ov, pd = RecPredictor(out, backend="openvino", cpu_threads=1), RecPredictor(out, cpu_threads=1)
+    assert ov.runtime.source == "ir"
+    images = [np.random.default_rng(i).integers(0, 256, (70, 90, 3), dtype=np.uint8) for i in range(4)]
+    assert np.sum(ov.predict(images) * pd.predict(images), axis=1).min() > 0.9999
+
+
 def test_export_and_eval_config_errors(trained, rec_data):
     cfg = load_config(CONFIG, trained["overrides"], TRAIN_SCHEMA)
     with pytest.raises(ConfigError, match="Global.pretrained_model is required to export"):
