@@ -162,6 +162,24 @@ def fp32_peak(cpu=None):
     return per_cycle, ghz, f"{per_cycle} fp32 FLOP/cycle ({how}) x {ghz:.2f} GHz as /proc/cpuinfo reports"
 
 
+def precision_peak_factor(precision, cpu=None):
+    """(times the fp32 FMA peak, how) for the precision a model runs in, from the CPU's flags: bf16 dot
+    products (avx512_bf16 VDPBF16PS: two bf16 products per fp32 lane) double it, int8 (VNNI VPDPBUSD:
+    four int8 products per lane) quadruples it; AMX tiles (amx_bf16 / amx_int8) give 16x / 32x per core."""
+    flags = set((cpu or _cpuinfo()).get("flags", "").split())
+    if precision == "bf16":
+        if "amx_bf16" in flags:
+            return 16, "AMX bf16 tiles: 1024 FLOP/cycle/core"
+        if "avx512_bf16" in flags:
+            return 2, "avx512_bf16 dot products: 2x fp32"
+    if precision == "int8":
+        if "amx_int8" in flags:
+            return 32, "AMX int8 tiles: 2048 op/cycle/core"
+        if "avx512_vnni" in flags or "avx_vnni" in flags:
+            return 4, "VNNI int8 dot products: 4x fp32"
+    return 1, "fp32 FMA"
+
+
 def machine_info():
     """CPU, core count, load and package versions, saved with every result."""
     cpu = _cpuinfo()

@@ -386,8 +386,11 @@ def flops_note(b):
            "how": f"{b.threads} cores x {how}; attainable = numpy/OpenBLAS 4096^3 sgemm on all cores"}
     for key, ips in best.items():
         gf = ips * MOBILENETV1_GFLOP
+        precision = key.rsplit("_", 1)[-1] if key.startswith("rt_rec_openvino") else "fp32"
+        factor, why = harness.precision_peak_factor(precision)
         out[key] = {"images_per_s": ips, "gflops": gf, "of_theoretical": gf / theory,
-                    "of_sgemm": gf / gemm if gemm else None}
+                    "of_sgemm": gf / gemm if gemm else None, "precision": precision,
+                    "of_precision_peak": gf / (theory * factor), "precision_peak": f"{theory * factor:.0f} ({why})"}
     return out
 
 
@@ -471,8 +474,9 @@ def render(b, info, flops, elapsed):
     for key, v in flops.items():
         if isinstance(v, dict):
             out.append(f"  {key}: best {v['images_per_s']:.0f} img/s x {MOBILENETV1_GFLOP} GFLOP = "
-                       f"{v['gflops']:.0f} GFLOP/s = {v['of_theoretical']:.0%} of theoretical, "
-                       f"{_fmt(v['of_sgemm'])} of sgemm")
+                       f"{v['gflops']:.0f} GFLOP/s = {v['of_theoretical']:.0%} of theoretical fp32, "
+                       f"{_fmt(v['of_sgemm'])} of sgemm; in {v['precision']}: {v['of_precision_peak']:.0%} of its "
+                       f"peak {v['precision_peak']} GFLOP/s")
     for key, text in bounds(b).items():
         out.append(f"Bound on {key}: {text}")
     out.append("")
