@@ -14,7 +14,7 @@ from ..errors import ConfigError
 from ..registry import split_spec
 from ..utils.image import as_rgb_uint8
 from .runtime import load_runtime
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, _known, fused_normalizer
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, _known, fused_normalizer, normalize_chw
 from .spec import read_spec
 
 _INTERP_NAMES = {v: k for k, v in INTERPOLATIONS.items()}  # PP-ShiTu configs give cv2 codes (2 = bicubic)
@@ -64,8 +64,7 @@ class DetPreprocess:
 
     def normalize(self, resized):
         """Resized RGB uint8 HWC -> normalized float32 CHW."""
-        chw = (resized.astype(np.float32) * self._alpha + self._beta).transpose(2, 0, 1)
-        return np.ascontiguousarray(chw)
+        return normalize_chw(resized, self._alpha, self._beta)
 
     def spec(self):
         """The inference.yml keys that describe this preprocessing."""
