@@ -9,8 +9,10 @@
 
 Binds loopback by default. Reads are open; writes (adding, deleting, renaming classes and items)
 need `Authorization: Bearer <token>`, the token given by --token or the PPSHITU_TOKEN environment
-variable; without one, the write routes answer 403. The gallery is IndexProcess.index_dir (built by
-tools/build_gallery.py); updates published by any process are picked up without a restart.
+variable; without one, the write routes answer 403. The gallery is IndexProcess's (built by
+tools/build_gallery.py): `index_dir` (FAISS), or with `backend: milvus` a Milvus Lite file or server
+(`uri`, `collection`; a server needs --upload-dir); updates published by any process are picked up
+without a restart.
 Limits (body size, pixels, queue, timeouts, connections) are flags below; ppshitu/serving/settings.py
 says what each one bounds.
 """
@@ -49,7 +51,8 @@ def parse_args(argv=None):
       help="open connections at most; beyond: 503")
     a("--allowed-host", action="append", default=None, metavar="NAME",
       help="a Host header name to answer (repeatable; default on loopback: localhost, 127.0.0.1, ::1)")
-    a("--upload-dir", default=None, help="where images added through the API are kept (default: INDEX_DIR/uploads)")
+    a("--upload-dir", default=None, help="where images added through the API are kept (default: INDEX_DIR/uploads; "
+                                         "Milvus Lite: URI.uploads/COLLECTION; required for a Milvus server)")
     a("--access-log", action="store_true", help="log every request")
     a("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     return parser.parse_args(argv)

@@ -46,6 +46,11 @@ class GalleryStore:
     embedding_size = None       # int
     higher_is_better = True     # IP: cosine; L2: squared distance
     model_fingerprint = None    # the model whose vectors it holds
+    # The published state this object last saw (at open, refresh() or its own write): a string that
+    # changes with every write, whoever makes it (FAISS: the version name, 'v000007'; Milvus: a revision
+    # token), so a reader may cache what it derived from the items until it changes. None: the store
+    # cannot tell, and nothing derived from it may be cached.
+    version = None
 
     def labels(self):
         """Sorted distinct labels."""
@@ -56,6 +61,11 @@ class GalleryStore:
 
     def records(self, ids=None):
         """[{id, label, path, box}] for `ids` (all when None)."""
+        raise NotImplementedError
+
+    def get_vectors(self, ids):
+        """float32 [len(ids), D]: the stored vectors of `ids`, in that order (L2-normalized with dist_type
+        IP, as searched); a GalleryError names an id that is not in the gallery."""
         raise NotImplementedError
 
     def existing_paths(self, paths):
@@ -75,6 +85,10 @@ class GalleryStore:
     def refresh(self):
         """Move to the newest published state (another process may have written)."""
         raise NotImplementedError
+
+    def close(self):
+        """Release what the object holds (files, connections; a Milvus Lite file once every store of it
+        in this process is closed)."""
 
     # -- writing (each call completes or changes nothing)
     def add(self, vectors, labels, paths=None, boxes=None, model_fingerprint=None):

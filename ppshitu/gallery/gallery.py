@@ -183,6 +183,16 @@ class Gallery(GalleryStore):
         with self._lock:
             return store.records(self._con, ids)
 
+    def get_vectors(self, ids):
+        """float32 [len(ids), D] of `ids` in that order, from this version's kept raw vectors."""
+        ids = np.asarray(ids, np.int64).ravel()
+        have, vectors = self.ids, self.vectors
+        rows = np.minimum(np.searchsorted(have, ids), max(len(have) - 1, 0))  # (rows are sorted by id)
+        missing = ids[have[rows] != ids] if len(have) else ids
+        if len(missing):
+            raise GalleryError(f"{self.index_dir}: no gallery item {int(missing[0])} (version {self.version})")
+        return np.array(vectors[rows], np.float32).reshape(len(ids), self.embedding_size)
+
     def existing_paths(self, paths):
         """The subset of `paths` already in the gallery."""
         with self._lock:

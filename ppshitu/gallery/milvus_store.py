@@ -18,6 +18,16 @@ Semantics are the FAISS gallery's (`gallery.py`), with these Milvus-specific fac
   path: a path removed and added again gets its old id back (FAISS: a new one).
 * Metadata (format, embedding size, dist_type, index method and params, model fingerprint) is a JSON
   collection property (`ppshitu_gallery`), also written into the collection description.
+* Revision: a second property (`ppshitu_revision`), a fresh random token written after every add,
+  remove and compact that changed something, and by `new` (a new collection): `version` is the one this
+  object last read (open, refresh(), its own write), so a reader may cache what it derived from the
+  items until it changes, across processes. A key of its own, written blind: the metadata JSON is
+  rewritten whole (read, modify, write), so two writers bumping a counter in it could lose a bump or
+  put back a fingerprint the other just set. A writer killed between its rows and the token leaves the
+  token unchanged until the next write. Milvus Lite alters properties unsynchronized (every call
+  rewrites the collection's schema.json through one fixed temporary name: two at once fail, or worse),
+  so this process alters them one at a time, which covers an embedded file (one process); Lite's server
+  mode, written by several processes, gets no revision: `version` is None there (readers cache nothing).
 * Scores: IP on L2-normalized vectors (a cosine, as FAISS); L2 is the squared distance, which is what
   Milvus returns (Milvus Lite squares its internal Euclidean distance too), so no conversion.
 * Index methods: Flat -> FLAT, HNSW32 -> HNSW (M 32, efConstruction and efSearch as FAISS's
@@ -32,9 +42,9 @@ Semantics are the FAISS gallery's (`gallery.py`), with these Milvus-specific fac
   them: a crash leaves some removed, a rerun removes the rest. A crashed `new` leaves an unpublished
   physical collection (the alias still names the old gallery), dropped by the next `new`.
 * Visibility: every process sees an append or remove as soon as it returns (Strong consistency), with no
-  refresh(); a store object pins the physical collection it opened, so only a `new` elsewhere needs
-  refresh() (a search that finds its collection dropped refreshes by itself, and fails if the new
-  gallery holds another model's vectors).
+  refresh() (which re-reads only the revision and the metadata); a store object pins the physical
+  collection it opened, so only a `new` elsewhere needs refresh() (a search that finds its collection
+  dropped refreshes by itself, and fails if the new gallery holds another model's vectors).
 * Milvus Lite is one process's embedded database: a second process cannot open the same `.db` while
   the first has it open (closing every store of that file in a process releases it). For several
   processes (sharded builds, a service beside a build) serve the file:
@@ -83,6 +93,7 @@ DEFAULT_COLLECTION = "ppshitu_gallery"
 FORMAT = "ppshitu-gallery-milvus"
 FORMAT_VERSION = 1
 META_KEY = "ppshitu_gallery"
+REVISION_KEY = "ppshitu_revision"
 VERSION_SEP = "__v"
 INSERT_BATCH = 1000      # rows per insert call: 2 MB at 512-d, far below gRPC's message limit
 SEARCH_BATCH = 1024      # queries per search call
@@ -98,6 +109,7 @@ METHOD_INDEX = {"Flat": "FLAT", "FLAT": "FLAT", "HNSW32": "HNSW", "IVF": "IVF_FL
 INDEX_WAIT_S = 3600      # longest wait for the server's index build before a `new` is published
 DEFAULT_NLIST = 128      # IVF on a gallery created empty (FAISS trains on the first add; Milvus fixes it now)
 
+_alter_lock = threading.Lock()  # property writes, one at a time in this process (Milvus Lite: see Revision)
 _open_lite = {}          # abs path of a Milvus Lite file -> open store objects in this process
 _open_lite_lock = threading.Lock()
 
@@ -264,8 +276,10 @@ class MilvusStore(GalleryStore):
     def __init__(self, uri, collection, client, server, offered):
         self.uri, self.collection, self._client = uri, collection, client
         self.server, self.offered = server, offered
+        self._revisions = is_local(uri) or not server.startswith("milvus_lite")  # (see Revision)
         self.physical = None
         self.meta = None
+        self.version = None
         self._lock = threading.Lock()
         self._calibrated = None
         self._search = {}
@@ -417,11 +431,15 @@ class MilvusStore(GalleryStore):
 
     def refresh(self):
         """Follow the alias to the newest published collection (after a `new` elsewhere) and re-read the
-        metadata (a fingerprint set by the first add)."""
+        revision and metadata (a fingerprint set by the first add); the search parameters set on this
+        object stay unless the collection changed."""
         physical = self._resolve()
         if physical is None:
             raise GalleryNotFound(f"{self.index_dir}: the gallery was removed")
-        self._load(physical)
+        if physical != self.physical:
+            self._load(physical)
+        else:
+            self.meta, self.version = self._read_meta(physical)
         return self
 
     # ------------------------------------------------------------ reading
@@ -452,8 +470,6 @@ class MilvusStore(GalleryStore):
         return {**self.meta, "count": len(self), "backend": "milvus", "uri": self.uri,
                 "collection": self.collection, "physical_collection": self.physical, "server": self.server}
 
-    version = None  # no published-version names: every write is visible at once
-
     def labels(self):
         return sorted(self.label_counts())
 
@@ -471,6 +487,15 @@ class MilvusStore(GalleryStore):
         else:
             rows = self._by_ids([int(i) for i in np.asarray(ids, np.int64).ravel()], fields)
         return sorted((self._record(r) for r in rows), key=lambda r: r["id"])
+
+    def get_vectors(self, ids):
+        """float32 [len(ids), D] of `ids` in that order (queried by primary key)."""
+        ids = [int(i) for i in np.asarray(ids, np.int64).ravel()]
+        found = {int(r["id"]): r["vector"] for r in self._by_ids(sorted(set(ids)), ["id", "vector"])}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise GalleryError(f"{self.index_dir}: no gallery item {missing[0]}")
+        return np.asarray([found[i] for i in ids], np.float32).reshape(len(ids), self.embedding_size)
 
     def existing_paths(self, paths):
         wanted = {str(p) for p in paths if p is not None}
@@ -581,6 +606,7 @@ class MilvusStore(GalleryStore):
                      "box": json.dumps(boxes[i]) if boxes[i] is not None else "", "added_at": now}
                     for i in keep[start:start + INSERT_BATCH]]
             self._call(self._client.insert, self.physical, data=rows)
+        self._bump()
         return ids
 
     def remove(self, labels=None, paths=None):
@@ -596,6 +622,8 @@ class MilvusStore(GalleryStore):
         gone = np.asarray(sorted(gone), np.int64)
         for start in range(0, len(gone), QUERY_BATCH):
             self._call(self._client.delete, self.physical, ids=[int(i) for i in gone[start:start + QUERY_BATCH]])
+        if len(gone):
+            self._bump()
         return gone
 
     def compact(self):
@@ -606,6 +634,7 @@ class MilvusStore(GalleryStore):
             self._client.compact(self.physical)
         except Exception as e:  # noqa: BLE001 - an optional server feature
             log.warning("%s: compaction request failed (%s)", self.index_dir, e)
+        self._bump()
         return len(self)
 
     # ------------------------------------------------------------ migration
@@ -644,7 +673,7 @@ class MilvusStore(GalleryStore):
     def _follow_replacement(self):
         """After a `new` elsewhere dropped the collection this object read: move to the new one, if it holds
         vectors of the same model, size and distance (else the caller's vectors mean nothing there)."""
-        before = (self.physical, dict(self.meta), dict(self._search))
+        before = (self.physical, dict(self.meta), dict(self._search), self.version)
         self.refresh()
         try:
             self.check_model(before[1]["model_fingerprint"], before[1]["embedding_size"])
@@ -652,7 +681,7 @@ class MilvusStore(GalleryStore):
                 raise GalleryError(f"{self.index_dir}: the gallery was replaced by one with dist_type "
                                    f"{self.meta['dist_type']} (was {before[1]['dist_type']}); reopen it")
         except GalleryError:
-            self.physical, self.meta, self._search = before  # keep failing the same way until reopened
+            self.physical, self.meta, self._search, self.version = before  # keep failing so until reopened
             raise
         log.info("%s: the gallery was replaced (index_operation: new); now reading %s", self.index_dir,
                  self.physical)
@@ -668,9 +697,11 @@ class MilvusStore(GalleryStore):
             return self.collection  # a plain collection of ours (e.g. renamed by hand)
         return None
 
-    def _load(self, physical):
+    def _read_meta(self, physical):
+        """(metadata, revision token or None: a gallery written before revisions) of a physical collection."""
         info = self._client.describe_collection(physical)
-        raw = (info.get("properties") or {}).get(META_KEY) or info.get("description") or ""
+        properties = info.get("properties") or {}
+        raw = properties.get(META_KEY) or info.get("description") or ""
         try:
             meta = json.loads(raw)
         except ValueError:
@@ -681,8 +712,12 @@ class MilvusStore(GalleryStore):
         if meta.get("format_version") != FORMAT_VERSION:
             raise GalleryError(f"{self.index_dir}: unsupported gallery format version {meta.get('format_version')!r}"
                                f" (this code reads {FORMAT_VERSION})")
+        return meta, (properties.get(REVISION_KEY) or None) if self._revisions else None
+
+    def _load(self, physical):
+        meta, revision = self._read_meta(physical)
         self._ensure_loaded(physical)
-        self.physical, self.meta = physical, meta
+        self.physical, self.meta, self.version = physical, meta, revision
         self._search = dict(meta["milvus_index"]["search_params"])
 
     def _ensure_loaded(self, physical):
@@ -714,7 +749,8 @@ class MilvusStore(GalleryStore):
                         params={"params": mi["params"]} if mi["params"] else {})
         try:
             self._client.create_collection(physical, schema=schema, index_params=index,
-                                           properties={META_KEY: json.dumps(meta, sort_keys=True)},
+                                           properties={META_KEY: json.dumps(meta, sort_keys=True),
+                                                       REVISION_KEY: secrets.token_hex(8)},
                                            consistency_level="Strong")
         except MilvusException as e:
             raise GalleryError(f"{self.index_dir}: Milvus refused the collection ({mi['index_type']} index, "
@@ -750,8 +786,18 @@ class MilvusStore(GalleryStore):
 
     def _set_meta(self, **changes):
         self.meta.update(changes)
-        self._call(self._client.alter_collection_properties, self.physical,
-                   properties={META_KEY: json.dumps(self.meta, sort_keys=True)})
+        with _alter_lock:
+            self._call(self._client.alter_collection_properties, self.physical,
+                       properties={META_KEY: json.dumps(self.meta, sort_keys=True)})
+
+    def _bump(self):
+        """A new revision token, after the rows it covers (a reader reads the token before the rows)."""
+        if not self._revisions:
+            return
+        revision = secrets.token_hex(8)
+        with _alter_lock:
+            self._call(self._client.alter_collection_properties, self.physical, properties={REVISION_KEY: revision})
+        self.version = revision
 
     def _publish(self, physical, previous):
         """Point the gallery name at `physical` (one alias operation), then drop what it replaced."""

@@ -123,29 +123,20 @@ def create_store(ip, embedding_size, fingerprint, vectors=None, labels=None, pat
 
 
 def gallery_version(gallery):
-    """The store's published-version name when it has one (FAISS: 'v000007'), else None."""
+    """The store's published state (FAISS: 'v000007'; Milvus: its revision token), None when it cannot tell."""
     return getattr(gallery, "version", None)
 
 
 def gallery_vectors(gallery, records, cfg=None, rec=None, root=None):
     """float32 [n, D] vectors of `records` (rows of gallery.records()), and the mask of those found.
 
-    The store interface has no vector read-back yet: a store with `get_vectors(ids)` answers directly;
-    the FAISS Gallery's documented per-version vectors (`ids`, `vectors` arrays) are read next; any
-    other store gets its images embedded again from their paths (needs cfg, rec and root)."""
+    The store answers them (`get_vectors`); a store without it gets its images embedded again from
+    their paths (needs cfg, rec and root)."""
     ids = np.asarray([r["id"] for r in records], np.int64)
-    getter = getattr(gallery, "get_vectors", None)
-    if callable(getter):
-        return np.asarray(getter(ids), np.float32), np.ones(len(ids), bool)
-    g_ids, g_vec = getattr(gallery, "ids", None), getattr(gallery, "vectors", None)
-    if isinstance(g_ids, np.ndarray) and g_vec is not None and getattr(g_vec, "shape", (0,))[0] == len(g_ids):
-        rows = np.searchsorted(g_ids, ids)
-        rows = np.minimum(rows, max(0, len(g_ids) - 1))
-        found = (len(g_ids) > 0) & (g_ids[rows] == ids) if len(g_ids) else np.zeros(len(ids), bool)
-        out = np.zeros((len(ids), gallery.embedding_size), np.float32)
-        if found.any():
-            out[found] = np.asarray(g_vec[rows[found]], np.float32)
-        return out, np.asarray(found, bool)
+    try:
+        return np.asarray(gallery.get_vectors(ids), np.float32), np.ones(len(ids), bool)
+    except NotImplementedError:
+        pass
     if rec is None or cfg is None:
         raise ConfigError("this gallery store cannot return its vectors; they must be re-embedded (give a model)")
     log.info("the gallery store returns no vectors: embedding its %d images again", len(records))

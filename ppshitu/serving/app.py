@@ -10,7 +10,8 @@
     GET    /api/items/{id}                 one item
     GET    /api/items/{id}/thumbnail[?size=160&crop=0]  JPEG, by id only
     POST   /api/items                      multipart `label` + `images` (or a raw image body + ?label=):
-                                           embedded, appended in one atomic update; duplicates reported
+                                           embedded and appended (FAISS: one atomic update; Milvus:
+                                           idempotent by path); duplicates reported
     DELETE /api/items/{id}                 remove one item
     DELETE /api/labels/{label}             remove a class
     PATCH  /api/labels/{label}             rename a class: JSON {"label": "new name"} [?merge=1]

@@ -2,17 +2,21 @@
 
     inference threads (ThreadOwner "inference", Settings.workers of them)
         each builds and alone runs its RecognitionSystem (detector + recognition predictors + a
-        Gallery); before every job it re-reads the gallery's CURRENT (one 9-byte file) and moves to
-        a newly published version, whoever published it (this service, tools/build_gallery.py, ...)
+        gallery store); before every job it refreshes the store, so it answers from what was last
+        published, whoever published it (this service, tools/build_gallery.py, ...)
     writer thread (ThreadOwner "writer", one)
-        owns the Gallery object that updates (add / remove / rename / compact) and the upload folder;
-        updates are serialized with every other process by the gallery's own writer lock (LOCK)
+        owns the store object that updates (add / remove / rename / compact) and the upload folder
     catalog (any thread, one lock)
-        a third Gallery object for the read routes (health, labels, items, thumbnails), refreshed
+        a third store object for the read routes (health, labels, items, thumbnails), refreshed
         the same way on every call, so reads answer while inference is saturated
 
-Each Gallery object answers from the version it opened (see ppshitu.gallery); three objects mean
-three copies of the FAISS index in memory (the raw vectors are memory-mapped, shared).
+The gallery is the IndexProcess section's (`backend`; `index_dir`, or milvus's `uri` + `collection`),
+each object opened by base.open_gallery, and only the store interface is used. FAISS: each object
+answers from the version it opened (re-reading CURRENT, one 9-byte file, to move on); three objects
+mean three copies of the index in memory (the raw vectors are memory-mapped, shared); updates are
+serialized with every other process by the gallery's writer lock (LOCK). Milvus: every write is
+visible at once (a refresh re-reads the revision); writes from several processes need no lock,
+since an append is idempotent by path (and an upload's path is its content's hash).
 """
 import hashlib
 import logging
@@ -21,11 +25,14 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 
 import cv2
 import numpy as np
 
-from ..gallery import Gallery, GalleryError
+from ..errors import ConfigError
+from ..gallery import GalleryError
+from ..gallery.base import gallery_location, open_gallery
 from ..gallery.builder import main_object
 from ..gallery.model_id import model_fingerprint
 from ..system import RecognitionSystem
@@ -199,13 +206,33 @@ def upload_path(upload_dir, sha, data):
     return os.path.join(os.path.abspath(upload_dir), sha[:2], sha + image_extension(data))
 
 
+def default_upload_dir(index_process):
+    """Where images added through the API are kept unless Settings.upload_dir says: beside the gallery
+    (FAISS: <index_dir>/uploads; Milvus Lite: <file>.uploads/<collection>). A Milvus server's data are
+    not on this machine, so a folder for its uploads must be chosen (--upload-dir)."""
+    backend = index_process.get("backend") or "faiss"
+    _, location, options = gallery_location(index_process)
+    if backend == "faiss":
+        return os.path.join(location, "uploads")
+    if backend == "milvus":
+        from ..gallery.milvus_store import is_local, split_location
+        uri, collection = split_location(location, options.get("collection"))
+        if is_local(uri):
+            return os.path.join(uri + ".uploads", collection)
+        where = f"the Milvus server {uri}"
+    else:
+        where = f"a {backend} gallery"
+    raise ConfigError(f"the gallery is {where}: give --upload-dir (Settings.upload_dir), the folder on this "
+                      f"machine where images added through the API are kept")
+
+
 class GalleryWriter:
-    """The writer thread's state: its Gallery object and the folder of uploaded images, which only
+    """The writer thread's state: its store object and the folder of uploaded images, which only
     this thread touches (a stored file is named by its content's sha256, so the same image uploaded
     twice is one path, and the gallery reports it as already present)."""
 
-    def __init__(self, index_dir, upload_dir, fingerprint):
-        self.gallery = Gallery.open(index_dir)
+    def __init__(self, index_process, upload_dir, fingerprint):
+        self.gallery = open_gallery(index_process)
         self.upload_dir = os.path.abspath(upload_dir)
         self.fingerprint = fingerprint
 
@@ -284,7 +311,8 @@ class GalleryWriter:
 
     def rename(self, old, new, merge=False):
         """Relabel every item of `old`: removed and re-added with the same vectors, paths and boxes
-        (new ids; two atomic gallery updates, so a reader may briefly see neither label)."""
+        (new ids on FAISS, the same on Milvus, where an id is its path's hash; two gallery updates, so
+        a reader may briefly see neither label)."""
         counts = self.gallery.label_counts()
         if old not in counts:
             raise NotFound(f"no class {old!r} in the gallery")
@@ -293,9 +321,7 @@ class GalleryWriter:
         if new in counts and not merge:
             raise Conflict(f"class {new!r} already exists; add ?merge=1 to merge {old!r} into it")
         recs = [r for r in self.gallery.records() if r["label"] == old]
-        ids = np.asarray([r["id"] for r in recs], np.int64)
-        rows = np.searchsorted(self.gallery.ids, ids)
-        vectors = np.array(self.gallery.vectors[rows], np.float32)
+        vectors = self.gallery.get_vectors([r["id"] for r in recs])
         removed = {int(i) for i in self.gallery.remove(labels=[old])}
         keep = [i for i, r in enumerate(recs) if r["id"] in removed]
         paths = [recs[i]["path"] for i in keep]
@@ -320,11 +346,12 @@ class GalleryWriter:
 
 # ---------------------------------------------------------------- reads
 class Catalog:
-    """The read side: a Gallery object under a lock, refreshed on every call; the records of the
-    current version are indexed once per version (by id, label and path)."""
+    """The read side: a store object under a lock, refreshed on every call; the records are indexed
+    (by id, label and path) once per published version. A store without versions (None) is read
+    anew on every call: one item by its id (thumbnails, search hits), every item for listings."""
 
-    def __init__(self, index_dir, image_root=None):
-        self.gallery = Gallery.open(index_dir)
+    def __init__(self, index_process, image_root=None):
+        self.gallery = open_gallery(index_process)
         self.image_root = image_root
         self._lock = threading.Lock()
         self._indexed = None  # (version, by_id, by_label, by_path)
@@ -348,9 +375,8 @@ class Catalog:
             g = self._fresh()
             return g.version, g.label_counts()
 
-    def _index(self):
-        g = self._fresh()
-        if self._indexed is None or self._indexed[0] != g.version:
+    def _index(self, g):
+        if self._indexed is None or g.version is None or self._indexed[0] != g.version:
             by_id, by_label, by_path = {}, {}, {}
             for r in g.records():
                 by_id[r["id"]] = r
@@ -362,17 +388,21 @@ class Catalog:
 
     def items(self, label=None, offset=0, limit=50):
         with self._lock:
-            version, by_id, by_label, _ = self._index()
+            version, by_id, by_label, _ = self._index(self._fresh())
             rows = by_label.get(label, []) if label is not None else list(by_id.values())
             return version, len(rows), rows[offset:offset + limit]
 
     def record(self, item_id):
         with self._lock:
-            return self._index()[1].get(int(item_id))
+            g = self._fresh()
+            if g.version is None:
+                found = g.records(ids=[int(item_id)])
+                return found[0] if found else None
+            return self._index(g)[1].get(int(item_id))
 
     def by_path(self, path):
         with self._lock:
-            return self._index()[3].get(path)
+            return self._index(self._fresh())[3].get(path)
 
     def existing_paths(self, paths):
         with self._lock:
@@ -436,15 +466,19 @@ class Thumbnails:
 # ---------------------------------------------------------------- the service
 class Service:
     """Everything the routes need. `make_system()` is called on each inference thread (so the
-    predictors belong to it); the gallery is `index_dir`."""
+    predictors belong to it); the gallery is `index_process`'s (an IndexProcess section, or a FAISS
+    gallery's directory): the one make_system's RecognitionSystem searches."""
 
-    def __init__(self, make_system, index_dir, settings=None, image_root=None, use_det=False,
+    def __init__(self, make_system, index_process, settings=None, image_root=None, use_det=False,
                  min_crop_std=0.0, min_side=MIN_IMAGE_SIDE, return_k=5):
         self.settings = settings or Settings()
-        self.index_dir = os.fspath(index_dir)
+        ip = index_process
+        self.index_process = dict(ip) if isinstance(ip, Mapping) else {"backend": "faiss", "index_dir": os.fspath(ip)}
+        self.backend = self.index_process.get("backend") or "faiss"
+        gallery_location(self.index_process)  # a missing index_dir / uri fails here, before any model loads
         self.image_root = image_root
         self.return_k = int(return_k)
-        self.upload_dir = self.settings.upload_dir or os.path.join(self.index_dir, "uploads")
+        self.upload_dir = self.settings.upload_dir or default_upload_dir(self.index_process)
         s = self.settings
         self.inference = ThreadOwner(
             "inference", lambda: Recognizer(make_system(), use_det, min_crop_std, min_side), workers=s.workers,
@@ -458,16 +492,13 @@ class Service:
 
     @classmethod
     def from_config(cls, cfg, settings=None):
-        """From an inference config (the one tools/predict_system.py takes)."""
-        from ..errors import ConfigError
-
+        """From an inference config (the one tools/predict_system.py takes); the gallery is IndexProcess's
+        (built by tools/build_gallery.py)."""
         g, ip = cfg["Global"], cfg["IndexProcess"]
-        if not ip.get("index_dir"):
-            raise ConfigError("IndexProcess.index_dir is required (a gallery built by tools/build_gallery.py)")
         settings = settings or Settings()
         if settings.max_pixels is None and g.get("max_image_pixels"):
             settings.max_pixels = int(g["max_image_pixels"])
-        return cls(lambda: ServingSystem.from_config(cfg), ip["index_dir"], settings, image_root=ip.get("image_root"),
+        return cls(lambda: ServingSystem.from_config(cfg), ip, settings, image_root=ip.get("image_root"),
                    use_det=ip.get("use_det", False), min_crop_std=ip.get("min_crop_std", 0.0),
                    min_side=g.get("min_image_side", MIN_IMAGE_SIDE), return_k=ip.get("return_k", 5))
 
@@ -476,23 +507,33 @@ class Service:
         first = self.inference.states[0]
         self.fingerprint, self.embedding_size = first.fingerprint, first.embedding_size
         s = self.settings
-        self.writer = ThreadOwner("writer", lambda: GalleryWriter(self.index_dir, self.upload_dir, self.fingerprint),
-                                  workers=1, capacity=s.write_queue, queue_timeout=max(s.queue_timeout, 120.0),
-                                  before_job=lambda w: w.before_job()).start()
-        self.catalog = Catalog(self.index_dir, self.image_root)
+        self.writer = ThreadOwner(
+            "writer", lambda: GalleryWriter(self.index_process, self.upload_dir, self.fingerprint), workers=1,
+            capacity=s.write_queue, queue_timeout=max(s.queue_timeout, 120.0),
+            before_job=lambda w: w.before_job()).start()
+        self.catalog = Catalog(self.index_process, self.image_root)
         self.thumbnails = Thumbnails(self.catalog, s.max_pixels, s.thumbnail_cache)
         self.started_at = time.time()
         return self
 
     def stop(self):
+        """Stop the threads, then close their store objects and the catalog's (a Milvus Lite file is
+        free for other processes once every store of it in this one is closed)."""
         self.inference.stop()
+        stores = [r.gallery for r in self.inference.states]
         if self.writer is not None:
             self.writer.stop()
+            stores += [w.gallery for w in self.writer.states]
+        if self.catalog is not None:
+            stores.append(self.catalog.gallery)
+        for gallery in stores:
+            gallery.close()
 
     def health(self):
         g = self.catalog.summary()
         stale = g.pop("stale") or next((r.stale for r in self.inference.states if r.stale), None)
         return {"status": "degraded" if stale else "ok", **g, "gallery_size": g["count"],
+                "backend": self.backend, "location": self.catalog.gallery.index_dir,
                 "model": {"fingerprint": self.fingerprint, "embedding_size": self.embedding_size},
                 "model_matches_gallery": g["model_fingerprint"] in (None, self.fingerprint),
                 "writes_enabled": self.settings.writes_enabled,

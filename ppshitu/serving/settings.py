@@ -35,7 +35,8 @@ class Settings:
     keep_alive: float = 5.0           # s an idle keep-alive connection stays open
     max_connections: int = 64         # open connections; beyond, requests get 503 and the connection closes
     max_header_bytes: int = 16 * 1024  # request line + headers (h11's incomplete-event limit): 400 beyond
-    upload_dir: str = None            # where images added through the API are kept; None: <index_dir>/uploads
+    upload_dir: str = None            # where images added through the API are kept; None: beside the gallery
+                                      # (service.default_upload_dir; a Milvus server needs one)
     allowed_hosts: tuple = None       # Host names answered (+ loopback names on loopback); None off loopback: any
     thumbnail_cache: int = 512        # thumbnails kept in memory (JPEG bytes)
     access_log: bool = False

@@ -101,6 +101,19 @@ def test_ids_are_stable_across_remove_and_compact(tmp_path):
     assert [r["id"] for r in g.records()][:3] == [10, 11, 12]
 
 
+def test_vectors_read_back_by_id_in_the_order_asked(tmp_path):
+    v, labels = class_vectors(3, 5, seed=7)
+    g = Gallery.create(tmp_path / "g", DIM, index_method="HNSW32", vectors=v, labels=labels)
+    unit = v / np.linalg.norm(v, axis=1, keepdims=True)
+    assert np.allclose(g.get_vectors([14, 0, 7, 0]), unit[[14, 0, 7, 0]], atol=1e-6)
+    assert g.get_vectors([]).shape == (0, DIM)
+    g.remove(labels=["class 0"])
+    with pytest.raises(GalleryError, match="no gallery item 3"):
+        g.get_vectors([14, 3])
+    with pytest.raises(GalleryError, match="no gallery item 99"):
+        Gallery.create(tmp_path / "empty", DIM).get_vectors([99])
+
+
 def test_hnsw_compacts_itself_when_many_ids_are_filtered(tmp_path):
     v, labels = class_vectors(4, 10, seed=7)
     g = Gallery.create(tmp_path / "g", DIM, index_method="HNSW32", vectors=v, labels=labels)

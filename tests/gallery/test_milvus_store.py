@@ -154,6 +154,29 @@ def test_ids_are_stable_per_path_across_remove_and_compact(db):
     assert again[0] == base.path_hash(paths[0])
 
 
+def test_vectors_read_back_by_id_and_a_revision_that_every_write_changes(db):
+    """get_vectors (the service's rename) and `version`: a token in its own collection property, read by
+    open / refresh() (what the service's catalog caches by), new after each write by any store object."""
+    v, labels = class_vectors(3, 5, seed=7)
+    paths = paths_for(labels, "r")
+    g = MilvusStore.create(db, DIM, index_method="HNSW32", ef_search=300, vectors=v, labels=labels, paths=paths)
+    reader = MilvusStore.open(db).set_search_params(ef_search=64)
+    ids = [base.path_hash(p) for p in paths[::-4]]
+    unit = v / np.linalg.norm(v, axis=1, keepdims=True)
+    assert np.allclose(reader.get_vectors(ids), unit[::-4], atol=1e-6) and reader.get_vectors([]).shape == (0, DIM)
+    with pytest.raises(GalleryError, match="no gallery item 12345"):
+        reader.get_vectors(ids[:1] + [12345])
+    seen = [reader.version]
+    assert seen[0] == g.version and isinstance(seen[0], str)
+    for write in (lambda: g.add(v[:1], ["new"], ["new.jpg"]), lambda: g.remove(labels=["new"]), g.compact):
+        write()
+        assert reader.version == seen[-1] and reader.refresh().version == g.version not in seen
+        seen.append(reader.version)
+    g.add(v[:1], ["new"], paths[:1])                              # all present: nothing written
+    g.remove(labels=["nothing"])
+    assert reader.refresh().version == seen[-1] and reader._search == {"ef": 64}  # refresh keeps its params
+
+
 def test_search_params_are_configurable_and_persisted(db):
     v, labels = class_vectors(2, 50, seed=9)
     MilvusStore.create(db, DIM, collection="h", index_method="HNSW32", ef_search=300, vectors=v, labels=labels)
