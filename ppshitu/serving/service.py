@@ -494,7 +494,14 @@ class Service:
     def from_config(cls, cfg, settings=None):
         """From an inference config (the one tools/predict_system.py takes); the gallery is IndexProcess's
         (built by tools/build_gallery.py)."""
+        from ..errors import ConfigError
+        from ..gallery.base import gallery_exists, gallery_location
+
         g, ip = cfg["Global"], cfg["IndexProcess"]
+        if not gallery_exists(ip):  # before any model loads, and saying what to run
+            raise ConfigError(f"no gallery at {gallery_location(ip)[1]}: build it first with "
+                              f"python tools/build_gallery.py -c CONFIG (the same config; IndexProcess.data_file "
+                              f"lists its images)")
         settings = settings or Settings()
         if settings.max_pixels is None and g.get("max_image_pixels"):
             settings.max_pixels = int(g["max_image_pixels"])
