@@ -50,15 +50,17 @@ def rec_test_set():
         np.array([int(r[2]) for r in rows])
 
 
-def scenes(split, seed, n):
-    """(coco json, image paths) of held-out scenes of the training classes."""
+def scenes(split, seed, n, unseen=False):
+    """(coco json, image paths) of held-out scenes of the training classes (`unseen`: of the 20 classes
+    neither model trained on, 1-4 objects each, as the demo's)."""
     from dataset.synthetic import make_scenes
 
-    root = CACHE / "data" / f"runtime_scenes_{split}_{seed}_{n}"
+    root = CACHE / "data" / f"runtime_{'system_' if unseen else ''}scenes_{split}_{seed}_{n}"
     ann = root / f"{split}.json"
     if not ann.is_file():
-        make_scenes(root, num_images=n, image_size=(240, 320), objects_per_image=(1, 5),
-                    object_classes=range(NUM_TRAIN_CLASSES), seed=seed, split=split)
+        make_scenes(root, num_images=n, image_size=(240, 320), objects_per_image=(1, 4) if unseen else (1, 5),
+                    object_classes=range(NUM_TRAIN_CLASSES, 60) if unseen else range(NUM_TRAIN_CLASSES),
+                    seed=seed, split=split)
     coco = json.loads(ann.read_text())
     return ann, [str(root / "images" / im["file_name"]) for im in coco["images"]]
 
@@ -148,7 +150,6 @@ def system_agreement(threads, rec_int8, det_int8, n_scenes):
     answers got worse or only different."""
     import tempfile
 
-    from dataset.synthetic import make_scenes
     from ppshitu.config import load_config
     from ppshitu.evaluation.system_metrics import evaluate, load_coco_scenes
     from ppshitu.gallery.builder import build_gallery
@@ -156,13 +157,8 @@ def system_agreement(threads, rec_int8, det_int8, n_scenes):
     from ppshitu.system import RecognitionSystem
     from ppshitu.utils.boxes import box_iou
 
-    root = CACHE / "data" / f"runtime_system_scenes_{n_scenes}"
-    if not (root / "bench.json").is_file():
-        make_scenes(root, num_images=n_scenes, image_size=(240, 320), objects_per_image=(1, 4),
-                    object_classes=range(NUM_TRAIN_CLASSES, 60), seed=21, split="bench")
-    coco = json.loads((root / "bench.json").read_text())
-    paths = [str(root / "images" / im["file_name"]) for im in coco["images"]]
-    truth = load_coco_scenes(str(root / "bench.json"))
+    ann, paths = scenes("bench", 21, n_scenes, unseen=True)
+    truth = load_coco_scenes(str(ann))
     assert [t[0] for t in truth] == paths
     answers, out, f1 = {}, {}, {}
     for backend, precision in CONFIGS:
@@ -172,7 +168,7 @@ def system_agreement(threads, rec_int8, det_int8, n_scenes):
                          "Global.det_inference_model_dir": model_dir(DEMO_DET, det_int8, precision),
                          "Global.inference_backend": backend, "Global.precision": precision,
                          "Global.cpu_num_threads": threads, "Global.threshold": 0.4,
-                         "IndexProcess.score_thres": 0.75, "IndexProcess.index_dir": f"{tmp}/index",
+                         "IndexProcess.score_thres": SCORE_THRES, "IndexProcess.index_dir": f"{tmp}/index",
                          "IndexProcess.image_root": f"{REC_DATA}/", "IndexProcess.data_file":
                          f"{REC_DATA}/gallery_list.txt", "IndexProcess.index_operation": "new"}
             try:
@@ -195,14 +191,15 @@ def system_agreement(threads, rec_int8, det_int8, n_scenes):
                 if any(box_iou(r["bbox"], o["bbox"]) >= 0.5 and o["rec_docs"] == r["rec_docs"] for o in theirs):
                     agree += 1
                 else:
-                    ties += _near_tie(r, 0.75)
+                    ties += _near_tie(r, SCORE_THRES)
         out[key] = {"boxes": total, "agree": agree, "agreement": agree / total if total else None,
                     "near_ties": ties, "agreement_beyond_ties": (agree + ties) / total if total else None,
                     "f1": f1[key]}
     return out, len(paths)
 
 
-NEAR_TIE = 0.02  # cosine
+NEAR_TIE = 0.02     # cosine
+SCORE_THRES = 0.75  # the demo's (tools/demo.py)
 
 
 def _near_tie(result, score_thres):

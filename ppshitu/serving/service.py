@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..gallery import GalleryError
-from ..gallery.base import gallery_location, open_gallery
+from ..gallery.base import gallery_exists, gallery_location, open_gallery
 from ..gallery.builder import main_object
 from ..gallery.model_id import model_fingerprint
 from ..system import RecognitionSystem
@@ -494,9 +494,6 @@ class Service:
     def from_config(cls, cfg, settings=None):
         """From an inference config (the one tools/predict_system.py takes); the gallery is IndexProcess's
         (built by tools/build_gallery.py)."""
-        from ..errors import ConfigError
-        from ..gallery.base import gallery_exists, gallery_location
-
         g, ip = cfg["Global"], cfg["IndexProcess"]
         if not gallery_exists(ip):  # before any model loads, and saying what to run
             raise ConfigError(f"no gallery at {gallery_location(ip)[1]}: build it first with "
