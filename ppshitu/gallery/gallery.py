@@ -34,6 +34,10 @@ from .indexes import INDEX_METHODS
 FORMAT = "ppshitu-gallery"
 FORMAT_VERSION = 2          # 2: checksums; versions written by this code
 READABLE_VERSIONS = (1, 2)  # 1: before checksums (opened without them)
+# np.load parses each .npy header with ast.literal_eval, and CPython 3.11's parser is not safe on
+# two threads at once (gh-106905: "AST constructor recursion depth mismatch"): readers opening
+# versions on several threads take turns for the header.
+_NPY_HEADER_LOCK = threading.Lock()
 FILES = {"index": "index.faiss", "vectors": "vectors.npy", "ids": "ids.npy",
          "meta": "meta.sqlite", "manifest": "manifest.json"}
 # A query path runs Paddle (Intel OpenMP, whose threads spin ~200 ms after each run) and then
@@ -490,8 +494,9 @@ class Gallery(GalleryStore):
                                      where=f"{vdir}/manifest.json", dim=manifest["embedding_size"],
                                      dist_type=manifest["dist_type"])
         try:
-            ids = np.load(os.path.join(vdir, FILES["ids"]))
-            vectors = np.load(os.path.join(vdir, FILES["vectors"]), mmap_mode="r")
+            with _NPY_HEADER_LOCK:
+                ids = np.load(os.path.join(vdir, FILES["ids"]))
+                vectors = np.load(os.path.join(vdir, FILES["vectors"]), mmap_mode="r")
             index_path = os.path.join(vdir, FILES["index"])
             if keep_index:
                 index = self.index
