@@ -99,6 +99,9 @@ INFER_GLOBAL = {
     "inference_backend": Field(str, "paddle", choices=lambda: _runtimes(), doc="the inference runtime"),
     "precision": Field(STR_OR_NONE, None, choices=("fp32", "bf16", "int8", None),
                        doc="fp32 | bf16 | int8 (default fp32, or bf16 with enable_mkldnn_bfloat16)"),
+    "bf16_f32_layers": Field((int, NONE), None, min_value=0,
+                             doc="bf16 on openvino: the first N convolution/matmul layers from the input stay "
+                                 "f32 (none: the runtime's measured default; 0: bf16 everywhere)"),
     "use_gpu": Field(bool, False),
     "enable_mkldnn": Field(bool, True),
     "enable_mkldnn_bfloat16": Field(bool, False),

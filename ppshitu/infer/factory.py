@@ -22,7 +22,8 @@ def runtime_options(cfg):
     return {"backend": g.get("inference_backend") or "paddle", "use_gpu": bool(g.get("use_gpu", False)),
             "cpu_threads": int(g.get("cpu_num_threads", 2)), "precision": precision,
             "enable_mkldnn": bool(g.get("enable_mkldnn", True)), "ir_optim": bool(g.get("ir_optim", True)),
-            "gpu_mem": int(g.get("gpu_mem", 8000)), "enable_profile": bool(g.get("enable_profile", False))}
+            "gpu_mem": int(g.get("gpu_mem", 8000)), "enable_profile": bool(g.get("enable_profile", False)),
+            "bf16_f32_layers": g.get("bf16_f32_layers")}
 
 
 def rec_predictor(cfg):

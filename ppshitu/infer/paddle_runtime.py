@@ -10,10 +10,13 @@ from .runtime import RUNTIMES, Runtime, model_files
 
 
 def create_predictor(model_dir, use_gpu=False, enable_mkldnn=True, cpu_threads=2, precision="fp32",
-                     ir_optim=True, gpu_mem=8000, enable_profile=False):
+                     ir_optim=True, gpu_mem=8000, enable_profile=False, bf16_f32_layers=None):
     """A paddle.inference predictor for `model_dir`."""
     from paddle import inference
 
+    if bf16_f32_layers is not None and precision == "bf16":
+        raise ConfigError("Global.bf16_f32_layers applies to inference_backend: openvino; Paddle's bf16 "
+                          "(enable_mkldnn_bfloat16) chooses its bf16 operators by type, not by position")
     if precision == "int8":
         raise ConfigError("Global.precision int8: the Paddle runtime runs no quantized model; use "
                           "inference_backend: openvino with a model written by tools/quantize.py")
@@ -48,9 +51,9 @@ def create_predictor(model_dir, use_gpu=False, enable_mkldnn=True, cpu_threads=2
 @RUNTIMES.register("paddle")
 class PaddleRuntime(Runtime):
     def __init__(self, model_dir, use_gpu=False, cpu_threads=2, precision="fp32", enable_mkldnn=True,
-                 ir_optim=True, gpu_mem=8000, enable_profile=False):
+                 ir_optim=True, gpu_mem=8000, enable_profile=False, bf16_f32_layers=None):
         self.predictor = create_predictor(model_dir, use_gpu, enable_mkldnn, cpu_threads, precision, ir_optim,
-                                          gpu_mem, enable_profile)
+                                          gpu_mem, enable_profile, bf16_f32_layers)
         self.input_names = list(self.predictor.get_input_names())
         self.output_names = list(self.predictor.get_output_names())
         self._inputs = {n: self.predictor.get_input_handle(n) for n in self.input_names}

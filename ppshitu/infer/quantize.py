@@ -129,40 +129,21 @@ def _feeds(model_type, preprocess, rgb, input_names):
     return {n: feeds[n] for n in input_names}
 
 
-COMPUTE_OPS = ("Convolution", "GroupConvolution", "MatMul")
-
-
-def stem_layers(model, input_name):
-    """Friendly names of the first Convolution / MatMul layers that `input_name` reaches: kept in float.
-    On the demo rec model (EfficientNet-Lite0) quantizing the stem convolution alone cost most of the
-    int8 error: embedding cosine to fp32 mean 0.9972 / min 0.971 with it in int8, 0.9985 / 0.991 without."""
-    start = next(p for p in model.get_parameters() if p.get_output_tensor(0).get_any_name() == input_name)
-    found, seen, todo = [], set(), [start]
-    while todo:
-        node = todo.pop()
-        for out in node.outputs():
-            for target in out.get_target_inputs():
-                op = target.get_node()
-                if op.get_friendly_name() in seen:
-                    continue
-                seen.add(op.get_friendly_name())
-                if op.get_type_name() in COMPUTE_OPS:
-                    found.append(op.get_friendly_name())
-                else:
-                    todo.append(op)
-    return found
+FLOAT_LAYERS = 1  # the first convolution/matmul layers left in float (openvino_runtime.front_layers)
 
 
 def quantize_model(model_dir, images, out_dir, model_type=None, transform_ops=None, subset_size=DEFAULT_SUBSET,
-                   calib_source=None, overwrite=False, fast_bias_correction=False, keep_stem_float=True):
+                   calib_source=None, overwrite=False, fast_bias_correction=False, float_layers=FLOAT_LAYERS):
     """Quantize `model_dir` to int8 with NNCF's post-training quantization; returns the written spec.
 
     images: paths or RGB uint8 arrays (at least one); subset_size: how many of them NNCF uses.
     transform_ops: RecPreProcess / DetPreProcess.transform_ops, for a directory without inference.yml.
     Defaults chosen on the demo rec model: full bias correction (cosine mean 0.9972 vs 0.9922 with the fast
-    one) and the stem layer in float (see stem_layers)."""
-    from .openvino_runtime import (IR_FILES, _ov, dynamic_batch, is_quantized, make_temp_dir, optimize_for_cpu,
-                                   resolve_program)
+    one) and the first `float_layers` convolution/matmul layers in float: on the demo rec model
+    (EfficientNet-Lite0) quantizing the stem convolution alone cost most of the int8 error (embedding cosine to
+    fp32 mean 0.9972 / min 0.971 with it in int8, 0.9985 / 0.991 without)."""
+    from .openvino_runtime import (HEAVY_OPS, IR_FILES, _ov, dynamic_batch, front_layers, is_quantized,
+                                   make_temp_dir, optimize_for_cpu, resolve_program)
 
     ov, nncf = _ov(), _nncf()
     spec = read_spec(model_dir)
@@ -191,8 +172,9 @@ def quantize_model(model_dir, images, out_dir, model_type=None, transform_ops=No
         raise ConfigError("quantize: none of the calibration images could be read")
     log.info("quantizing %s (%s) with %d calibration images", model_dir, model_type, len(items))
     dataset = nncf.Dataset(items, lambda item: _feeds(model_type, pre, _rgb(item), input_names))
-    main_input = "image" if model_type == "det" else input_names[0]
-    names = stem_layers(model, main_input) if keep_stem_float else []
+    front = front_layers(model, int(float_layers))
+    names = sorted(op.get_friendly_name() for op in model.get_ordered_ops()
+                   if op.get_type_name() in HEAVY_OPS and op.get_friendly_name() in front)
     # NMS stays float: its inputs are box coordinates and scores, not activations
     types = ["NonMaxSuppression", "MulticlassNms", "MatrixNms"] if model_type == "det" else []
     quantized = nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.PERFORMANCE,
