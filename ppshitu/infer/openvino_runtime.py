@@ -264,9 +264,9 @@ def write_ir(model_dir):
 
 # ---------------------------------------------------------------- f32 where bf16 costs accuracy
 HEAVY_OPS = ("Convolution", "GroupConvolution", "MatMul")
+BF16_F32_LAYERS = 4  # bf16's default (Global.bf16_f32_layers); measured in bench/results/bench_runtimes.md
 # The IR form of ov::disable_conversion(node, f16): the CPU plugin keeps such a node in its original precision
 # under any reduced-precision hint (bf16 included). Python cannot set the typed attribute, an IR can carry it.
-BF16_F32_LAYERS = 4  # bf16's default (Global.bf16_f32_layers); measured in bench/results/bench_runtimes.md
 _KEEP_PRECISION = {"name": "DisablePrecisionConversion", "version": "0", "value": "dynamic:f16"}
 
 
@@ -277,10 +277,10 @@ def front_layers(model, layers):
     depth, data, names = {}, {}, set()
     for op in model.get_ordered_ops():  # topological
         preds = [i.get_source_output().get_node() for i in op.inputs()]
-        key = op.get_friendly_name()
-        data[key] = op.get_type_name() == "Parameter" or any(data[p.get_friendly_name()] for p in preds)
-        depth[key] = max((depth[p.get_friendly_name()] for p in preds), default=0) + (op.get_type_name() in HEAVY_OPS)
-        if data[key] and depth[key] <= layers and op.get_type_name() not in ("Parameter", "Result"):
+        key, kind = op.get_friendly_name(), op.get_type_name()
+        data[key] = kind == "Parameter" or any(data[p.get_friendly_name()] for p in preds)
+        depth[key] = max((depth[p.get_friendly_name()] for p in preds), default=0) + (kind in HEAVY_OPS)
+        if data[key] and depth[key] <= layers and kind not in ("Parameter", "Result"):
             names.add(key)
     return names
 
