@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -282,7 +283,8 @@ def _ref_index(method, vectors):
     if method == "IVF":
         # as shipped, _create_index reads an undefined global `gallery_images` for IVF (NameError)
         pb.gallery_images = vectors
-    _, index, ids = builder._create_index(dict(cfg, index_dir=str(Path(cfg["index_dir"] or ".") / "unused")))
+    with tempfile.TemporaryDirectory() as tmp:  # _create_index makes its index_dir; not in the caller's cwd
+        _, index, ids = builder._create_index(dict(cfg, index_dir=os.path.join(tmp, "index")))
     index, _ = builder._add_gallery(index, ids, vectors, [f"p{i}\tc{i % 1000}" for i in range(len(vectors))],
                                     cfg, "new")
     return index
