@@ -8,16 +8,16 @@ to keep freed blocks in its heap (keep_freed_buffers): that, not the program for
 at ~0.65x the legacy ones' speed.
 """
 import ctypes
-import threading
+import functools
 
 from ..errors import ConfigError
 from .runtime import RUNTIMES, Runtime, model_files
 
 KEEP_FREED_BYTES = 1 << 30  # glibc malloc keeps freed blocks below this in the heap (keep_freed_buffers)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
-_malloc_lock, _malloc_tuned = threading.Lock(), False
 
 
+@functools.cache  # process-wide setting: tried once (a second call on a race only sets the same values)
 def keep_freed_buffers():
     """Once per process, where the C library is glibc: malloc serves blocks up to KEEP_FREED_BYTES from its heap
     and keeps what is freed there, instead of mapping each large block afresh. Why: Paddle's PIR executor frees
@@ -26,16 +26,12 @@ def keep_freed_buffers():
     time whose pages fault in again: PIR MobileNetV1 at batch 32 ran 136 img/s with ~1.2M page faults, 222 img/s
     with this (the legacy program 211; bench/results/bench.txt). Freed activations stay resident for the next
     run, as they would be with buffer reuse. Returns whether it applied."""
-    global _malloc_tuned
-    with _malloc_lock:
-        if not _malloc_tuned:
-            try:
-                libc = ctypes.CDLL("libc.so.6")
-                _malloc_tuned = bool(libc.mallopt(_M_MMAP_THRESHOLD, KEEP_FREED_BYTES)
-                                     and libc.mallopt(_M_TRIM_THRESHOLD, KEEP_FREED_BYTES))
-            except (OSError, AttributeError):  # not glibc: its allocator has its own policy
-                _malloc_tuned = False
-        return _malloc_tuned
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, KEEP_FREED_BYTES)
+                    and libc.mallopt(_M_TRIM_THRESHOLD, KEEP_FREED_BYTES))
+    except (OSError, AttributeError):  # not glibc: its allocator has its own policy
+        return False
 
 
 def create_predictor(model_dir, use_gpu=False, enable_mkldnn=True, cpu_threads=2, precision="fp32",
