@@ -10,8 +10,9 @@
     GET    /api/items/{id}                 one item
     GET    /api/items/{id}/thumbnail[?size=160&crop=0]  JPEG, by id only
     POST   /api/items                      multipart `label` + `images` (or a raw image body + ?label=):
-                                           embedded and appended (FAISS: one atomic update; Milvus:
-                                           idempotent by path); duplicates reported
+                                           all embedded, then appended in one gallery update (FAISS:
+                                           atomic, all or none; Milvus: idempotent by path); duplicates
+                                           reported
     DELETE /api/items/{id}                 remove one item
     DELETE /api/labels/{label}             remove a class
     PATCH  /api/labels/{label}             rename a class: JSON {"label": "new name"} [?merge=1]
@@ -32,6 +33,7 @@ import os
 import uuid
 
 import cv2
+import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -363,8 +365,10 @@ def create_app(service):
                 continue
             seen.add(sha)
             todo.append((name, sha, raw))
-        added = []
-        summary = None
+        # every image is decoded and embedded first (a chunk at a time, to bound memory), then ALL of
+        # them go to the gallery in ONE update: a server killed during the request has published
+        # none of them or all of them, never a part that a retry would report as duplicates
+        kept_images, vectors, boxes = [], [], []
         for start in range(0, len(todo), EMBED_CHUNK):
             chunk, decoded = todo[start:start + EMBED_CHUNK], []
             for name, sha, raw in chunk:
@@ -376,19 +380,24 @@ def create_app(service):
             if not decoded:
                 continue
             pixels = sum(d[3].shape[0] * d[3].shape[1] for d in decoded)
-            vectors, boxes, kept, refused = await api.infer(
+            chunk_vectors, chunk_boxes, kept, refused = await api.infer(
                 lambda r: r.embed([(name, rgb) for name, _, _, rgb in decoded]), pixels)
             rejected += [{"name": decoded[pos][0], "error": why, "status": 400} for pos, why in refused.items()]
-            if not kept:
-                continue
-            uploads = [(decoded[pos][1], decoded[pos][2]) for pos in kept]
-            ids, paths, summary = await api.write(lambda w: w.add(label, uploads, vectors, boxes))
-            for pos, item_id in zip(kept, ids):
+            kept_images += [decoded[pos][:3] for pos in kept]
+            vectors.append(chunk_vectors)
+            boxes += chunk_boxes
+            decoded = None  # the decoded pixels are not needed past embedding
+        added = []
+        summary = None
+        if kept_images:
+            uploads = [(sha, raw) for _, sha, raw in kept_images]
+            all_vectors = np.concatenate(vectors)
+            ids, paths, summary = await api.write(lambda w: w.add(label, uploads, all_vectors, boxes))
+            for (name, _, _), item_id in zip(kept_images, ids):
                 if item_id >= 0:
-                    added.append({"name": decoded[pos][0], "id": item_id,
-                                  "thumbnail": f"/api/items/{item_id}/thumbnail"})
+                    added.append({"name": name, "id": item_id, "thumbnail": f"/api/items/{item_id}/thumbnail"})
                 else:
-                    duplicates.append({"name": decoded[pos][0], "reason": "the same image is already in the gallery"})
+                    duplicates.append({"name": name, "reason": "the same image is already in the gallery"})
         if summary is None:
             s = await run_in_threadpool(service.catalog.summary)
             summary = {"version": s["version"], "count": s["count"]}
