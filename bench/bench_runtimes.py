@@ -304,6 +304,37 @@ def _f(v, fmt="{:.1f}"):
     return "n/a" if v is None else fmt.format(v)
 
 
+def notes(res):
+    """The notes under the tables: what each row is, and what this run's figures say about keeping bf16's first layers
+    in f32, computed from them (no figure from another run)."""
+    out = [f"- bf16 and the float parts of int8 models run in bf16 only on a CPU with native bf16 "
+           f"(avx512_bf16 / amx_bf16); elsewhere bf16 is refused and int8's float parts run in f32. This CPU: "
+           f"{res['cpu'].get('bf16')}.",
+           f"- OpenVINO bf16 keeps the first Global.bf16_f32_layers (default {res.get('bf16_f32_layers')}) "
+           f"convolution/matmul layers from the input in f32; bf16-all runs every layer in bf16."]
+    agree = res.get("system_agreement", {})
+    kept, every = agree.get("openvino bf16", {}), agree.get("openvino bf16-all", {})
+    if kept.get("agreement") is not None and every.get("agreement") is not None:
+        a_kept, a_all = kept["agreement"], every["agreement"]
+        if a_kept > a_all:
+            said = f"keeping them in f32 raised the agreement from {a_all:.1%} (bf16-all) to {a_kept:.1%}"
+        elif a_kept < a_all:
+            said = f"bf16-all agreed more ({a_all:.1%}) than bf16 with its first layers in f32 ({a_kept:.1%})"
+        else:
+            said = f"both agreed on {a_kept:.1%}: keeping them in f32 changed nothing measurable"
+        out.append(f"  This run, predict_system's labels against Paddle fp32's: {said}.")
+    det = res.get("det_accuracy", {})
+    base, d_kept, d_all = (det.get(k, {}).get("AP50") for k in ("paddle fp32", "openvino bf16", "openvino bf16-all"))
+    if None not in (base, d_kept, d_all):
+        out.append(f"  Detector AP50 against Paddle fp32's, this run: bf16 {(d_kept - base) * 100:+.2f} points, "
+                   f"bf16-all {(d_all - base) * 100:+.2f}.")
+    out += ["- Paddle bf16 is `enable_mkldnn_bfloat16()`; Paddle runs no int8 model (refused).",
+            "- The PIR rows on OpenVINO go through paddle2onnx (opset 17: hard-swish stays one HSwish op) and an IR "
+            "cached per program; ppshitu/infer/openvino_runtime.py says why opset 17 (a profile from an earlier run, "
+            "not this one)."]
+    return out
+
+
 def render(res, info, elapsed, quick):
     lines = [f"# Runtime x precision ({'quick' if quick else 'full'} run, {elapsed:.0f} s)", "",
              f"CPU: {info['cpu']} (family/model {info['cpu_family_model']}), {info['cores']} cores, "
@@ -373,17 +404,7 @@ def render(res, info, elapsed, quick):
             rcell, _f(ips * MOBILENETV1_GFLOP if ips else None, "{:.0f}"),
             _f(ips / ref_r if ips and ref_r else None, "{:.2f}x"), dcell,
             _f(ref_d / ms if ms and ref_d else None, "{:.2f}x")]) + " |")
-    lines += ["", "Notes:",
-              "- bf16 and the float parts of int8 models run in bf16 only on a CPU with native bf16 "
-              "(avx512_bf16 / amx_bf16); elsewhere bf16 is refused and int8's float parts run in f32.",
-              "- OpenVINO bf16 keeps the first Global.bf16_f32_layers (default "
-              f"{res.get('bf16_f32_layers')}) convolution/matmul layers from the input in f32; bf16-all runs every "
-              "layer in bf16. The first layers are where bf16's error enters and grows: in bf16-all the detector's "
-              "scores and boxes move enough to change predict_system's boxes and labels.",
-              "- Paddle bf16 is `enable_mkldnn_bfloat16()`; Paddle runs no int8 model (refused).",
-              "- The PIR rows on OpenVINO go through paddle2onnx (opset 17: hard-swish stays one HSwish op) and "
-              "an IR cached per program; see ppshitu/infer/openvino_runtime.py for why opset 11's "
-              "HardSigmoid x Mul was 2.4x slower."]
+    lines += ["", "Notes:", *notes(res)]
     return "\n".join(lines) + "\n"
 
 

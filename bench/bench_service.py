@@ -41,6 +41,11 @@ sys.path.insert(0, str(ROOT))
 
 MODELS = ROOT / "models" / "demo"
 GALLERY_CLASSES = [40, 41, 42, 43, 44]   # in the gallery from the start
+GALLERY_VIEWS = 3                        # of each gallery class
+SCENE_SIZE, SCENE_OBJECTS = (240, 320), (1, 3)
+VIEW_SIZE = 96                           # object views: searched, and appended through the API
+SERVER_THREADS = 2                       # Global.cpu_num_threads of the server's predictors
+MIX = (0.6, 0.25, 0.15)                  # shares of POST /predict, POST /search, POST /api/items under load
 EXTRA_CLASSES = [45, 46, 47, 48, 49]     # never trained on, not in the gallery: added through the API
 MAX_CLIENTS, MAX_SECONDS = 256, 600      # the bench refuses to run wider or longer
 RESULTS = ROOT / "bench" / "results"
@@ -53,16 +58,17 @@ def build_world(root, scenes=8, seed=0):
     from dataset.synthetic import class_name, make_recognition_set, make_scenes
 
     root = Path(root)
-    make_recognition_set(root / "rec", num_classes=50, views_per_class=4, image_size=96, num_train_classes=40,
-                         gallery_views=3, seed=seed)
-    make_scenes(root / "scenes", num_images=scenes, image_size=(240, 320), objects_per_image=(1, 3),
+    make_recognition_set(root / "rec", num_classes=50, views_per_class=4, image_size=VIEW_SIZE,
+                         num_train_classes=40, gallery_views=GALLERY_VIEWS, seed=seed)
+    make_scenes(root / "scenes", num_images=scenes, image_size=SCENE_SIZE, objects_per_image=SCENE_OBJECTS,
                 object_classes=GALLERY_CLASSES, seed=3, split="val")
     names = {class_name(c) for c in GALLERY_CLASSES}
     lines = [ln for ln in (root / "rec" / "gallery_list.txt").read_text().splitlines() if ln.split("\t")[1] in names]
     (root / "gallery.txt").write_text("\n".join(lines) + "\n")
     overrides = [f"Global.rec_inference_model_dir={MODELS / 'rec'}", f"Global.det_inference_model_dir={MODELS / 'det'}",
                  f"IndexProcess.index_dir={root / 'index'}", f"IndexProcess.image_root={root / 'rec'}",
-                 "IndexProcess.use_det=True", "IndexProcess.index_method=Flat", "Global.cpu_num_threads=2"]
+                 "IndexProcess.use_det=True", "IndexProcess.index_method=Flat",
+                 f"Global.cpu_num_threads={SERVER_THREADS}"]
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "build_gallery.py"), "-c", str(CONFIG),
                            *sum((["-o", o] for o in overrides + ["IndexProcess.index_operation=new",
                                                                  f"IndexProcess.data_file={root / 'gallery.txt'}"]),
@@ -257,7 +263,7 @@ class RssSampler:
         self._t.join()
 
 
-def run_load(server, world, clients=8, seconds=30.0, mix=(0.6, 0.25, 0.15), label_prefix="bench appended",
+def run_load(server, world, clients=8, seconds=30.0, mix=MIX, label_prefix="bench appended",
              seed=0, warmup_fraction=0.2):
     """N clients for M seconds; returns stats (per operation latencies, errors, RSS samples)."""
     clients, seconds = min(int(clients), MAX_CLIENTS), min(float(seconds), MAX_SECONDS)
@@ -452,6 +458,21 @@ def summarize(load, sat, queue_capacity, rss_bound):
     return "\n".join(lines), ok
 
 
+def setup_text(machine, workers, queue, load):
+    """What ran, from this run's settings and counts (the mix is the one the clients drew, not only the target)."""
+    counts = {op: len(v) + sum(e["op"] == op for e in load["errors"]) for op, v in load["latency"].items()}
+    total = sum(counts.values()) or 1
+    drawn = ", ".join(f"{counts.get(op, 0) / total:.0%} {what} (target {share:.0%})" for op, what, share in (
+        ("predict", f"POST /predict ({SCENE_SIZE[1]}x{SCENE_SIZE[0]} scenes, {SCENE_OBJECTS[0]}-{SCENE_OBJECTS[1]} "
+                    f"objects)", MIX[0]),
+        ("search", f"POST /search ({VIEW_SIZE} px object views)", MIX[1]),
+        ("append", "POST /api/items (one new generated image each: a new gallery version)", MIX[2])))
+    return (f"Machine: {machine}. Models: models/demo (PicoDet det + EfficientNet-Lite0 rec, CPU, {SERVER_THREADS} "
+            f"threads), {workers} inference worker{'s' if workers != 1 else ''}, queue {queue}; gallery of "
+            f"{len(GALLERY_CLASSES)} classes x {GALLERY_VIEWS} views, plus {len(load['latency'].get('append', []))} "
+            f"image(s) appended during the load. Mix drawn: {drawn}.")
+
+
 def machine_line():
     import platform
 
@@ -467,6 +488,7 @@ def main(argv=None):
     ap.add_argument("--saturate", type=int, default=96, help="clients in the saturation phase (0: skip it)")
     ap.add_argument("--saturate-seconds", type=float, default=6.0)
     ap.add_argument("--queue", type=int, default=32, help="the server's --queue")
+    ap.add_argument("--workers", type=int, default=1, help="the server's --workers (inference threads)")
     ap.add_argument("--rss-bound", type=float, default=150.0, help="MB the server's RSS may grow by")
     ap.add_argument("--quick", action="store_true", help="4 clients x 8 s, saturation 48 clients x 3 s")
     ap.add_argument("--out", default=str(RESULTS / "bench_service.md"))
@@ -484,7 +506,8 @@ def main(argv=None):
     try:
         print("building the world (generated images, a gallery from models/demo) ...", flush=True)
         world = build_world(tmp / "world")
-        server = ServerProcess(world, token=uuid.uuid4().hex, args=["--queue", str(args.queue)])
+        server = ServerProcess(world, token=uuid.uuid4().hex,
+                               args=["--queue", str(args.queue), "--workers", str(args.workers)])
         print(f"server {server.url} (pid {server.pid}); warming up ...", flush=True)
         warm = Client(server.host, server.port)
         for path, _ in world["scenes"][:4]:
@@ -509,10 +532,7 @@ def main(argv=None):
         text = (f"# bench_service: deploy/serve.py under load (loopback)\n\n"
                 f"`python bench/bench_service.py{''.join(' ' + a for a in (argv if argv is not None else sys.argv[1:]))}`"
                 f" ({time.strftime('%Y-%m-%d')})\n\n"
-                f"Machine: {machine}. Models: models/demo (PicoDet det + EfficientNet-Lite0 rec, CPU, 2 threads), "
-                f"1 inference worker, queue {args.queue}; gallery of {len(GALLERY_CLASSES)} classes x 3 views "
-                f"growing by each append. Mix: 60% POST /predict (320x240 scenes, 1-3 objects), 25% POST /search "
-                f"(96 px object views), 15% POST /api/items (one new generated image each: a new gallery version).\n\n"
+                f"{setup_text(machine, args.workers, args.queue, load)}\n\n"
                 f"{table}\n" + (f"\nScreenshot: `{shot}`\n" if shot else ""))
         print("\n" + text)
         if not args.no_save:
