@@ -55,7 +55,41 @@ def parse_args(argv=None):
                                          "Milvus Lite: URI.uploads/COLLECTION; required for a Milvus server)")
     a("--access-log", action="store_true", help="log every request")
     a("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_flags(args)
+    return args
+
+
+# each numeric flag's range: (flag, low, high, what); every float must also be finite
+FLAG_RANGES = (("port", 0, 65535, "a TCP port; 0: any free port"), ("workers", 1, 1024, "threads"),
+               ("queue", 1, None, "jobs"), ("queue_timeout", 0, None, "seconds"),
+               ("max_body_mb", 0, 1 << 20, "MiB"), ("max_pixels", 1, None, "pixels"), ("max_files", 1, None, "images"),
+               ("header_timeout", 0, None, "seconds"), ("read_timeout", 0, None, "seconds"),
+               ("keep_alive", 0, None, "seconds"), ("max_connections", 1, None, "connections"))
+EXCLUSIVE_LOW = {"queue_timeout", "max_body_mb", "header_timeout", "read_timeout", "keep_alive"}  # > low
+
+
+def check_flags(args):
+    """Every numeric flag within its range (a finite float), else one line naming the flag."""
+    import math
+
+    from ppshitu.errors import PPShiTuError
+
+    for name, low, high, unit in FLAG_RANGES:
+        value = getattr(args, name)
+        if value is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        exclusive = name in EXCLUSIVE_LOW
+        if exclusive:
+            wanted = f"> {low}" + (f" and <= {high}" if high is not None else "")
+        else:
+            wanted = f"from {low} to {high}" if high is not None else f">= {low}"
+        if isinstance(value, float):
+            wanted = "a finite number " + wanted
+        if (isinstance(value, float) and not math.isfinite(value)) or (value <= low if exclusive else value < low) \
+                or (high is not None and value > high):
+            raise PPShiTuError(f"{flag} must be {wanted} ({unit}), got {value!r}")
 
 
 def main(argv=None):

@@ -23,17 +23,23 @@ class Field:
     `choices`: the valid values, or a callable giving them (a registry's names, read when checked).
     `only` + `why`: a key kept so that PaddleClas / PP-ShiTu configs load, whose other values ppshitu
     does not honour: any value outside `only` is refused, saying why (never silently ignored).
-    `min_value` / `max_value`: bounds of a number. A float is always finite (.nan / .inf are refused)."""
+    `min_value` / `max_value`: bounds of a number (`min_exclusive`: the value must be above min_value).
+    A float is always finite (.nan / .inf are refused). Every numeric key declares its range
+    (tests/core/test_schema_ranges.py checks that).
+    `range_by(section) -> (min, max, why)`: bounds that depend on the section's other keys (read from
+    the section as written; the static min_value / max_value hold whatever it says).
+    `item` + `length`: a list of numbers: each element checked by the Field `item`, `length` of them."""
 
     def __init__(self, types=object, default=MISSING, choices=None, doc="", only=None, why="",
-                 min_value=None, max_value=None):
+                 min_value=None, max_value=None, min_exclusive=False, range_by=None, item=None, length=None):
         self.types = types if isinstance(types, tuple) else (types,)
         self.default = default
         self._choices = choices
         self.only = only
         self.why = why
         self.doc = doc or why
-        self.min_value, self.max_value = min_value, max_value
+        self.min_value, self.max_value, self.min_exclusive = min_value, max_value, min_exclusive
+        self.range_by, self.item, self.length = range_by, item, length
 
     @property
     def choices(self):
@@ -43,7 +49,8 @@ class Field:
     def required(self):
         return self.default is MISSING
 
-    def check(self, value, path, source):
+    def check(self, value, path, source, section=None):
+        """The value, checked (`section`: the mapping holding it, for range_by)."""
         if value is None and type(None) in self.types:
             return value
         ok = any(_isinstance(value, t) for t in self.types)
@@ -59,12 +66,30 @@ class Field:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{source}: {path} must be a finite number, got {value!r}")
-            if self.min_value is not None and value < self.min_value:
-                raise ConfigError(f"{source}: {path} must be >= {self.min_value}, got {value!r}")
-            if self.max_value is not None and value > self.max_value:
-                raise ConfigError(f"{source}: {path} must be <= {self.max_value}, got {value!r}")
+            self._check_range(value, path, source, section)
+        if isinstance(value, list) and (self.item is not None or self.length is not None):
+            if self.length is not None and len(value) != self.length:
+                raise ConfigError(f"{source}: {path} must be a list of {self.length} values, got {value!r}")
+            if self.item is not None:
+                value = [self.item.check(v, f"{path}[{i}]", source) for i, v in enumerate(value)]
         return float(value) if float in self.types and isinstance(value, int) and int not in self.types \
             and not isinstance(value, bool) else value
+
+    def _check_range(self, value, path, source, section):
+        lo, hi, why = self.min_value, self.max_value, ""
+        if self.range_by is not None and isinstance(section, dict):
+            lo, hi, why = self.range_by(section)
+        why = f" ({why})" if why else ""
+        below = lo is not None and (value <= lo if self.min_exclusive else value < lo)
+        above = hi is not None and value > hi
+        if not (below or above):
+            return
+        low = f"> {lo}" if self.min_exclusive else f">= {lo}"
+        if lo is not None and hi is not None:
+            wanted = f"from {lo} to {hi}" if not self.min_exclusive else f"{low} and <= {hi}"
+        else:
+            wanted = low if lo is not None else f"<= {hi}"
+        raise ConfigError(f"{source}: {path} must be {wanted}{why}, got {value!r}")
 
 
 def _isinstance(value, t):
@@ -197,8 +222,14 @@ def validate(cfg, schema, source="config", path="", override_paths=()):
                               f"{did_you_mean(key, schema, path + '.' if path else '')}")
         spec = schema[key]
         if isinstance(spec, Field):
-            out[key] = spec.check(value, sub, _src(source, sub, override_paths))
-        elif isinstance(spec, dict):
+            out[key] = spec.check(value, sub, _src(source, sub, override_paths), section=cfg)
+            continue
+        if value is not None and not isinstance(value, dict):  # a section given a single value
+            keys = [k for k, s in spec.items() if isinstance(s, Field)][:3] if isinstance(spec, dict) else []
+            what = f"keys such as {', '.join(keys)}" if keys else "a component's settings"
+            raise ConfigError(f"{_src(source, sub, override_paths)}: {sub} is a section ({what}), not a single "
+                              f"value; got {value!r}" + (f" (set a key: -o {sub}.{keys[0]}=...)" if keys else ""))
+        if isinstance(spec, dict):
             out[key] = validate(value if value is not None else {}, spec, source, sub, override_paths)
         else:  # OPEN
             out[key] = value
@@ -223,9 +254,13 @@ def _has_required(schema):
 
 
 def _src(source, path, override_paths):
-    for op in override_paths:
-        if path == op or path.startswith(op + ".") or op.startswith(path + "."):
-            return f"-o {op}"
+    """Where `path`'s value came from: the override that set it (the last one applied), else one that
+    set a section above it, else one that set a key below it, else the file."""
+    for related in (lambda op: path == op, lambda op: path.startswith(op + "."),
+                    lambda op: op.startswith(path + ".")):
+        for op in reversed(override_paths):
+            if related(op):
+                return f"-o {op}"
     return source
 
 

@@ -31,29 +31,43 @@ def _index_methods():
 STR_OR_NONE = (str, NONE)
 NUM = (int, float)
 
+
+def _image_shape(default):
+    return Field(list, default, length=3, item=Field(int, min_value=1, max_value=16384),
+                 doc="[channels, height, width], each from 1 to 16384")
+
+
+def _score_range(index_process):
+    """IndexProcess.score_thres's bounds: a cosine for dist_type IP, a squared distance of unit vectors
+    for L2."""
+    if (index_process.get("dist_type") or "IP") == "L2":
+        return 0, 4, "dist_type L2: a squared distance between L2-normalized embeddings"
+    return -1, 1, "dist_type IP: a cosine similarity"
+
 # ---------------------------------------------------------------- training
 TRAIN_GLOBAL = {
     "checkpoints": Field(STR_OR_NONE, None, doc="checkpoint prefix to resume from, e.g. output/RecModel/epoch_5"),
     "pretrained_model": Field(STR_OR_NONE, None, doc="weights (.pdparams prefix or path) to start from / evaluate"),
     "output_dir": Field(str, "./output/"),
     "device": Field(str, "cpu", choices=("cpu", "gpu")),
-    "save_interval": Field(int, 1),
+    "save_interval": Field(int, 1, min_value=0, doc="save epoch_N every N epochs (0: only latest and best_model)"),
     "eval_during_train": Field(bool, True),
-    "eval_interval": Field(int, 1),
-    "start_eval_epoch": Field(int, 0),
-    "epochs": Field(int, 10),
-    "print_batch_step": Field(int, 10),
+    "eval_interval": Field(int, 1, min_value=1),
+    "start_eval_epoch": Field(int, 0, min_value=0),
+    "epochs": Field(int, 10, min_value=1),
+    "print_batch_step": Field(int, 10, min_value=1),
     "use_visualdl": Field(bool, False, only=(False,), why="VisualDL logging is not built in; the log and each "
                           "checkpoint's .pdstates history hold every figure"),
-    "image_shape": Field(list, [3, 224, 224]),
+    "image_shape": _image_shape([3, 224, 224]),
     "save_inference_dir": Field(str, "./inference"),
     "eval_mode": Field(STR_OR_NONE, None, choices=("retrieval", "detection", None),
                        doc="must agree with Arch.name (RecModel: retrieval, PicoDet: detection)"),
-    "seed": Field((int, NONE), 42),
+    "seed": Field((int, NONE), 42, min_value=0, max_value=2 ** 32 - 1),
     "to_static": Field(bool, False, only=(False,), why="training runs in dygraph; export traces the model"),
     "use_dali": Field(bool, False, only=(False,), why="DALI data loading is not built in"),
-    "num_threads": Field((int, NONE), None, doc="CPU threads for training (default: all cores)"),
-    "max_iters_per_epoch": Field((int, NONE), None, doc="cut each epoch short (smoke tests, quick demos)"),
+    "num_threads": Field((int, NONE), None, min_value=1, doc="CPU threads for training (default: all cores)"),
+    "max_iters_per_epoch": Field((int, NONE), None, min_value=1, doc="cut each epoch short (smoke tests, quick "
+                                 "demos)"),
     "export_format": Field(str, "pir", choices=("pir", "legacy"), doc="inference.json (pir) or inference.pdmodel (legacy)"),
     "export_openvino": Field(bool, False, doc="also write an OpenVINO IR (inference.xml/.bin) beside the Paddle "
                              "files, named in inference.yml: the openvino backend then loads it without converting"),
@@ -75,7 +89,7 @@ TRAIN_SCHEMA = {
                "Eval": Field((list, NONE), None)},
     "AMP": {
         "use_amp": Field(bool, False),
-        "scale_loss": Field(NUM, 65536.0),
+        "scale_loss": Field(NUM, 65536.0, min_value=0, min_exclusive=True),
         "use_dynamic_loss_scaling": Field(bool, True),
         "use_promote": Field(bool, False),
         "level": Field(str, "O1", choices=("O1", "O2")),
@@ -90,10 +104,11 @@ INFER_GLOBAL = {
     "det_inference_model_dir": Field(STR_OR_NONE, None, doc="empty: recognise the whole image only"),
     "rec_inference_model_dir": Field(STR_OR_NONE, None),
     "inference_model_dir": Field(STR_OR_NONE, None, doc="PaddleClas predict_rec/predict_det key"),
-    "rec_nms_thresold": Field(NUM, 0.05, doc="IoU above which same-label boxes are merged (PP-ShiTu's spelling)"),
+    "rec_nms_thresold": Field(NUM, 0.05, min_value=0, max_value=1,
+                              doc="IoU above which same-label boxes are merged (PP-ShiTu's spelling)"),
     "batch_size": Field(int, 1, min_value=1),
-    "image_shape": Field(list, [3, 640, 640]),
-    "threshold": Field(NUM, 0.2, doc="detector score threshold"),
+    "image_shape": _image_shape([3, 640, 640]),
+    "threshold": Field(NUM, 0.2, min_value=0, max_value=1, doc="detector score threshold"),
     "max_det_results": Field(int, 5, min_value=1),
     "label_list": Field((list, NONE), ["foreground"]),
     "inference_backend": Field(str, "paddle", choices=lambda: _runtimes(), doc="the inference runtime"),
@@ -111,7 +126,7 @@ INFER_GLOBAL = {
                       "uses; on CPU, enable_mkldnn_bfloat16 gives reduced precision"),
     "ir_optim": Field(bool, True),
     "use_tensorrt": Field(bool, False, only=(False,), why="no ppshitu runtime uses TensorRT"),
-    "gpu_mem": Field(int, 8000, doc="MB of GPU memory Paddle Inference starts with (use_gpu)"),
+    "gpu_mem": Field(int, 8000, min_value=1, doc="MB of GPU memory Paddle Inference starts with (use_gpu)"),
     "enable_profile": Field(bool, False, doc="Paddle Inference's operator profile, printed at exit"),
     "use_onnx": Field(bool, False, only=(False,), why="models run under Paddle Inference"),
     "use_xpu": Field(bool, False, only=(False,), why="CPU and CUDA GPUs only"),
@@ -154,11 +169,14 @@ INDEX_PROCESS = {
                             doc="default: the model's (inference.yml, or probed); a different value is refused"),
     "batch_size": Field(int, 32, min_value=1),
     "return_k": Field(int, 5, min_value=1, doc="gallery matches per crop"),
-    "score_thres": Field(NUM, 0.5, doc="IP: cosine >= this is a match; L2: distance <= this"),
-    "min_crop_std": Field(NUM, 1.0, min_value=0, doc="a crop whose per-channel pixel std (0-255, 32x32 "
-                          "thumbnail) is below this has no detail: 'unknown' in queries, skipped in galleries; "
+    "score_thres": Field(NUM, 0.5, min_value=-1, max_value=4, range_by=_score_range,
+                         doc="IP: cosine >= this is a match (-1 to 1); L2: squared distance <= this (0 to 4: "
+                             "embeddings are L2-normalized)"),
+    "min_crop_std": Field(NUM, 1.0, min_value=0, max_value=255, doc="a crop whose per-channel pixel std (0-255, "
+                          "32x32 thumbnail) is below this has no detail: 'unknown' in queries, skipped in galleries; "
                           "0: off"),
-    "hamming_radius": Field(int, 100, doc="accepted for PaddleClas compatibility (binary indexes are not built)"),
+    "hamming_radius": Field(int, 100, min_value=0, doc="accepted for PaddleClas compatibility (binary indexes are "
+                            "not built)"),
     "binary_index": Field(bool, False, only=(False,), why="binary (hamming) indexes are not built; use IP or L2"),
     # each index method's own parameters (the method's constructor checks which apply)
     "ef_search": Field((int, NONE), None, min_value=1, doc="HNSW efSearch (default chosen for recall >= 0.95)"),

@@ -42,12 +42,12 @@ DATASET_SCHEMA = {
 }
 SAMPLER_SCHEMA = {
     "name": Field(str, "BatchSampler", doc="accepted for PaddleClas compatibility"),
-    "batch_size": Field(int, 8),
+    "batch_size": Field(int, 8, min_value=1),
     "shuffle": Field(bool, True),
     "drop_last": Field(bool, True),
 }
 LOADER_SCHEMA = {
-    "num_workers": Field(int, 2, doc="threads decoding and augmenting images"),
+    "num_workers": Field(int, 2, min_value=0, doc="threads decoding and augmenting images (0: 1)"),
     "use_shared_memory": Field(bool, False, doc="accepted for PaddleClas compatibility"),
 }
 SECTION_SCHEMA = {"dataset": DATASET_SCHEMA, "sampler": SAMPLER_SCHEMA, "loader": LOADER_SCHEMA}

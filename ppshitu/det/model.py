@@ -8,10 +8,10 @@ from ..config import Field, validate
 from ..errors import ConfigError
 
 NMS_SCHEMA = {
-    "score_threshold": Field((int, float), 0.025),
-    "nms_threshold": Field((int, float), 0.6),
-    "nms_top_k": Field(int, 1000),
-    "keep_top_k": Field(int, 100),
+    "score_threshold": Field((int, float), 0.025, min_value=0, max_value=1),
+    "nms_threshold": Field((int, float), 0.6, min_value=0, max_value=1),
+    "nms_top_k": Field(int, 1000, min_value=1),
+    "keep_top_k": Field(int, 100, min_value=1),
 }
 # Arch keys that are not ppdet parts.
 ARCH_KEYS = ("name", "class_num", "backbone", "neck", "head", "nms", "pretrained")

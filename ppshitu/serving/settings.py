@@ -8,6 +8,7 @@ Memory is bounded by construction, each term by one setting:
   connections                 <= max_connections (then 503 + Retry-After, connection closed)
 """
 import ipaddress
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -53,8 +54,13 @@ class Settings:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         for name in ("queue_timeout", "header_timeout", "read_timeout", "keep_alive"):
-            if float(getattr(self, name)) <= 0:
-                raise ValueError(f"{name} must be > 0 seconds, got {getattr(self, name)!r}")
+            value = float(getattr(self, name))
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number of seconds > 0, got {getattr(self, name)!r}")
+        if not 0 <= int(self.port) <= 65535:
+            raise ValueError(f"port must be from 0 to 65535 (0: any free port), got {self.port!r}")
+        if self.max_pixels is not None and int(self.max_pixels) < 1:
+            raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels!r}")
         if is_loopback(self.host):
             # a page on another site that rebinds its DNS name to 127.0.0.1 must not read the gallery
             self.allowed_hosts = tuple(self.allowed_hosts or ()) + ("127.0.0.1", "localhost", "::1", "[::1]")
