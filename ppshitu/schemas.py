@@ -111,6 +111,9 @@ INFER_GLOBAL = {
     "threshold": Field(NUM, 0.2, min_value=0, max_value=1, doc="detector score threshold"),
     "max_det_results": Field(int, 5, min_value=1),
     "label_list": Field((list, NONE), ["foreground"]),
+    "labe_list": Field((list, NONE), None, doc="PaddleClas's own misspelling of label_list (its older "
+                       "deploy/configs/inference_general.yaml): accepted so that config runs unchanged, and "
+                       "ignored like label_list (the detector's labels come from its inference.yml)"),
     "inference_backend": Field(str, "paddle", choices=lambda: _runtimes(), doc="the inference runtime"),
     "precision": Field(STR_OR_NONE, None, choices=("fp32", "bf16", "int8", None),
                        doc="fp32 | bf16 | int8 (default fp32, or bf16 with enable_mkldnn_bfloat16)"),
@@ -157,12 +160,18 @@ INDEX_PROCESS = {
     "collection": Field(STR_OR_NONE, None, doc="milvus: the collection name (default ppshitu_gallery; or give it "
                                                "as uri#name)"),
     "index_method": Field(str, "HNSW32", choices=lambda: _index_methods()),
-    "image_root": Field(STR_OR_NONE, None),
+    "image_root": Field(STR_OR_NONE, None, doc="the folder data_file's paths are relative to; a gallery item's "
+                        "key is its path relative to it, normalised (./a.jpg, x//a.jpg: one key)"),
+    "allow_outside_root": Field(bool, False, doc="index data_file paths outside image_root (absolute paths "
+                                "elsewhere, ../): refused by default, since a list that names them is usually a "
+                                "mistake (wrong image_root, a list from another machine)"),
     "index_dir": Field(STR_OR_NONE, None, doc="faiss: the gallery directory"),
-    "data_file": Field(STR_OR_NONE, None),
+    "data_file": Field(STR_OR_NONE, None, doc="new / append / remove_by path: `relpath<delimiter>label` lines "
+                       "(one label per image); remove_by label: one label per whole line"),
     "index_operation": Field(str, "new", choices=("new", "append", "remove", "compact")),
     "remove_by": Field(str, "path", choices=("path", "label"),
-                       doc="remove: the data_file's images (path) or every image of its labels (label)"),
+                       doc="remove: the data_file's images (path: its `relpath<delimiter>label` lines) or every "
+                           "image of its labels (label: each whole line is one label, a tab in it included)"),
     "delimiter": Field(str, "\t"),
     "dist_type": Field(str, "IP", choices=("IP", "L2")),
     "embedding_size": Field((int, NONE), None, min_value=1,

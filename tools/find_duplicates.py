@@ -41,6 +41,8 @@ def parser():
     p.add_argument("--move-to", help="MOVE every duplicate except the kept copy of its group into this folder "
                    "(relative paths kept; nothing is deleted, nothing overwritten)")
     p.add_argument("--detect", action="store_true", help="compare main objects (detector) instead of whole images")
+    p.add_argument("--allow-mass-removal", action="store_true", help="with --dir and --index: let the sync remove "
+                   "more than half of the gallery, or all of it (see tools/index_folder.py)")
     p.add_argument("--root", help="folder a gallery's relative paths are under (--index alone; default: the "
                    "indexed folder, else IndexProcess.image_root)")
     return p
@@ -57,6 +59,7 @@ def main(argv=None, rec=None, det=None):
     from ppshitu.library.report import write_report
     from ppshitu.library.duplicates import NearRule
     from ppshitu.library.similarity import near_duplicate_rule
+    from ppshitu.utils.text import printable
 
     if args.k < 1:
         raise ConfigError(f"--k must be >= 1, got {args.k}")
@@ -80,7 +83,8 @@ def main(argv=None, rec=None, det=None):
             tmp = tempfile.mkdtemp(prefix="ppshitu-dups-")
             ip["backend"], ip["index_dir"] = "faiss", os.path.join(tmp, "index")
         if args.dir:
-            sync = sync_folder(cfg, args.dir, rec=rec, det=det, state_file=args.state)
+            sync = sync_folder(cfg, args.dir, rec=rec, det=det, state_file=args.state,
+                               allow_mass_removal=args.allow_mass_removal)
             print(" ".join(f"{k}={v}" for k, v in sync.summary().items()))
         gallery = common.open_store(ip, rec, fingerprint)
         state = read_state(ip, args.state)
@@ -94,17 +98,18 @@ def main(argv=None, rec=None, det=None):
         if args.move_to:
             moves = move_duplicates(report, args.move_to, library_root=root if (args.dir or state) else None)
             if args.dir and not tmp and moves:
-                sync_folder(cfg, args.dir, rec=rec, det=det, state_file=args.state)  # drop the moved files
+                # drop the moved files (this run moved them: however many, they are meant to go)
+                sync_folder(cfg, args.dir, rec=rec, det=det, state_file=args.state, allow_mass_removal=True)
         json_path, html_path = write_report(report, out, moves)
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
     for i, g in enumerate(report["groups"], 1):
-        print(f"group {i} ({g['kind']}, {len(g['members'])}): keep {g['keep']}")
+        print(f"group {i} ({g['kind']}, {len(g['members'])}): keep {printable(g['keep'])}")
         for m in g["members"]:
             if not m["keep"]:
                 print(f"    {'same bytes' if m['same_bytes_as_keep'] else 'cos %.3f' % m['cosine_to_keep']}"
-                      f"\t{m['path']}")
+                      f"\t{printable(m['path'])}")
     if moves:
         print(f"moved {len(moves)} files into {args.move_to}")
     print(f"images={report['items']} groups={len(report['groups'])} exact={report['exact_groups']} "

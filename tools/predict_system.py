@@ -19,6 +19,7 @@ from ppshitu.errors import ConfigError  # noqa: E402
 from ppshitu.schemas import INFER_SCHEMA  # noqa: E402
 from ppshitu.system import RecognitionSystem  # noqa: E402
 from ppshitu.utils.image import list_images, set_max_image_pixels  # noqa: E402
+from ppshitu.utils.text import printable  # noqa: E402  (a file name with a newline stays on its line)
 from ppshitu.visualize import output_paths  # noqa: E402
 
 
@@ -53,14 +54,14 @@ def main():
 
     def on_error(path, exc):
         failed.append(path)
-        print(f"warning: skipped {path}: {exc}", file=sys.stderr)
+        print(f"warning: skipped {printable(path)}: {exc}", file=sys.stderr)
 
     start = time.perf_counter()
     with open(out_path, "w", encoding="utf-8") as out:
         for path, results, rgb in system.predict_paths(paths, batch_size=g.batch_size, on_error=on_error,
                                                        with_images=True):
             shown = [{k: r[k] for k in ("bbox", "rec_docs", "rec_scores")} for r in results]
-            print(f"{path}: {shown}")
+            print(f"{printable(path)}: {shown}")
             line = {"image": path, "results": results}
             if g.save_visual:
                 from ppshitu.visualize import draw_results, save_image

@@ -38,6 +38,7 @@ def main(argv=None, rec=None, det=None):
     from ppshitu.library import common
     from ppshitu.library.folder import read_state
     from ppshitu.library.search import hits_sheet, search_image
+    from ppshitu.utils.text import printable
     from ppshitu.visualize import save_image
 
     if args.k < 1:
@@ -63,7 +64,7 @@ def main(argv=None, rec=None, det=None):
         if box is not None:
             print(f"main object: {[round(v, 1) for v in box]}")
         for h in hits:
-            print(f"{h['rank']:3d}  {h['score']:.4f}  {h['label']}\t{h['file'] or ''}")
+            print(f"{h['rank']:3d}  {h['score']:.4f}  {printable(h['label'])}\t{printable(h['file'])}")
         if sheet_path:
             print(f"contact sheet: {sheet_path}")
     return hits

@@ -30,6 +30,7 @@ def main(argv=None, rec=None, det=None):
     apply_threads(cfg)
     from ppshitu.library import common
     from ppshitu.library.similarity import calibration_for, compare, thresholds, verdict
+    from ppshitu.utils.text import printable
 
     common.setup_tool(cfg)
     rec, det = common.predictors(cfg, detect=args.detect, rec=rec, det=det)
@@ -45,7 +46,7 @@ def main(argv=None, rec=None, det=None):
         return out
     for side in ("a", "b"):
         if out[side]["box"] is not None:
-            print(f"main object of {out[side]['path']}: {[round(v, 1) for v in out[side]['box']]}")
+            print(f"main object of {printable(out[side]['path'])}: {[round(v, 1) for v in out[side]['box']]}")
     print(f"cosine similarity: {out['cosine']:.4f}")
     if out["phash_distance"] is not None:
         print(f"pHash distance: {out['phash_distance']} of 64 bits")

@@ -5,6 +5,20 @@ Images are decoded and preprocessed in worker threads while the model runs the
 previous batch; unreadable images are skipped with a warning each and a count at
 the end. On `append`, images already in the gallery are skipped before any
 decoding, so a re-run costs nothing and adds nothing.
+
+Gallery keys: an image's key (its `path` in the gallery) is its path relative to
+IndexProcess.image_root, normalised (os.path.normpath, '/'-separated): `images/a.jpg`,
+`./images/a.jpg`, `images//a.jpg` and `<image_root>/images/a.jpg` are one key, `images/a.jpg`,
+for new, append (and --shard) and remove alike, on every store (Milvus keys by its hash). A path
+outside image_root (`../x.jpg`, an absolute path elsewhere) is refused unless
+IndexProcess.allow_outside_root; allowed, its key is its normalised path as listed. One path
+listed twice with one label is one item; with two labels it is an error naming both and their
+lines. Galleries written before keys were normalised keep working: append and remove compare
+the stored keys normalised (`stored_keys`), and remove takes every stored spelling of a key.
+
+Remove lists: `remove_by: path` reads `path<delimiter>label` lines (the label is not used);
+`remove_by: label` takes each whole line as one label (a tab in it is part of the label), and
+labels the gallery does not hold are reported.
 """
 import logging
 import os
@@ -25,31 +39,111 @@ log = logging.getLogger("ppshitu.gallery")
 OPERATIONS = ("new", "append", "remove", "compact")
 
 
-def read_data_file(data_file, delimiter="\t", label_only=False):
-    """[(relpath, label)] from `relpath<delimiter>label` lines; the label is everything after the
-    first delimiter, so it may contain spaces. `label_only`: a line may be just a label (path None)."""
+def _read_lines(data_file):
+    """The lines of a list file (UTF-8, a byte-order mark at its start ignored), numbered from 1."""
     try:
-        with open(data_file, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        with open(data_file, encoding="utf-8-sig") as f:
+            return list(enumerate(f.read().splitlines(), 1))
     except FileNotFoundError:
         raise ConfigError(f"IndexProcess.data_file: {data_file} does not exist") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"IndexProcess.data_file: {data_file} is not UTF-8 text ({e})") from None
+
+
+def read_data_file(data_file, delimiter="\t", line_numbers=False):
+    """[(relpath, label)] from `relpath<delimiter>label` lines, as written (see gallery_entries for
+    the keys); the label is everything after the first delimiter, so it may contain spaces.
+    `line_numbers`: [(relpath, label, line number)]."""
     entries = []
-    for no, line in enumerate(lines, 1):
+    for no, line in _read_lines(data_file):
         if not line.strip():
             continue
         parts = line.strip().split(delimiter, 1)
         if len(parts) == 2 and parts[0].strip() and parts[1].strip():
-            entries.append((parts[0].strip(), parts[1].strip()))
-        elif label_only:
-            entries.append((None, line.strip()))
+            entries.append((parts[0].strip(), parts[1].strip()) + ((no,) if line_numbers else ()))
         else:
             raise ConfigError(f"{data_file}:{no}: expected 'relpath{delimiter!r}label', got {line!r} "
-                              f"(check IndexProcess.delimiter)")
+                              f"(check IndexProcess.delimiter; remove_by: label takes one label per line)")
     if not entries:
         raise ConfigError(f"IndexProcess.data_file: {data_file} lists no images")
     return entries
+
+
+def read_labels(data_file):
+    """The labels of a `remove_by: label` list: each whole line (stripped) is one label, a tab in it
+    included; blank lines are skipped."""
+    labels = list(dict.fromkeys(line.strip() for _, line in _read_lines(data_file) if line.strip()))
+    if not labels:
+        raise ConfigError(f"IndexProcess.data_file: {data_file} lists no labels")
+    return labels
+
+
+def gallery_key(path, image_root=None):
+    """(key, inside): a listed image path as a gallery key (module docstring) and whether it lies
+    inside `image_root` (lexically: normpath, no symbolic link followed). Relative paths are relative
+    to image_root; an absolute one inside it becomes relative."""
+    p = os.path.normpath(os.fspath(path))
+    if os.path.isabs(p):
+        if not image_root:
+            return p, False
+        try:
+            rel = os.path.relpath(p, os.path.abspath(image_root))
+        except ValueError:  # another drive (Windows)
+            return p, False
+        if _escapes(rel):
+            return p, False
+        p = rel
+    return p.replace(os.sep, "/"), not _escapes(p)
+
+
+def _escapes(rel):
+    return rel == os.pardir or rel.startswith(os.pardir + os.sep)
+
+
+def gallery_entries(data_file, delimiter="\t", image_root=None, allow_outside_root=False, check_labels=True):
+    """[(key, label)] of a gallery list, one per image: paths become gallery keys (gallery_key), a key
+    listed again is dropped; `check_labels`: one listed with another label is a ConfigError naming the
+    path, both labels and their lines; `allow_outside_root` False: paths outside image_root are a
+    ConfigError naming them."""
+    out, conflicts, outside = {}, [], []
+    for path, label, no in read_data_file(data_file, delimiter, line_numbers=True):
+        key, inside = gallery_key(path, image_root)
+        if not inside and not allow_outside_root:
+            outside.append(f"{data_file}:{no}: {path!r}")
+            continue
+        if key not in out:
+            out[key] = (label, no, path)
+        elif check_labels and out[key][0] != label:
+            first, at, spelt = out[key]
+            conflicts.append(f"{key!r} is {first!r} on {data_file}:{at}" + (f" (as {spelt!r})" if spelt != key else "")
+                             + f" and {label!r} on {data_file}:{no}" + (f" (as {path!r})" if path != key else ""))
+    if conflicts:
+        raise ConfigError(f"IndexProcess.data_file: {len(conflicts)} image(s) listed with two labels (an image has "
+                          f"one label; keep one line each): " + "; ".join(conflicts[:5])
+                          + ("; ..." if len(conflicts) > 5 else ""))
+    if outside:
+        raise ConfigError(f"IndexProcess.data_file: {len(outside)} path(s) outside IndexProcess.image_root "
+                          f"{image_root}: " + "; ".join(outside[:5]) + ("; ..." if len(outside) > 5 else "")
+                          + "; move them under image_root, or set IndexProcess.allow_outside_root: true "
+                          "to index them where they are")
+    return [(key, label) for key, (label, _, _) in out.items()]
+
+
+def stored_keys(gallery, keys, image_root=None):
+    """{key: [the gallery's paths for it]} of those of `keys` the gallery holds: the key itself, and
+    any spelling stored before keys were normalised (`./a.jpg`, `x//a.jpg`, an absolute path inside
+    image_root), found by normalising every stored path (one pass over the records)."""
+    keys = list(keys)
+    found = {p: [p] for p in gallery.existing_paths(keys)}
+    wanted = set(keys)
+    for r in gallery.records():
+        p = r.get("path")
+        if p is None:
+            continue
+        key = gallery_key(p, image_root)[0]
+        if key != p and key in wanted:
+            found.setdefault(key, []).append(p)
+    return found
 
 
 @dataclass
@@ -172,17 +266,27 @@ def build_gallery(cfg, rec=None, det=None, shard=None):
         g.compact()
         return {"operation": op, "count": len(g)}
     remove_by = ip.get("remove_by", "path")
-    entries = read_data_file(_required(ip, "data_file"), ip["delimiter"],
-                             label_only=(op == "remove" and remove_by == "label"))
+    data_file = _required(ip, "data_file")
     if op == "remove":
-        g = open_gallery(ip)
         if remove_by == "label":
-            removed = g.remove(labels=sorted({label for _, label in entries}))
-        else:
-            removed = g.remove(paths=[path for path, _ in entries])
-        return {"operation": op, "removed": len(removed), "count": len(g)}
+            labels = read_labels(data_file)
+            g = open_gallery(ip)
+            held = set(g.labels())
+            missing = [lab for lab in labels if lab not in held]
+            removed = g.remove(labels=[lab for lab in labels if lab in held]) if len(missing) < len(labels) else []
+            _not_found(data_file, "labels", missing, ip["delimiter"])
+            return {"operation": op, "removed": len(removed), "count": len(g), "labels_not_found": len(missing)}
+        keys = [k for k, _ in gallery_entries(data_file, ip["delimiter"], ip.get("image_root"),
+                                              allow_outside_root=True, check_labels=False)]
+        g = open_gallery(ip)
+        stored = stored_keys(g, keys, ip.get("image_root"))
+        removed = g.remove(paths=[p for k in keys for p in stored.get(k, ())]) if stored else []
+        missing = [k for k in keys if k not in stored]
+        _not_found(data_file, "paths", missing)
+        return {"operation": op, "removed": len(removed), "count": len(g), "paths_not_found": len(missing)}
 
     image_root = _required(ip, "image_root")
+    entries = gallery_entries(data_file, ip["delimiter"], image_root, bool(ip.get("allow_outside_root")))
     if ip["dist_type"] not in ("IP", "L2"):
         raise ConfigError(f"IndexProcess.dist_type: {ip['dist_type']!r} (binary indexes) is not supported; "
                           f"use IP or L2")
@@ -210,11 +314,9 @@ def build_gallery(cfg, rec=None, det=None, shard=None):
         if ip["dist_type"] != gallery.manifest["dist_type"]:
             raise ConfigError(f"IndexProcess.dist_type is {ip['dist_type']} but the gallery in {index_dir} "
                               f"uses {gallery.manifest['dist_type']}")
-        present = gallery.existing_paths([p for p, _ in entries])
+        present = stored_keys(gallery, [p for p, _ in entries], image_root)
         skipped = sum(p in present for p, _ in entries)
         entries = [(p, lab) for p, lab in entries if p not in present]
-    # the same image listed twice in the file: embed it once
-    entries = list(dict((p, (p, lab)) for p, lab in entries).values())
     emb = embed_images(rec, [os.path.join(image_root, p) for p, _ in entries], ip["batch_size"],
                        ip.get("num_workers", 2), det, desc=f"{op} gallery", **image_options(cfg))
     labels = [entries[i][1] for i in emb.index]
@@ -235,6 +337,20 @@ def build_gallery(cfg, rec=None, det=None, shard=None):
     if shard is not None:
         summary["shard"] = f"{shard[0]}/{shard[1]}"
     return summary
+
+
+def _not_found(data_file, what, missing, delimiter=None):
+    """Warn about listed labels / paths the gallery does not hold (names escaped: one line)."""
+    if not missing:
+        return
+    from ..utils.text import printable
+
+    hint = ""
+    if delimiter and any(delimiter in m for m in missing):
+        hint = (f" (remove_by: label takes each whole line as one label, the delimiter {delimiter!r} included; "
+                f"to remove the images of a `path{delimiter}label` list, use remove_by: path)")
+    log.warning("%s: %d %s not in the gallery, nothing removed for them: %s%s%s", data_file, len(missing), what,
+                ", ".join(printable(m) for m in missing[:5]), ", ..." if len(missing) > 5 else "", hint)
 
 
 def make_rec_predictor(cfg):

@@ -10,6 +10,16 @@ A run makes the gallery match the folder:
     touched    size or mtime differ but the content hash is the same    only the state row is updated
     removed    gallery items whose file is gone (a rename is removed + added)
     unchanged  nothing is done; an unchanged run writes nothing at all (the gallery version stays)
+    skipped    files that are not images (by extension: utils.image.IMAGE_EXTENSIONS, GIF included),
+               hidden files and hidden folders: counted and listed, never indexed
+
+Mass removal: a folder that vanished (an unmounted drive, a moved or emptied folder) looks like every
+file deleted. A run that would remove more than MAX_REMOVAL (50 %) of the gallery's items, or all of
+them, stops before changing anything (MassRemovalError: exit 2 from the tools, naming how many and
+which) unless `allow_mass_removal` (--allow-mass-removal); with --rebuild the same holds for the
+files the folder state indexed. A sub-folder that cannot be listed (permissions, I/O error) is
+reported unreadable and its items are kept, not removed; a --dir that does not exist, or cannot be
+listed at all, is an error.
 
 Folder state (`folder_state.sqlite`, inside a FAISS index directory; `--state` elsewhere) holds one
 row per file: path, size, mtime_ns, sha256, and the gallery id its vector has (or `unreadable`,
@@ -37,12 +47,13 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PPShiTuError
 from ..gallery.errors import GalleryError
 from ..utils.image import IMAGE_EXTENSIONS
 from . import common
 
 log = logging.getLogger("ppshitu.library")
+MAX_REMOVAL = 0.5   # the largest share of a gallery one sync removes without allow_mass_removal
 STATE_FILE = "folder_state.sqlite"
 STATE_FORMAT = "ppshitu-folder-state-1"
 SCHEMA = """
@@ -73,24 +84,40 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def scan(root, exclude=()):
+def scan(root, exclude=(), skipped=None, unlisted=None):
     """({relpath: (size, mtime_ns)}, {relpath: error}) of the images under `root`, recursively.
-    Hidden entries (names starting with '.') and the directories in `exclude` are skipped."""
+    Hidden entries (names starting with '.') and the directories in `exclude` are skipped; every
+    other file or folder passed over goes into `skipped` ({relpath: why}) when given, and the folders
+    that could not be listed (also in the errors; '.' for `root` itself) into the set `unlisted`."""
     root = os.path.abspath(root)
     excluded = {os.path.realpath(e) for e in exclude if e}
     found, errors = {}, {}
+    skipped = {} if skipped is None else skipped
+    unlisted = set() if unlisted is None else unlisted
+
+    def relpath(path):
+        return os.path.relpath(path, root).replace(os.sep, "/")
 
     def walk_error(e):
-        errors[os.path.relpath(e.filename, root).replace(os.sep, "/")] = e.strerror or str(e)
+        errors[relpath(e.filename)] = e.strerror or str(e)
+        unlisted.add(relpath(e.filename))
 
     for d, dirs, files in os.walk(root, onerror=walk_error):
-        dirs[:] = sorted(x for x in dirs if not x.startswith(".")
-                         and os.path.realpath(os.path.join(d, x)) not in excluded)
+        kept = []
+        for x in sorted(dirs):
+            if os.path.realpath(os.path.join(d, x)) in excluded:
+                continue
+            if x.startswith("."):
+                skipped[relpath(os.path.join(d, x))] = "hidden folder"
+            else:
+                kept.append(x)
+        dirs[:] = kept
         for name in files:
             if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
+                skipped[relpath(os.path.join(d, name))] = "hidden file" if name.startswith(".") else "not an image file"
                 continue
             full = os.path.join(d, name)
-            rel = os.path.relpath(full, root).replace(os.sep, "/")
+            rel = relpath(full)
             try:
                 st = os.stat(full)
             except OSError as e:  # e.g. a broken symbolic link
@@ -214,6 +241,7 @@ class SyncReport:
     touched: list = field(default_factory=list)
     unchanged: int = 0
     unreadable: list = field(default_factory=list)        # (relpath, why) new this run
+    skipped: list = field(default_factory=list)           # (relpath, why): not images, hidden (never indexed)
     still_unreadable: int = 0                              # known unreadable, unchanged: not re-tried
     healed: list = field(default_factory=list)             # re-embedded because state and gallery disagreed
     created: bool = False
@@ -229,7 +257,8 @@ class SyncReport:
     def summary(self):
         return {"added": len(self.added), "changed": len(self.changed), "removed": len(self.removed),
                 "touched": len(self.touched), "unchanged": self.unchanged, "unreadable": len(self.unreadable),
-                "still_unreadable": self.still_unreadable, "healed": len(self.healed), "count": self.count,
+                "still_unreadable": self.still_unreadable, "healed": len(self.healed),
+                "skipped": len(self.skipped), "count": self.count,
                 "version": self.version_after, "seconds": round(self.seconds, 2)}
 
 
@@ -243,9 +272,31 @@ def _check_root(state, root, rebuild):
     log.warning("the indexed folder moved from %s to %s: its relative paths are kept", old, root)
 
 
-def sync_folder(cfg, root, rec=None, det=None, state_file=None, rebuild=False, hash_workers=2):
+class MassRemovalError(PPShiTuError):
+    """A sync would remove more of the gallery than MAX_REMOVAL (or all of it): nothing was changed."""
+
+
+def _check_removal(removing, total, root, loc, allow, max_removal):
+    """Raise MassRemovalError when removing `removing` (paths) of `total` items needs allow_mass_removal."""
+    n = len(removing)
+    if allow or not n or not total or (n < total and n <= max_removal * total):
+        return
+    from ..utils.text import printable
+
+    share = "all of them" if n >= total else f"{100 * n / total:.0f} %, more than {100 * max_removal:g} %"
+    names = ", ".join(printable(p) for p in sorted(removing)[:5]) + (", ..." if n > 5 else "")
+    raise MassRemovalError(
+        f"{root}: this run would remove {n} of the {total} items of the gallery {loc} ({share}) because their "
+        f"files are not in the folder: {names}. Nothing was changed. Is this the right folder, and is its drive "
+        f"mounted? If the files were deleted or moved on purpose, run again with --allow-mass-removal")
+
+
+def sync_folder(cfg, root, rec=None, det=None, state_file=None, rebuild=False, hash_workers=2,
+                allow_mass_removal=False, max_removal=MAX_REMOVAL):
     """Make the gallery `cfg.IndexProcess` names hold exactly the images under `root` (see the module
-    docstring); returns a SyncReport. `rebuild`: start the gallery again from nothing."""
+    docstring); returns a SyncReport. `rebuild`: start the gallery again from nothing.
+    `allow_mass_removal`: remove more than `max_removal` of the gallery (or all of it) when the
+    folder says so (MassRemovalError otherwise, before anything is changed)."""
     t0 = time.time()
     ip = cfg["IndexProcess"]
     root = os.path.realpath(os.fspath(root))
@@ -292,8 +343,16 @@ def sync_folder(cfg, root, rec=None, det=None, state_file=None, rebuild=False, h
         rows = {} if rebuild else dict(state.rows)
 
         exclude = [loc, os.path.dirname(os.path.abspath(state.path))] if common.backend(ip) == "faiss" else []
-        files, scan_errors = scan(root, exclude=[e for e in exclude if _inside(e, root)])
-        new_rows, to_embed, why = {}, [], {}
+        skipped, unlisted = {}, set()
+        files, scan_errors = scan(root, exclude=[e for e in exclude if _inside(e, root)], skipped=skipped,
+                                  unlisted=unlisted)
+        if "." in unlisted:
+            raise ConfigError(f"--dir {root}: cannot be read ({scan_errors.get('.')}); nothing was changed")
+        report.skipped = sorted(skipped.items())
+        # the items of a sub-folder that could not be listed are not known to be gone: kept as they are
+        unseen = {p for p in set(held) | set(rows) if p not in files and _under(p, unlisted)}
+        new_rows = {p: rows[p] for p in unseen if p in rows}
+        to_embed, why = [], {}
         check_hash = []
         for rel, (size, mtime) in files.items():
             row, gid = rows.get(rel), held.get(rel)
@@ -334,7 +393,14 @@ def sync_folder(cfg, root, rec=None, det=None, state_file=None, rebuild=False, h
                 if why[rel] == "changed":
                     report.removed.append(rel)  # its old vector goes; the file no longer reads
         for rel, err in scan_errors.items():
-            report.unreadable.append((rel, err))
+            report.unreadable.append((rel, err + (" (its gallery items are kept)" if rel in unlisted else "")))
+        # before anything changes: refuse to empty the library because its folder vanished
+        if gallery is not None:
+            removing = (set(held) - set(files) - unseen) | set(report.removed)  # gone, or changed and unreadable
+            _check_removal(removing, len(held), root, loc, allow_mass_removal, max_removal)
+        else:  # --rebuild: against what the folder state says this folder indexed
+            indexed = {p for p, r in state.rows.items() if r.status == "indexed"}
+            _check_removal(indexed - set(files) - unseen, len(indexed), root, loc, allow_mass_removal, max_removal)
         to_embed.sort()
 
         emb = common.embed_paths(cfg, rec, [os.path.join(root, rel) for rel in to_embed], det=det,
@@ -349,7 +415,7 @@ def sync_folder(cfg, root, rec=None, det=None, state_file=None, rebuild=False, h
                 report.removed.append(rel)
         for rel in embedded:
             (report.changed if why[rel] == "changed" else report.added).append(rel)
-        gone = sorted(set(held) - set(files))
+        gone = sorted(set(held) - set(files) - unseen)
         report.removed.extend(gone)
         stale = sorted(set(report.removed) | {rel for rel in embedded if rel in held})
 
@@ -382,8 +448,10 @@ def sync_folder(cfg, root, rec=None, det=None, state_file=None, rebuild=False, h
         report.count = len(gallery)
         report.version_after = common.gallery_version(gallery)
     report.seconds = time.time() - t0
+    from ..utils.text import printable
+
     for rel, err in report.unreadable:
-        log.warning("unreadable, skipped: %s (%s)", rel, err)
+        log.warning("unreadable, skipped: %s (%s)", printable(rel), err)
     return report
 
 
@@ -391,6 +459,10 @@ def _meta(root, fingerprint, gallery):
     return {"format": STATE_FORMAT, "root": root, "model_fingerprint": fingerprint or "",
             "gallery_version": common.gallery_version(gallery) or "",
             "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _under(path, folders):
+    return any(path.startswith(f.rstrip("/") + "/") for f in folders if f != ".")
 
 
 def _inside(path, root):

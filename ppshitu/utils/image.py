@@ -21,6 +21,7 @@ shorter than `MIN_IMAGE_SIDE`, and `is_uniform` tells a crop with (near) no deta
 black) — the system reports those "unknown" instead of the confident nonsense a CNN makes of them.
 """
 import io
+import logging
 import os
 import struct
 import warnings
@@ -31,7 +32,9 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import PPShiTuError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# the one set of file extensions read as images: folder scans, directory and list inputs; the decoder
+# (OpenCV, PIL for the header) reads every one of them, GIF (its first frame) included
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000   # 40 MP: 120 MB as RGB; e.g. 8000 x 5000
 MAX_PIXELS_ENV = "PPSHITU_MAX_IMAGE_PIXELS"
 MIN_IMAGE_SIDE = 8        # px; below this there is nothing to recognise (a 1x1 image was "recognised" at 0.88)
@@ -210,13 +213,14 @@ def _list_entry(line, root):
     """A list file's line -> the image path. The whole stripped line is the path (paths may contain
     spaces); a tab ends it (`path<TAB>label`, as in gallery lists). For PaddleClas-style
     `path label` lines, the part before the first space is taken only when the whole line is not
-    an existing file and that part is an existing image file (named with an image extension)."""
+    an existing file and that part is an existing image file (named with an image extension).
+    The path is normalised (os.path.normpath: `./a.jpg`, `x//a.jpg`, `x/../a.jpg` are spelt once)."""
     entry = line.strip()
     if "\t" in entry:
         entry = entry.split("\t", 1)[0].strip()
 
     def resolve(p):
-        return p if os.path.isabs(p) else os.path.join(root, p)
+        return os.path.normpath(p if os.path.isabs(p) else os.path.join(root, p))
     if " " in entry and not os.path.isfile(resolve(entry)):
         head = entry.split(" ", 1)[0]
         if head.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(resolve(head)):
@@ -229,10 +233,14 @@ def list_images(path):
     whole line, relative to the list's folder; `path<TAB>label` lines are accepted) -> paths."""
     path = str(path)
     if os.path.isdir(path):
-        found = [os.path.join(d, f) for d, _, files in os.walk(path) for f in files
-                 if f.lower().endswith(IMAGE_EXTENSIONS)]
+        names = [os.path.join(d, f) for d, _, files in os.walk(path) for f in files]
+        found = [p for p in names if p.lower().endswith(IMAGE_EXTENSIONS)]
         if not found:
             raise ImageReadError(f"{path}: directory holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        if len(found) < len(names):  # every file left out is counted, never passed over in silence
+            logging.getLogger("ppshitu").warning(
+                "%s: %d of %d files skipped, not named as images (%s)", path, len(names) - len(found), len(names),
+                " ".join(IMAGE_EXTENSIONS))
         return sorted(found)
     if not os.path.isfile(path):
         raise ImageReadError(f"{path}: no such image, directory or list file")

@@ -27,7 +27,7 @@ def read_list_file(path, delimiter=None):
     if not os.path.isfile(path):
         raise ListFileError(f"list file not found: {path}")
     rows = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is not part of the first path
         for lineno, line in enumerate(f, 1):
             line = line.strip()
             if not line or line.startswith("#"):
