@@ -287,7 +287,8 @@ def det_sample(path, image_path):
 
 # ---------------------------------------------------------------- report
 def cpu_facts():
-    from ppshitu.infer.openvino_runtime import bf16_support, cpu_flags
+    from ppshitu.infer.openvino_runtime import bf16_support
+    from ppshitu.utils.cpu import cpu_flags
 
     flags = cpu_flags()
     try:

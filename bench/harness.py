@@ -21,6 +21,8 @@ RESULT_TAG = "BENCH_RESULT "
 if str(ROOT) not in sys.path:  # bench scripts run as `python bench/x.py`: make `ppshitu` importable
     sys.path.insert(0, str(ROOT))
 
+from ppshitu.utils.cpu import KEY_FLAGS, cpu_info, describe  # noqa: E402
+
 
 class StageError(RuntimeError):
     pass
@@ -126,15 +128,6 @@ def run_process(cmd, timeout=1800, env=None):
         return {"seconds": seconds, "peak_rss_mb": round(peak, 1), "stdout_tail": out.read()[-300:]}
 
 
-def _cpuinfo():
-    info = {}
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
-    return info
-
-
 def _version(dist):
     try:
         return metadata.version(dist)
@@ -147,7 +140,7 @@ def fp32_peak(cpu=None):
 
     The clock is the one /proc/cpuinfo reports (in a VM often the base clock: turbo may
     run higher), so the measured sgemm next to it is the attainable figure to trust."""
-    cpu = cpu or _cpuinfo()
+    cpu = cpu or cpu_info()
     flags = set(cpu.get("flags", "").split())
     vendor, family = cpu.get("vendor_id", ""), int(cpu.get("cpu family", 0) or 0)
     if "avx512f" in flags and not (vendor == "AuthenticAMD" and family < 26):
@@ -166,7 +159,7 @@ def precision_peak_factor(precision, cpu=None):
     """(times the fp32 FMA peak, how) for the precision a model runs in, from the CPU's flags: bf16 dot
     products (avx512_bf16 VDPBF16PS: two bf16 products per fp32 lane) double it, int8 (VNNI VPDPBUSD:
     four int8 products per lane) quadruples it; AMX tiles (amx_bf16 / amx_int8) give 16x / 32x per core."""
-    flags = set((cpu or _cpuinfo()).get("flags", "").split())
+    flags = set((cpu or cpu_info()).get("flags", "").split())
     if precision == "bf16":
         if "amx_bf16" in flags:
             return 16, "AMX bf16 tiles: 1024 FLOP/cycle/core"
@@ -182,15 +175,15 @@ def precision_peak_factor(precision, cpu=None):
 
 def machine_info():
     """CPU, core count, load and package versions, saved with every result."""
-    cpu = _cpuinfo()
+    cpu = cpu_info()
     flags = cpu.get("flags", "").split()
     return {
         "cpu": cpu.get("model name", platform.processor()),
         "cpu_family_model": f"{cpu.get('cpu family')}/{cpu.get('model')}",
         "cpu_mhz_reported": float(cpu.get("cpu MHz", 0) or 0),
         "cores": os.cpu_count(),
-        "avx512f": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags,
-        "avx512_vnni": "avx512_vnni" in flags,
+        "cpu_line": describe(),
+        **{flag: flag in flags for flag in KEY_FLAGS},
         "load_avg_at_start": os.getloadavg(),
         "python": platform.python_version(),
         "packages": {d: _version(d) for d in ("paddlepaddle", "paddleclas", "paddledet", "faiss-cpu", "numpy",

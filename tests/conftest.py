@@ -5,3 +5,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+
+
+def pytest_sessionstart(session):
+    """The log's first line names the CPU and the features that change kernels (and so speed and rounding): a
+    failure is read against the machine it happened on. Printed in -q runs too."""
+    from ppshitu.utils.cpu import describe
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(describe())

@@ -49,6 +49,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 
 from ..errors import ConfigError, PPShiTuError
+from ..utils.cpu import isa_cap, kernel_flags
 from .runtime import RUNTIMES, Runtime, model_files
 from .spec import SPEC_FILE, read_spec
 
@@ -75,25 +76,14 @@ def _ov():
 
 
 # ---------------------------------------------------------------- CPU capabilities
-def cpu_flags():
-    """The `flags` of /proc/cpuinfo's first processor (empty set where there is none)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def bf16_support():
     """(supported, why): native bf16 needs avx512_bf16 or amx_bf16 and OpenVINO's BF16 capability."""
-    flags = cpu_flags()
+    flags = kernel_flags()
     native = [f for f in _BF16_FLAGS if f in flags]
     caps = list(_ov().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
     if not native:
-        return False, f"the CPU lacks {' and '.join(_BF16_FLAGS)} (/proc/cpuinfo flags)"
+        capped = f" within ONEDNN_MAX_CPU_ISA={isa_cap()}" if isa_cap() else ""
+        return False, f"the CPU lacks {' and '.join(_BF16_FLAGS)}{capped} (/proc/cpuinfo flags)"
     if "BF16" not in caps:
         return False, f"OpenVINO's CPU OPTIMIZATION_CAPABILITIES {caps} lack BF16"
     return True, f"{', '.join(native)}; OpenVINO capabilities {caps}"

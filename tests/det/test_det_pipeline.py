@@ -23,6 +23,7 @@ from ppshitu.errors import ConfigError
 from ppshitu.infer.det import DetPredictor, select_boxes
 from ppshitu.schemas import TRAIN_SCHEMA
 from ppshitu.utils.image import read_image
+from tests.detection_helpers import assert_same_detections
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs/det/picodet_demo.yaml"
@@ -114,15 +115,14 @@ def test_exported_program_matches_training_graph(trained, exported):
         ref_bbox, ref_num = (t.numpy() for t in model(*(paddle.to_tensor(batch[k]) for k in
                                                        ("image", "im_shape", "scale_factor"))))
     bbox, num = det.run(batch["image"], batch["im_shape"], batch["scale_factor"])
-    np.testing.assert_array_equal(num, ref_num)
-    assert ref_num.sum() > 0
-    # oneDNN kernels round differently: compare the 10 best boxes, matched by position
-    strong = ref_bbox[np.argsort(-ref_bbox[:, 1])[:10]]
-    assert strong[0, 1] > 0.05
-    for row in strong:
-        d = np.abs(bbox[:, 2:] - row[2:]).max(1)
-        j = int(np.argmin(d))
-        assert d[j] < 0.5 and abs(bbox[j, 1] - row[1]) < 1e-3, (row, bbox[j])
+    assert ref_num.sum() > 0 and ref_bbox[:, 1].max() > 0.05
+    # oneDNN kernels round differently from dygraph's, and differently on each CPU: per image, every box clear
+    # of NMS's score (0.025) and overlap (0.6) thresholds is in both, in [x1, y1, x2, y2, score] rows
+    ref_at, at = np.cumsum(np.r_[0, ref_num]), np.cumsum(np.r_[0, num])
+    for k in range(len(ref_num)):
+        a, b = ref_bbox[ref_at[k]:ref_at[k + 1]], bbox[at[k]:at[k + 1]]
+        thr = max(0.025, a[:, 1].min() if len(a) >= 100 else 0.0)  # keep_top_k full: its cut is the threshold
+        assert_same_detections(a[:, [2, 3, 4, 5, 1]], b[:, [2, 3, 4, 5, 1]], score_thr=thr)
 
 
 def test_predictor_returns_ranked_clipped_boxes(trained, exported, scenes):

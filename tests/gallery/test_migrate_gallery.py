@@ -8,8 +8,6 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("pymilvus")
-pytest.importorskip("milvus_lite")
 
 from ppshitu.errors import ConfigError  # noqa: E402
 from ppshitu.gallery import Gallery, GalleryError  # noqa: E402

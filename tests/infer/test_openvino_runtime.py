@@ -10,13 +10,13 @@ import textwrap
 import numpy as np
 import pytest
 
-pytest.importorskip("openvino")
 
 from ppshitu.errors import ConfigError  # noqa: E402
 from ppshitu.infer import openvino_runtime as ovr  # noqa: E402
 from ppshitu.infer.rec import RecPredictor  # noqa: E402
 from ppshitu.infer.runtime import load_runtime  # noqa: E402
 from ppshitu.infer.spec import read_spec, write_spec  # noqa: E402
+from tests.detection_helpers import assert_same_detections  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO_DET = os.path.join(ROOT, "models", "demo", "det")
@@ -141,15 +141,23 @@ def test_demo_detector_matches_paddle(cache, monkeypatch):
     for _ in range(3):
         img = render_scene(rng, (240, 320), list(range(40)), 3).image
         a, b = paddle_det.predict(img), ov_det.predict(img)
-        assert a.shape == b.shape
-        np.testing.assert_allclose(b, a, rtol=1e-3, atol=0.05)
+        assert_same_detections(a, b, score_thr=0.2)
         found += len(a)
     assert found > 0
 
 
 def test_bf16_without_cpu_support_is_a_clear_error(tiny, monkeypatch):
-    monkeypatch.setattr(ovr, "cpu_flags", lambda: {"avx2", "avx512f"})
+    monkeypatch.setattr(ovr, "kernel_flags", lambda: {"avx2", "avx512f"})
     with pytest.raises(ConfigError, match="avx512_bf16"):
+        load_runtime(tiny["legacy"], "openvino", cpu_threads=1, precision="bf16")
+
+
+def test_bf16_is_refused_under_an_isa_cap_that_excludes_it(tiny, monkeypatch):
+    # OpenVINO's CPU plugin honours ONEDNN_MAX_CPU_ISA too: with AVX2 it cannot compile bf16 kernels even on a
+    # CPU with avx512_bf16, while its OPTIMIZATION_CAPABILITIES still list BF16
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not ovr.bf16_support()[0] and "ONEDNN_MAX_CPU_ISA=AVX2" in ovr.bf16_support()[1]
+    with pytest.raises(ConfigError, match="ONEDNN_MAX_CPU_ISA"):
         load_runtime(tiny["legacy"], "openvino", cpu_threads=1, precision="bf16")
 
 
@@ -166,7 +174,6 @@ def test_gpu_is_refused(tiny):
 
 
 def test_quantized_tiny_model_keeps_its_embeddings_and_loads_through_rec_predictor(tiny, tmp_path):
-    pytest.importorskip("nncf")
     from ppshitu.infer.quantize import quantize_model
 
     out = str(tmp_path / "int8")
@@ -188,7 +195,6 @@ def test_quantized_tiny_model_keeps_its_embeddings_and_loads_through_rec_predict
 
 
 def test_quantize_tool_from_a_folder(tiny, tmp_path):
-    pytest.importorskip("nncf")
     import cv2
 
     calib = tmp_path / "calib"
@@ -240,11 +246,11 @@ def test_detector_export_writes_an_openvino_ir_that_matches_paddle(tmp_path):
     chw, im_shape, scale_factor = pd_det.preprocess(img)
     ref, ref_num = pd_det.run(chw[None], im_shape[None], scale_factor[None])
     got, num = ov_det.run(chw[None], im_shape[None], scale_factor[None])
-    np.testing.assert_array_equal(num, ref_num)
-    for row in ref[np.argsort(-ref[:, 1])[:10]]:
-        d = np.abs(got[:, 2:] - row[2:]).max(1)
-        j = int(np.argmin(d))
-        assert d[j] < 0.05 and abs(got[j, 1] - row[1]) < 1e-4, (row, got[j])
+    assert ref_num.sum() >= 10 and num.sum() > 0
+    # every box NMS keeps (its own score threshold 0.025, picodet_demo.yaml; when keep_top_k's 100 boxes are
+    # full, the lowest kept score is the threshold), in [x1, y1, x2, y2, score] rows
+    thr = max(0.025, ref[:, 1].min() if len(ref) >= 100 else 0.0)
+    assert_same_detections(ref[:, [2, 3, 4, 5, 1]], got[:, [2, 3, 4, 5, 1]], score_thr=thr)
 
 
 # ---------------------------------------------------------------- bf16 with the first layers in f32
@@ -286,14 +292,20 @@ def test_front_layers_counts_heavy_layers_on_the_longest_path():
 
 @pytest.mark.skipif(not ovr.bf16_support()[0], reason="the CPU has no native bf16")
 def test_bf16_runs_the_first_layers_in_f32(tiny):
-    # the tiny net: conv1, conv2, fc; the CPU plugin shows each layer's precision in its runtime model
-    assert _runtime_precisions(load_runtime(tiny["legacy"], "openvino", cpu_threads=1, precision="bf16",
-                                            bf16_f32_layers=0), "Convolution") == ["bf16", "bf16"]
-    assert _runtime_precisions(load_runtime(tiny["legacy"], "openvino", cpu_threads=1, precision="bf16",
-                                            bf16_f32_layers=1), "Convolution") == ["f32", "bf16"]
-    default = load_runtime(tiny["pir"], "openvino", cpu_threads=1, precision="bf16")
-    assert default.f32_layers == ovr.BF16_F32_LAYERS
-    assert _runtime_precisions(default, "Convolution") == ["f32", "f32"]  # both within the default's first layers
+    # the tiny net: conv1, conv2, fc; the CPU plugin shows each layer's precision in its runtime model. Which
+    # layers the plugin itself leaves in f32 varies with the CPU (AMX, AVX512-BF16) and OpenVINO's version; what
+    # ppshitu promises is that its first N heavy layers stay f32 and that bf16 is used where it is allowed.
+    def convs(model_dir, **opts):
+        rt = load_runtime(model_dir, "openvino", cpu_threads=1, precision="bf16", **opts)
+        return rt, _runtime_precisions(rt, "Convolution")
+
+    _, all_bf16 = convs(tiny["legacy"], bf16_f32_layers=0)
+    assert len(all_bf16) == 2 and "bf16" in all_bf16, all_bf16
+    _, first_f32 = convs(tiny["legacy"], bf16_f32_layers=1)
+    assert len(first_f32) == 2 and first_f32[0] == "f32", first_f32
+    default, precisions = convs(tiny["pir"])
+    assert default.f32_layers == ovr.BF16_F32_LAYERS >= 2
+    assert precisions == ["f32", "f32"]  # both within the default's first layers
 
 
 @pytest.mark.skipif(not ovr.bf16_support()[0], reason="the CPU has no native bf16")

@@ -29,7 +29,10 @@ BIG_NET = textwrap.dedent("""
 
 # page faults of each of 8 runs after two warm-up runs, with or without keep_freed_buffers
 MEASURE = textwrap.dedent("""
-    import resource, sys
+    import ctypes, resource, sys
+    # no transparent huge pages (PR_SET_THP_DISABLE): with them one fault maps 2 MiB, and whether the kernel
+    # gives them ('always' or 'madvise') differs by machine; the counts below are in 4 KiB pages
+    ctypes.CDLL(None, use_errno=True).prctl(41, 1, 0, 0, 0)
     import numpy as np
     from ppshitu.infer import paddle_runtime
     if sys.argv[2] == "off":

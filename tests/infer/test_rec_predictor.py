@@ -97,7 +97,7 @@ def test_zero_vector_stays_zero_without_nan():
 
 def test_matches_paddleclas_reference_preprocessing():
     """Same pixels in as PP-ShiTu's own deploy/python preprocess ops (read, not run, on the query path)."""
-    deploy = pytest.importorskip("paddleclas.deploy.python.preprocess")
+    from paddleclas.deploy.python import preprocess as deploy
     rng = np.random.default_rng(3)
     img = rng.integers(0, 256, (57, 83, 3), dtype=np.uint8)
     ops = [{"ResizeImage": {"size": 224, "interpolation": "bilinear", "backend": "cv2"}},

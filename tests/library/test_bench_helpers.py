@@ -50,7 +50,7 @@ def test_duplicate_bench_scoring():
 
 
 def test_ssl_bench_pieces():
-    paddle = pytest.importorskip("paddle")
+    import paddle
     import bench_ssl as bs
 
     v = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], np.float32)

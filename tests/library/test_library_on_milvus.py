@@ -5,8 +5,6 @@ import shutil
 
 import pytest
 
-pytest.importorskip("pymilvus")
-pytest.importorskip("milvus_lite")
 
 from library_helpers import cli, make_cfg  # noqa: E402
 from ppshitu.library.folder import sync_folder  # noqa: E402

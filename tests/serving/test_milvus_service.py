@@ -12,8 +12,6 @@ import httpx
 import numpy as np
 import pytest
 
-pytest.importorskip("pymilvus")
-pytest.importorskip("milvus_lite")
 
 from ppshitu.errors import ConfigError  # noqa: E402
 from ppshitu.gallery.base import create_gallery, open_gallery  # noqa: E402

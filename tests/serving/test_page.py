@@ -20,7 +20,7 @@ if CHROMIUM is None:
         raise RuntimeError("PPSHITU_REQUIRE_BROWSER is set but no chromium is installed "
                            "(apt-get install chromium, or make install as root)")
     pytest.skip("chromium is not installed (make install as root installs it)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
+from playwright import sync_api  # noqa: E402
 expect = sync_api.expect
 
 

@@ -75,8 +75,10 @@ def test_detector_crops_embeddings_gallery_labels_and_append(world):
     ok_appended_before, _, n_appended = _correct(system, scenes, appended)
     assert ok_appended_before == 0  # not in the gallery yet: they cannot be named
     # measured with the fine-tuned EfficientNet-Lite0 models: 29 of 58 (the detector boxed 54; the
-    # from-scratch detector 42); the from-scratch models they replaced: 7
-    assert ok_first >= 27, f"only {ok_first} of {total} objects named right with the committed demo models"
+    # from-scratch detector 42); the from-scratch models they replaced: 7. Another CPU's rounding flips only
+    # near-tied labels and boxes near the thresholds: the floors leave 20 % of the measured count for that,
+    # and still fail on a real regression (those old models, a broken gallery, preprocessing or threshold)
+    assert ok_first >= 0.8 * 29, f"only {ok_first} of {total} objects named right with the committed demo models"
 
     cfg.IndexProcess.index_operation, cfg.IndexProcess.data_file = "append", _gallery_list(root, APPENDED, "g2.txt")
     summary = build_gallery(cfg)
@@ -84,7 +86,7 @@ def test_detector_crops_embeddings_gallery_labels_and_append(world):
     system = RecognitionSystem.from_config(cfg)
     assert set(system.gallery.labels()) == first | appended
     ok_appended_after, _, _ = _correct(system, scenes, appended)
-    assert n_appended > 0 and ok_appended_after >= 19, (  # measured: 20 of 21 (5 before), from 0 before the append
+    assert n_appended > 0 and ok_appended_after >= 0.8 * 20, (  # measured: 20 of 21 (old models: 5), 0 before
         "appended classes are not recognised without retraining")
 
 
