@@ -127,16 +127,16 @@ def draw_results(image_rgb, results, font_path=None):
     return np.asarray(im, dtype=np.uint8).copy()
 
 
-def save_image(path, rgb):
-    """Write an RGB uint8 image (format from the extension), creating the folder."""
-    rgb = as_rgb_uint8(rgb)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    try:
-        Image.fromarray(rgb).save(path)
-    except (OSError, ValueError) as e:
-        raise PPShiTuError(f"cannot write image {path}: {e}") from None
-    return path
+def save_image(path, rgb, guard=None, **save_options):
+    """Write an RGB uint8 image (format from the extension), creating the folder; through `guard` (an
+    ppshitu.utils.outputs.OutputGuard) when given, else one for the image's folder: never over a file
+    ppshitu did not write (OutputError naming it). Returns the path."""
+    from .utils.outputs import OutputGuard
+
+    if guard is not None:
+        return guard.write_image(path, rgb, **save_options)
+    with OutputGuard(os.path.dirname(os.path.abspath(os.fspath(path)))) as own:
+        return own.write_image(path, rgb, **save_options)
 
 
 def output_paths(inputs, output_dir, root=None):

@@ -111,8 +111,10 @@ def write_gallery_list(rec_root, classes, path):
     names = {class_name(c) for c in classes}
     with open(os.path.join(rec_root, "gallery_list.txt"), encoding="utf-8") as f:
         lines = [line for line in f if line.rstrip("\n").split("\t")[1] in names]
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(lines)
+    from ppshitu.utils.outputs import OutputGuard
+
+    with OutputGuard(os.path.dirname(os.path.abspath(path)), "--out") as guard:  # never over a user's file
+        guard.write_text(path, "".join(lines))
     return path
 
 
@@ -193,14 +195,16 @@ def error_shares(scenes, preds, gallery_labels, iou_thr=0.5):
 
 def show_scenes(system, scenes, preds, draw_dir, font_path, limit):
     from ppshitu.utils.image import read_image
+    from ppshitu.utils.outputs import OutputGuard
     from ppshitu.visualize import draw_results, save_image
 
-    os.makedirs(draw_dir, exist_ok=True)
-    for (path, _, names), results in list(zip(scenes, preds))[:limit]:
-        save_image(os.path.join(draw_dir, os.path.basename(path)),
-                   draw_results(read_image(path), results, font_path=font_path))
-        said = ", ".join(f"{r['rec_docs']} ({r['rec_scores']:.2f})" for r in results) or "-"
-        print(f"  {os.path.basename(path)}: truth [{', '.join(sorted(names))}] -> {said}")
+    # the drawings go through the guard of the whole output folder: never over a file ppshitu did not write
+    with OutputGuard(os.path.dirname(os.path.abspath(draw_dir)), "--out") as guard:
+        for (path, _, names), results in list(zip(scenes, preds))[:limit]:
+            save_image(os.path.join(draw_dir, os.path.basename(path)),
+                       draw_results(read_image(path), results, font_path=font_path), guard=guard)
+            said = ", ".join(f"{r['rec_docs']} ({r['rec_scores']:.2f})" for r in results) or "-"
+            print(f"  {os.path.basename(path)}: truth [{', '.join(sorted(names))}] -> {said}")
 
 
 # Figures from an earlier version's run of this demo (MobileNetV1_x0_25 trained from scratch; bench/results/demo.txt

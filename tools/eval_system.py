@@ -9,7 +9,6 @@ its images are read from --image-root (default: the json's folder + images/), no
 Prints a table and writes the metrics to Global.output_dir/eval_system.json. Exits 2 when no
 scene image could be read (nothing evaluated), instead of writing NaN metrics.
 """
-import json
 import logging
 import math
 import os
@@ -44,6 +43,10 @@ def main():
     if not os.path.isfile(args.scenes):
         raise PPShiTuError(f"--scenes {args.scenes}: no such file")
     cfg = load_cli_config(args, INFER_SCHEMA)
+    from ppshitu.utils.outputs import OutputGuard
+
+    OutputGuard(cfg.Global.output_dir, "Global.output_dir").check(
+        os.path.join(cfg.Global.output_dir, "eval_system.json"))  # refuse before the evaluation, not after
 
     from ppshitu.evaluation.system_metrics import evaluate_system
     from ppshitu.system import RecognitionSystem
@@ -56,12 +59,10 @@ def main():
                               image_root=args.image_root)
     metrics.update(scenes=os.path.abspath(args.scenes), gallery_labels=len(system.gallery.labels()))
     print(format_table(metrics))
-    out_dir = cfg.Global.output_dir
-    os.makedirs(out_dir, exist_ok=True)
-    out_path = os.path.join(out_dir, "eval_system.json")
+    out_path = os.path.join(cfg.Global.output_dir, "eval_system.json")
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()}
-    with open(out_path, "w", encoding="utf-8") as f:
-        json.dump(clean, f, indent=1)
+    with OutputGuard(cfg.Global.output_dir, "Global.output_dir") as guard:  # never over a file ppshitu did not write
+        guard.write_json(out_path, clean, indent=1)
     print(f"metrics written to {out_path}")
     return 0
 

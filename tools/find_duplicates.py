@@ -56,7 +56,7 @@ def main(argv=None, rec=None, det=None):
     from ppshitu.library import common
     from ppshitu.library.duplicates import find_duplicates, gallery_items, move_duplicates
     from ppshitu.library.folder import read_state, sync_folder
-    from ppshitu.library.report import write_report
+    from ppshitu.library.report import check_report, write_report
     from ppshitu.library.duplicates import NearRule
     from ppshitu.library.similarity import near_duplicate_rule
     from ppshitu.utils.text import printable
@@ -77,6 +77,8 @@ def main(argv=None, rec=None, det=None):
             raise ConfigError(f"no calibrated near-duplicate threshold for model {fingerprint}: give --threshold, "
                               f"or measure one with python -m ppshitu.library.calibrate -c CONFIG")
     ip = cfg.IndexProcess
+    out = args.out or os.path.join(cfg.Global.output_dir, "duplicates")
+    check_report(None, out)  # a report folder in the way fails now, not after the indexing
     tmp = None
     try:
         if args.dir and not args.index:
@@ -93,7 +95,7 @@ def main(argv=None, rec=None, det=None):
         report = find_duplicates(items, vectors, gallery, rule, args.k, args.keep)
         report.update(model_fingerprint=fingerprint, folder=root,
                       index=None if tmp else common.location(ip))
-        out = args.out or os.path.join(cfg.Global.output_dir, "duplicates")
+        check_report(report, out)  # before anything is moved
         moves = None
         if args.move_to:
             moves = move_duplicates(report, args.move_to, library_root=root if (args.dir or state) else None)

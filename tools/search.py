@@ -38,6 +38,7 @@ def main(argv=None, rec=None, det=None):
     from ppshitu.library import common
     from ppshitu.library.folder import read_state
     from ppshitu.library.search import hits_sheet, search_image
+    from ppshitu.utils.outputs import OutputGuard
     from ppshitu.utils.text import printable
     from ppshitu.visualize import save_image
 
@@ -48,16 +49,23 @@ def main(argv=None, rec=None, det=None):
     ip = cfg.IndexProcess
     gallery = common.open_store(ip, rec)
     root = args.root or common.image_root(ip, read_state(ip))
-    hits, box, rgb = search_image(cfg, rec, gallery, args.image, args.k, det=det, root=root)
-    sheet_path = None
+    sheet_path = guard = None
     if not args.no_sheet:
         sheet_path = args.out or os.path.join(cfg.Global.output_dir,
                                               f"search_{os.path.splitext(os.path.basename(args.image))[0]}.jpg")
         if os.path.exists(sheet_path) and os.path.samefile(sheet_path, args.image):
             raise ConfigError(f"--out {sheet_path} is the query image; choose another file")
+        # never over a file ppshitu did not write (a re-run replaces its own sheet); refused before the search
+        guard = OutputGuard(os.path.dirname(os.path.abspath(sheet_path)),
+                            "--out" if args.out else "Global.output_dir", inputs=[args.image])
+        guard.check(sheet_path)
+    hits, box, rgb = search_image(cfg, rec, gallery, args.image, args.k, det=det, root=root)
+    if guard is not None:
         kind = "cosine" if gallery.higher_is_better else "squared L2 distance"
-        save_image(sheet_path, hits_sheet(cfg, rgb, hits, query_box=box,
-                                          title=f"{os.path.basename(args.image)}: {len(hits)} nearest ({kind})"))
+        with guard:
+            save_image(sheet_path, hits_sheet(cfg, rgb, hits, query_box=box,
+                                              title=f"{os.path.basename(args.image)}: {len(hits)} nearest ({kind})"),
+                       guard=guard)
     if args.json:
         print(json.dumps({"query": args.image, "box": box, "results": hits, "sheet": sheet_path}, indent=1))
     else:

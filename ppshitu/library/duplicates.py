@@ -62,11 +62,16 @@ def phash_image(im):
 
 
 def phash_file(path):
-    """phash_image of a file (JPEGs decoded at reduced scale), or None when it cannot be read."""
+    """phash_image of a file (JPEGs decoded at reduced scale), or None when it cannot be read (read by
+    utils.image's one opener: regular files only, within the byte limit)."""
+    import io
+
     from PIL import Image
 
+    from ..utils.image import read_image_bytes
+
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(read_image_bytes(path))) as im:
             im.draft("RGB", PHASH_DRAFT)
             return phash_image(im)
     except (OSError, ValueError, Image.DecompressionBombError):

@@ -49,7 +49,7 @@ from tqdm import tqdm
 
 from ..errors import ConfigError, PPShiTuError
 from ..gallery.errors import GalleryError
-from ..utils.image import IMAGE_EXTENSIONS
+from ..utils.image import IMAGE_EXTENSIONS, image_file_chunks, not_regular_reason
 from . import common
 
 log = logging.getLogger("ppshitu.library")
@@ -77,10 +77,12 @@ def label_for(relpath):
 
 
 def sha256_file(path):
+    """The content hash of an image file, read by utils.image's one opener: regular files only (a FIFO
+    would block, /dev/zero never end), at most the byte limit the pixel limit sets; ImageReadError
+    (an OSError) naming the file and why otherwise."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    for chunk in image_file_chunks(path):
+        h.update(chunk)
     return h.hexdigest()
 
 
@@ -121,7 +123,11 @@ def scan(root, exclude=(), skipped=None, unlisted=None):
             try:
                 st = os.stat(full)
             except OSError as e:  # e.g. a broken symbolic link
-                errors[rel] = e.strerror or str(e)
+                errors[rel] = e.strerror or str(e) or type(e).__name__
+                continue
+            why = not_regular_reason(full, st)  # a FIFO would hang the hashing, a device never end it
+            if why:
+                errors[rel] = why
                 continue
             found[rel] = (st.st_size, st.st_mtime_ns)
     return found, errors
@@ -373,7 +379,8 @@ def sync_folder(cfg, root, rec=None, det=None, state_file=None, rebuild=False, h
                 else:
                     why[rel] = "added"
                 to_embed.append(rel)
-        hashes = _hash_all(root, check_hash + to_embed, hash_workers)
+        hash_errors = {}
+        hashes = _hash_all(root, check_hash + to_embed, hash_workers, hash_errors)
         for rel in check_hash:
             size, mtime = files[rel]
             row = rows[rel]
@@ -387,7 +394,7 @@ def sync_folder(cfg, root, rec=None, det=None, state_file=None, rebuild=False, h
         for rel in list(to_embed):
             if hashes.get(rel) is None:  # could not even be read for hashing
                 to_embed.remove(rel)
-                report.unreadable.append((rel, "cannot be read"))
+                report.unreadable.append((rel, hash_errors.get(rel) or "cannot be read"))
                 size, mtime = files[rel]
                 new_rows[rel] = Row(rel, size, mtime, None, None, "unreadable")
                 if why[rel] == "changed":
@@ -470,14 +477,16 @@ def _inside(path, root):
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _hash_all(root, rels, workers):
-    """{relpath: sha256 or None when unreadable}, with a progress bar."""
+def _hash_all(root, rels, workers, errors=None):
+    """{relpath: sha256 or None when unreadable}, with a progress bar; `errors` gets why, per unreadable file."""
     from concurrent.futures import ThreadPoolExecutor
 
     def one(rel):
         try:
             return rel, sha256_file(os.path.join(root, rel))
-        except OSError:
+        except OSError as e:
+            if errors is not None:
+                errors[rel] = str(e) or e.strerror or type(e).__name__
             return rel, None
     out = {}
     if not rels:

@@ -1,24 +1,29 @@
 """The duplicate report as files: `duplicates.json` and `duplicates.html` (one table per group, with
-thumbnails in `thumbs/`), written into one folder."""
+thumbnails in `thumbs/`), written into one folder through ppshitu.utils.outputs (never over a file
+ppshitu did not write; a re-run replaces its own report)."""
 import html
-import json
 import os
 import pathlib
 
+import numpy as np
 from PIL import Image
+
+from ..utils.image import ImageReadError, read_image
+from ..utils.outputs import OutputGuard
 
 THUMB = 160
 
 
-def _thumb(src, dst):
+def _thumb(src, dst, guard):
+    """Write the thumbnail of the image file `src` (read by utils.image: regular files only, under the
+    pixel and byte limits); False when it cannot be read."""
     try:
-        with Image.open(src) as im:
-            im = im.convert("RGB")
-            im.thumbnail((THUMB, THUMB))
-            im.save(dst, "JPEG", quality=85)
-        return True
-    except (OSError, ValueError, Image.DecompressionBombError):
+        im = Image.fromarray(read_image(src, min_side=THUMB))
+    except ImageReadError:
         return False
+    im.thumbnail((THUMB, THUMB))
+    guard.write_image(dst, np.asarray(im), quality=85)
+    return True
 
 
 def _uri(path):
@@ -29,13 +34,31 @@ def _uri(path):
 
 
 def write_report(report, out_dir, moves=None):
-    """Write duplicates.json and duplicates.html (+ thumbs/) into `out_dir`; returns their paths."""
-    os.makedirs(out_dir, exist_ok=True)
+    """Write duplicates.json and duplicates.html (+ thumbs/) into `out_dir`; returns their paths.
+    OutputError (naming it) before anything is written when a file ppshitu did not write is in the way."""
+    with OutputGuard(out_dir, "--out") as guard:
+        return _write_report(report, out_dir, moves, guard)
+
+
+def report_paths(report, out_dir):
+    """Every file write_report writes for `report` (None: only the json and the html)."""
+    members = sum(len(g["members"]) for g in report["groups"]) if report is not None else 0
+    return [os.path.join(out_dir, "duplicates.json"), os.path.join(out_dir, "duplicates.html")] + \
+        [os.path.join(out_dir, "thumbs", f"{n:06d}.jpg") for n in range(1, members + 1)]
+
+
+def check_report(report, out_dir):
+    """OutputError (naming it) when write_report would meet a file ppshitu did not write (call it before
+    acting on the report, e.g. moving files)."""
+    OutputGuard(out_dir, "--out").check_all(report_paths(report, out_dir))
+
+
+def _write_report(report, out_dir, moves, guard):
     thumbs = os.path.join(out_dir, "thumbs")
-    os.makedirs(thumbs, exist_ok=True)
     json_path = os.path.join(out_dir, "duplicates.json")
-    with open(json_path, "w", encoding="utf-8") as f:
-        json.dump({**report, "moves": moves or []}, f, indent=1, ensure_ascii=False)
+    html_path = os.path.join(out_dir, "duplicates.html")
+    guard.check_all(report_paths(report, out_dir))
+    guard.write_json(json_path, {**report, "moves": moves or []}, indent=1, ensure_ascii=False)
     e = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>Duplicates</title><style>"
@@ -56,7 +79,7 @@ def write_report(report, out_dir, moves=None):
         for m in g["members"]:
             n += 1
             name = f"{n:06d}.jpg"
-            ok = bool(m.get("file")) and _thumb(m["file"], os.path.join(thumbs, name))
+            ok = bool(m.get("file")) and _thumb(m["file"], os.path.join(thumbs, name), guard)
             img = f"<a href='{e(_uri(m['file']))}'><img src='thumbs/{name}'></a>" if ok else "<i>(missing)</i>"
             tag = "<span class='k'>keep</span>" if m["keep"] else "<span class='m'>duplicate</span>"
             detail = "same bytes" if m["same_bytes_as_keep"] and not m["keep"] else \
@@ -68,7 +91,5 @@ def write_report(report, out_dir, moves=None):
     if not report["groups"]:
         parts.append("<p>No duplicates found.</p>")
     parts.append("</body></html>")
-    html_path = os.path.join(out_dir, "duplicates.html")
-    with open(html_path, "w", encoding="utf-8") as f:
-        f.write("\n".join(parts))
+    guard.write_text(html_path, "\n".join(parts))
     return json_path, html_path

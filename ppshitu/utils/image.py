@@ -16,6 +16,15 @@ shorter side >= `min_side`), which skips most of the inverse DCT, colour convers
 after it. Other formats decode in full. Only whole-image embeddings use it (a gallery built without
 detection, the library tools): a detector's crops need the full image.
 
+Files: `open_image_file(path)` is the one way an image FILE is opened (read_image, the folder
+scan's content hashing, pHashes, report thumbnails). It accepts regular files only (a symbolic link
+to one is fine): a FIFO would block the reader forever, a device (`z.jpg -> /dev/zero`) would be read
+without end. It checks with stat() before opening (opening a device can itself do something), opens
+with O_NONBLOCK (so that a FIFO swapped in meanwhile cannot block the open) and checks the opened
+descriptor again with fstat() (what is read is what was checked). It reads at most
+`max_image_bytes()`, derived from the pixel limit (see there). Refusals are ImageReadError naming
+the file and why: "not a regular file (FIFO)", "larger than N bytes (limit from Global.max_image_pixels)".
+
 Recognition also needs some pixels to work with: `check_recognisable` refuses images with a side
 shorter than `MIN_IMAGE_SIDE`, and `is_uniform` tells a crop with (near) no detail (blank, all
 black) — the system reports those "unknown" instead of the confident nonsense a CNN makes of them.
@@ -23,6 +32,7 @@ black) — the system reports those "unknown" instead of the confident nonsense 
 import io
 import logging
 import os
+import stat
 import struct
 import warnings
 
@@ -39,6 +49,15 @@ DEFAULT_MAX_IMAGE_PIXELS = 40_000_000   # 40 MP: 120 MB as RGB; e.g. 8000 x 5000
 MAX_PIXELS_ENV = "PPSHITU_MAX_IMAGE_PIXELS"
 MIN_IMAGE_SIDE = 8        # px; below this there is nothing to recognise (a 1x1 image was "recognised" at 0.88)
 UNIFORM_STD = 1.0         # per-channel pixel std (0-255) of a 32x32 thumbnail below which a crop is blank
+# The most bytes an image file may have: BYTES_PER_PIXEL x the pixel limit + IMAGE_BYTES_SLACK. An
+# image within the pixel limit takes at most ~8 bytes per pixel on disk (uncompressed 16-bit RGBA:
+# TIFF or an uncompressed PNG; BMP is <= 4, a JPEG ~0.1-1), and its metadata (EXIF and its thumbnail,
+# ICC profile, XMP) rarely reaches a few MB: so every image the pixel limit accepts is accepted, while a
+# file that is no image of that size (a disk image named .jpg, a growing log) is never read whole:
+# 8 x 40 MP + 16 MiB = 336 MB at the default limit. The limit follows Global.max_image_pixels, so one
+# setting raises both.
+BYTES_PER_PIXEL = 8
+IMAGE_BYTES_SLACK = 16 << 20
 
 _max_pixels = None        # set_max_image_pixels()
 # The pixel limit below replaces PIL's decompression-bomb warning (89 MP, which our lower default
@@ -53,6 +72,14 @@ class ImageReadError(PPShiTuError, OSError):
 
 class ImageTooLargeError(ImageReadError):
     """The image declares more pixels than the configured limit (refused before decoding)."""
+
+
+class ImageFileTooLargeError(ImageTooLargeError):
+    """The image file has more bytes than any image within the pixel limit needs (refused unread)."""
+
+
+class NotRegularFileError(ImageReadError):
+    """The path is a FIFO, a device, a socket or a directory (or a symbolic link to one), not a file."""
 
 
 class ImageTooSmallError(ImageReadError):
@@ -73,6 +100,119 @@ def max_image_pixels():
     if env:
         return _positive(env, f"environment variable {MAX_PIXELS_ENV}")
     return DEFAULT_MAX_IMAGE_PIXELS
+
+
+def max_image_bytes(max_pixels=None):
+    """The most bytes read from one image file: BYTES_PER_PIXEL x the pixel limit (`max_pixels`, else
+    the one in force) + IMAGE_BYTES_SLACK (see there for why)."""
+    limit = _positive(max_pixels, "max_pixels") if max_pixels is not None else max_image_pixels()
+    return BYTES_PER_PIXEL * limit + IMAGE_BYTES_SLACK
+
+
+def _kind(mode):
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISBLK(mode):
+        return "block device"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "special file"
+
+
+def not_regular_reason(path, st=None):
+    """None when `path` (symbolic links followed) is a regular file, else why not, e.g. "not a regular
+    file (FIFO)", "not a regular file (symbolic link to a character device)", or the stat error."""
+    try:
+        st = st if st is not None else os.stat(path)
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    if stat.S_ISREG(st.st_mode):
+        return None
+    kind = _kind(st.st_mode)
+    if os.path.islink(path):
+        kind = f"symbolic link to a {kind}"
+    return f"not a regular file ({kind})"
+
+
+def _too_many_bytes(path, size, limit):
+    return ImageFileTooLargeError(
+        f"cannot read image {path}: larger than {limit} bytes (limit from Global.max_image_pixels: "
+        f"{BYTES_PER_PIXEL} bytes per pixel + {IMAGE_BYTES_SLACK >> 20} MiB); "
+        f"{'it grew past that while read' if size is None else f'it has {size} bytes'}; {_RAISE_IT}")
+
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_image_file(path, max_pixels=None, max_bytes=None):
+    """The binary file object of the image file `path`, opened for reading (the caller closes it);
+    regular files only, at most `max_bytes` (default: max_image_bytes(max_pixels)) long. Raises
+    ImageReadError naming the file and why (NotRegularFileError, ImageFileTooLargeError). See the
+    module docstring; read_image_bytes / image_file_chunks also keep to the limit while reading (a
+    file may grow after it was opened)."""
+    return _open_checked(path, max_image_bytes(max_pixels) if max_bytes is None else int(max_bytes))
+
+
+def _open_checked(path, limit):
+    try:
+        st = os.stat(path)  # first: never open a device or a FIFO at all
+    except (OSError, ValueError) as e:
+        raise ImageReadError(f"cannot read image {path}: {getattr(e, 'strerror', None) or e}") from None
+    why = not_regular_reason(path, st)
+    if why:
+        raise NotRegularFileError(f"cannot read image {path}: {why}")
+    if st.st_size > limit:
+        raise _too_many_bytes(path, st.st_size, limit)
+    try:
+        fd = os.open(path, _OPEN_FLAGS)  # O_NONBLOCK: a FIFO put there since the stat cannot block us
+    except OSError as e:
+        raise ImageReadError(f"cannot read image {path}: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)  # what was opened, not what the path named a moment ago
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFileError(f"cannot read image {path}: not a regular file ({_kind(st.st_mode)})")
+        if st.st_size > limit:
+            raise _too_many_bytes(path, st.st_size, limit)
+        return os.fdopen(fd, "rb", buffering=0)  # unbuffered: reads go straight into the result
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_image_bytes(path, max_pixels=None, max_bytes=None):
+    """The content of the image file `path` (open_image_file's checks; at most its byte limit)."""
+    limit = max_image_bytes(max_pixels) if max_bytes is None else int(max_bytes)
+    with _open_checked(path, limit) as f:
+        size = os.fstat(f.fileno()).st_size
+        # one read of the whole file (+1 byte: one that grew since is noticed); join() of one chunk copies nothing
+        return b"".join(_chunks(f, path, limit, size + 1))
+
+
+def image_file_chunks(path, chunk_size=1 << 20, max_pixels=None, max_bytes=None):
+    """The content of the image file `path` in chunks (content hashing); open_image_file's checks, and
+    ImageFileTooLargeError past its byte limit."""
+    limit = max_image_bytes(max_pixels) if max_bytes is None else int(max_bytes)
+    with _open_checked(path, limit) as f:
+        yield from _chunks(f, path, limit, chunk_size)
+
+
+def _chunks(f, path, limit, chunk_size):
+    total = 0
+    while True:
+        try:
+            chunk = f.read(min(chunk_size, limit + 1 - total))
+        except OSError as e:
+            raise ImageReadError(f"cannot read image {path}: {e.strerror or e}") from None
+        if not chunk:
+            return
+        total += len(chunk)
+        if total > limit:  # it grew since it was opened
+            raise _too_many_bytes(path, None, limit)
+        yield chunk
 
 
 def _positive(value, where):
@@ -168,11 +308,8 @@ def decode_image(data, where="image", max_pixels=None, min_side=None):
 def read_image(path, max_pixels=None, min_side=None):
     """Decode `path` to RGB uint8; raise ImageReadError naming the file if it cannot
     (ImageTooLargeError past the pixel limit; `min_side`: a reduced decode; see the module docstring)."""
-    try:
-        with open(path, "rb") as f:  # bytes, then decode: handles non-ASCII paths on every OS
-            data = f.read()
-    except (FileNotFoundError, IsADirectoryError, PermissionError, NotADirectoryError) as e:
-        raise ImageReadError(f"cannot read image {path}: {e.strerror or e}") from None
+    # bytes, then decode: handles non-ASCII paths on every OS; regular files only, at most the byte limit
+    data = read_image_bytes(path, max_pixels)
     return decode_image(data, str(path), max_pixels, min_side)
 
 

@@ -98,8 +98,11 @@ def test_output_dir_that_is_the_input_folder_never_overwrites_a_photo(setup):
     proc = run("predict_system.py", overrides, f"Global.infer_imgs={single}", f"Global.output_dir={photos}",
                "Global.save_visual=False")                  # no drawing: results.jsonl beside the photos is fine
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert snapshot(photos) == {**before, "results.jsonl": (photos / "results.jsonl").read_bytes()}
+    # (and ppshitu's record of the files it wrote there: ppshitu/utils/outputs.py)
+    assert snapshot(photos) == {**before, "results.jsonl": (photos / "results.jsonl").read_bytes(),
+                                ".ppshitu-outputs.json": (photos / ".ppshitu-outputs.json").read_bytes()}
     (photos / "results.jsonl").unlink()
+    (photos / ".ppshitu-outputs.json").unlink()
 
 
 def test_same_named_images_in_different_folders_get_distinct_drawings(setup, tmp_path):

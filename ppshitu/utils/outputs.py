@@ -1,0 +1,341 @@
+"""The one way ppshitu writes files into a folder a user chose (drawings, results.jsonl, contact
+sheets, the duplicates report, eval metrics, the demo's output): it never writes over a file that
+ppshitu did not write.
+
+    with OutputGuard(out_dir, "Global.output_dir", inputs=paths) as guard:   # out_dir a file: OutputError
+        guard.check_all([results, *drawings])      # refuse before any work (OutputError naming the file)
+        guard.write_image(drawing, rgb)
+        with guard.open_text(results) as f: ...
+        guard.write_json(path, obj)
+
+What ppshitu wrote into a folder is recorded in the folder's `.ppshitu-outputs.json` (MANIFEST): each
+file's path relative to the folder, size and sha256. A path may be written when nothing is there, or
+when what is there is a regular file the record lists with that very size and content (a re-run
+replaces its own earlier drawings). Anything else is refused with OutputError (a PPShiTuError: the
+CLIs print it as one line and exit 2): a user's photo, a file placed later under the name of an
+earlier output (its content differs from the record), a symbolic link, a directory, a FIFO, an input
+of this run, a path under a symbolic link leading out of the folder.
+
+Each write goes to a temporary file beside its destination (`.NAME.XXXXXXXX.tmp`, hidden, no image
+extension) and is then moved into place: a new file with link() (fails if a file appeared there in the
+meantime; rename() where the file system has no hard links), an own earlier file with rename(). A
+reader never sees half a file, and a run that fails leaves the old file. The record is written the
+same way, under an flock() of the folder, merged with what other runs recorded meanwhile; it is
+saved at most once a second during a run and when the guard is closed (a run killed in between
+leaves its last drawings unrecorded: a re-run then refuses them, the safe side).
+"""
+import contextlib
+import errno
+import hashlib
+import io
+import json
+import os
+import secrets
+import stat
+import time
+
+from ..errors import PPShiTuError
+from .image import as_rgb_uint8
+
+MANIFEST = ".ppshitu-outputs.json"
+FORMAT = "ppshitu-outputs-1"
+FLUSH_SECONDS = 1.0
+MAX_MANIFEST_BYTES = 256 << 20
+
+
+class OutputError(PPShiTuError):
+    """ppshitu refuses to write an output: a file it did not write is in the way, or the folder is not one."""
+
+
+def _kind(mode):
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _sha256_fd(fd):
+    h = hashlib.sha256()
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return h.hexdigest()
+        h.update(chunk)
+
+
+def _open_regular_nofollow(path):
+    """An fd of `path` when it is a regular file (not through a symbolic link), else None."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+class OutputGuard:
+    """Writes into `folder` (see the module docstring). `what` names the folder in errors (e.g.
+    "Global.output_dir"); `inputs`: files this run reads, never written whatever the record says."""
+
+    def __init__(self, folder, what="output folder", inputs=()):
+        self.what = what
+        self.given = os.fspath(folder)
+        self.folder = os.path.abspath(self.given)
+        if os.path.lexists(self.folder) and not os.path.isdir(self.folder):
+            raise OutputError(f"{what} {self.given} is an existing file, not a folder; choose a folder for the "
+                              f"outputs")
+        self.inputs = {os.path.realpath(os.fspath(p)) for p in inputs}
+        # the record as read (relpath -> {size, sha256}); one that is not ppshitu's is refused now, not after the work
+        self._entries = self._read_record() if os.path.isdir(self.folder) else None
+        self._written = {}        # what this guard wrote since the last flush
+        self._last_flush = time.monotonic()
+
+    # ------------------------------------------------------------------ checks
+    def _rel(self, path):
+        path = os.path.abspath(os.fspath(path))
+        rel = os.path.relpath(path, self.folder)
+        if rel == os.curdir or rel == os.pardir or rel.startswith(os.pardir + os.sep):
+            raise OutputError(f"{path} is not inside {self.what} {self.given}")
+        return path, rel.replace(os.sep, "/")
+
+    def _record(self):
+        if self._entries is None:
+            self._entries = self._read_record()
+        return self._entries
+
+    def _read_record(self):
+        path = os.path.join(self.folder, MANIFEST)
+        if not os.path.lexists(path):
+            return {}
+        fd = _open_regular_nofollow(path)
+        if fd is None:
+            raise OutputError(f"{path} is not ppshitu's record of the files it wrote (not a regular file); move it "
+                              f"away or choose another {self.what}")
+        try:
+            size = os.fstat(fd).st_size
+            data = os.read(fd, MAX_MANIFEST_BYTES + 1) if size <= MAX_MANIFEST_BYTES else b""
+        finally:
+            os.close(fd)
+        try:
+            record = json.loads(data.decode("utf-8"))
+            files = record["files"] if record.get("format") == FORMAT else None
+            if not isinstance(files, dict):
+                raise ValueError(record.get("format"))
+            return {str(k): v for k, v in files.items()
+                    if isinstance(v, dict) and isinstance(v.get("size"), int) and isinstance(v.get("sha256"), str)}
+        except (ValueError, UnicodeDecodeError, AttributeError, KeyError, TypeError):
+            raise OutputError(f"{path} is not ppshitu's record of the files it wrote ({FORMAT}); move it away or "
+                              f"choose another {self.what}") from None
+
+    def _ours(self, path, rel, st):
+        """True when the regular file at `path` is one this record lists with its size and content."""
+        entry = self._written.get(rel) or self._record().get(rel)
+        if entry is None or entry["size"] != st.st_size:
+            return False
+        fd = _open_regular_nofollow(path)
+        if fd is None:
+            return False
+        try:
+            return _sha256_fd(fd) == entry["sha256"]
+        finally:
+            os.close(fd)
+
+    def check(self, path):
+        """Whether `path` may be written: False when nothing is there (a new file), True when an earlier
+        output of ppshitu is there (to be replaced); OutputError naming it otherwise."""
+        path, rel = self._rel(path)
+        if rel == MANIFEST:
+            raise OutputError(f"{path}: ppshitu keeps its record of written files under that name")
+        if os.path.realpath(path) in self.inputs:
+            raise OutputError(f"{self.what} {self.given}: {path} is an input of this run; it is never written over "
+                              f"(choose another {self.what})")
+        real_folder = os.path.realpath(self.folder)
+        parent = os.path.realpath(os.path.dirname(path))
+        if parent != real_folder and not parent.startswith(real_folder.rstrip(os.sep) + os.sep):
+            raise OutputError(f"{path}: a symbolic link in its folder leads out of {self.what} {self.given} "
+                              f"(to {parent}); not written")
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return False
+        except NotADirectoryError:
+            raise OutputError(f"{path}: a file is in the way of its folder; not written") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise OutputError(f"{path} exists and is {_kind(st.st_mode)}, not a file ppshitu wrote; not written "
+                              f"(move it away or choose another {self.what})")
+        if not self._ours(path, rel, st):
+            raise OutputError(f"{path} already exists and ppshitu did not write it (it is not in {self.what}'s "
+                              f"{MANIFEST} as it is now); not overwritten: move it away or choose another "
+                              f"{self.what}")
+        return True
+
+    def is_own(self, path):
+        """True when `path` holds a file ppshitu wrote (recorded, its content unchanged)."""
+        try:
+            return self.check(path)
+        except OutputError:
+            return False
+
+    def check_all(self, paths):
+        """check() each path (refuse a run before it does any work)."""
+        for p in paths:
+            self.check(p)
+
+    # ------------------------------------------------------------------ writes
+    def _makedirs(self, folder):
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except FileExistsError:
+            raise OutputError(f"cannot create the folder {folder}: a file of that name (or on its path) is in the "
+                              f"way") from None
+        except NotADirectoryError:
+            raise OutputError(f"cannot create the folder {folder}: a file on its path is in the way") from None
+        except OSError as e:
+            raise OutputError(f"cannot create the folder {folder}: {e.strerror or e}") from None
+
+    def _temp(self, path):
+        folder, name = os.path.split(path)
+        self._makedirs(folder)
+        for _ in range(100):
+            tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+            try:  # mode 0666 & ~umask, as a plain open() makes it
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+            return tmp, fd
+        raise OutputError(f"cannot write {path}: no free temporary name beside it")
+
+    def _install(self, tmp, path, rel):
+        """Move the finished temporary file onto `path` (see the module docstring) and record it."""
+        try:
+            replace = self.check(path)
+            with open(tmp, "rb") as f:
+                digest, size = hashlib.sha256(), 0
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+                    size += len(chunk)
+            if replace:
+                os.replace(tmp, path)
+            else:
+                try:
+                    os.link(tmp, path)  # fails if anything appeared at `path` since the check
+                except FileExistsError:
+                    raise OutputError(f"{path} appeared while ppshitu was writing it; not overwritten") from None
+                except OSError as e:
+                    if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS,
+                                       errno.EXDEV, errno.EACCES):
+                        raise
+                    if os.path.lexists(path):  # no hard links here (FAT, some network file systems)
+                        raise OutputError(f"{path} appeared while ppshitu was writing it; not overwritten") from None
+                    os.replace(tmp, path)
+                else:
+                    os.unlink(tmp)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._written[rel] = {"size": size, "sha256": digest.hexdigest()}
+        if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def write_bytes(self, path, data):
+        """Write `data` to `path` (atomically; refused as check() says); returns `path`."""
+        given = os.fspath(path)
+        path, rel = self._rel(given)
+        self.check(path)  # before any temporary file is made
+        tmp, fd = self._temp(path)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        except BaseException as e:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(e, OSError):
+                raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+            raise
+        self._install(tmp, path, rel)
+        return given
+
+    def write_text(self, path, text):
+        return self.write_bytes(path, text.encode("utf-8"))
+
+    def write_json(self, path, obj, **dump_options):
+        return self.write_text(path, json.dumps(obj, **dump_options))
+
+    def write_image(self, path, rgb, **save_options):
+        """Encode an RGB uint8 image (format from the extension, PIL's `save_options` such as quality)
+        and write it; returns the path."""
+        from PIL import Image
+
+        rgb = as_rgb_uint8(rgb)
+        buf = io.BytesIO()
+        ext = os.path.splitext(os.fspath(path))[1].lower()
+        try:
+            fmt = Image.registered_extensions().get(ext)
+            if fmt is None:
+                raise ValueError(f"unknown file extension {ext!r}")
+            Image.fromarray(rgb).save(buf, format=fmt, **save_options)
+        except (OSError, ValueError, KeyError) as e:
+            raise PPShiTuError(f"cannot write image {path}: {e}") from None
+        return self.write_bytes(path, buf.getvalue())
+
+    @contextlib.contextmanager
+    def open_text(self, path):
+        """A text file to write (UTF-8) that appears at `path` only once the block ends without error."""
+        path, rel = self._rel(path)
+        self.check(path)
+        tmp, fd = self._temp(path)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                yield f
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._install(tmp, path, rel)
+
+    # ------------------------------------------------------------------ the record
+    def flush(self):
+        """Save what this guard wrote into the folder's record (merged with the record on disk)."""
+        self._last_flush = time.monotonic()
+        if not self._written:
+            return
+        self._makedirs(self.folder)
+        dfd = os.open(self.folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+        try:
+            import fcntl
+
+            fcntl.flock(dfd, fcntl.LOCK_EX)
+            entries = self._read_record()  # another run may have recorded files meanwhile
+            entries.update(self._written)
+            path = os.path.join(self.folder, MANIFEST)
+            tmp, fd = self._temp(path)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    json.dump({"format": FORMAT, "about": "files ppshitu wrote into this folder: it replaces "
+                               "only these, and only while their content is as recorded",
+                               "files": dict(sorted(entries.items()))}, f, indent=1, sort_keys=True)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        finally:
+            os.close(dfd)  # (releases the lock)
+        self._entries, self._written = entries, {}
+
+    def close(self):
+        self.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.flush()
