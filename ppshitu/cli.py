@@ -1,6 +1,8 @@
 """The `-c config.yaml -o Section.key=value` command line shared by every tool."""
 import argparse
+import errno
 import os
+import re
 import sys
 
 from .config import load_config
@@ -26,10 +28,34 @@ def apply_threads(cfg):
         os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
+def describe_error(e):
+    """One line for an expected error: ppshitu's own (which name their file, key or value), an OS error
+    (disk full, name too long, a symlink loop, a directory where a file was expected ...: the file and
+    the system's reason), text that is not UTF-8, a NUL byte in a path. None for anything else (a bug)."""
+    if isinstance(e, PPShiTuError):
+        return str(e)
+    if isinstance(e, OSError):
+        reason = e.strerror or str(e) or type(e).__name__
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            reason += " (free some space, or write elsewhere)"
+        names = [str(n) for n in (e.filename, e.filename2) if n is not None]
+        return f"{' -> '.join(names)}: {reason}" if names else reason
+    if isinstance(e, UnicodeDecodeError):
+        return (f"a file is not UTF-8 text ({e.reason} at byte {e.start}: {e.object[e.start:e.start + 4]!r}); "
+                f"save it as UTF-8")
+    if isinstance(e, ValueError) and "null" in str(e).lower() and ("byte" in str(e) or "character" in str(e)):
+        return f"a path contains a NUL byte ({e}): a list or argument with binary content?"
+    return None
+
+
 def run_main(main):
-    """Run a tool's main(); a user error prints one clear line and exits 2, not a traceback."""
+    """Run a tool's main(). An expected error (describe_error: ppshitu's, OS errors, text encodings)
+    prints ONE line `error: ...` naming the file or value, and exits 2; a bug keeps its traceback."""
     try:
         return main()
-    except PPShiTuError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (PPShiTuError, OSError, UnicodeDecodeError, ValueError) as e:
+        line = describe_error(e)
+        if line is None:
+            raise
+        print("error: " + re.sub(r"\s*[\r\n]+\s*", " ", line.strip()), file=sys.stderr)
         sys.exit(2)

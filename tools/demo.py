@@ -20,6 +20,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from ppshitu.cli import run_main  # noqa: E402
 from ppshitu.config import load_config  # noqa: E402
 from ppshitu.schemas import INFER_SCHEMA  # noqa: E402
 
@@ -246,4 +247,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

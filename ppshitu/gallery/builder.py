@@ -43,11 +43,15 @@ def _read_lines(data_file):
     """The lines of a list file (UTF-8, a byte-order mark at its start ignored), numbered from 1."""
     try:
         with open(data_file, encoding="utf-8-sig") as f:
-            return list(enumerate(f.read().splitlines(), 1))
+            lines = list(enumerate(f.read().splitlines(), 1))
     except FileNotFoundError:
         raise ConfigError(f"IndexProcess.data_file: {data_file} does not exist") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"IndexProcess.data_file: {data_file} is not UTF-8 text ({e})") from None
+    nul = next((no for no, line in lines if "\0" in line), None)
+    if nul is not None:  # no file name holds one: a binary or damaged file given as the list
+        raise ConfigError(f"IndexProcess.data_file: {data_file}:{nul}: contains a NUL byte; a list file is text")
+    return lines
 
 
 def read_data_file(data_file, delimiter="\t", line_numbers=False):

@@ -17,8 +17,11 @@ data (an IP gallery read as L2, NaN rows compacted into a new index). Galleries 
 before checksums existed (format_version 1) still open, unchecked; their next update writes
 a checked version.
 """
+import errno
 import os
+import re
 import shutil
+import sqlite3
 import threading
 import time
 import warnings
@@ -28,7 +31,7 @@ import numpy as np
 
 from . import layout, store
 from .base import STORES, GalleryStore, item_fields
-from .errors import GalleryError
+from .errors import GalleryError, GalleryWriteError
 from .indexes import INDEX_METHODS
 
 FORMAT = "ppshitu-gallery"
@@ -341,12 +344,18 @@ class Gallery(GalleryStore):
             self.manifest.update(count=len(self.ids), updated_at=_now())
             self._save(tmp)
             name = layout.publish(self.index_dir, tmp)
-        except BaseException:
+        except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
             # the in-memory index may be half-updated: go back to the published state
             (self.manifest, self.index, self.ids, self.vectors, self.tombstones, self.version) = old
             if self.version is not None:
                 self._load(self.version)
+            if isinstance(e, (OSError, sqlite3.OperationalError)):  # disk full, a quota, permissions ...
+                reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
+                raise GalleryWriteError(
+                    f"{self.index_dir}: could not write a new gallery version ({reason}); the gallery is unchanged "
+                    f"(still version {self.version or 'none'}): free some space or fix the directory, then retry",
+                    getattr(e, "errno", None)) from None
             raise
         self._load(name, keep_index=True)
         layout.collect_garbage(self.index_dir)
@@ -420,7 +429,7 @@ class Gallery(GalleryStore):
     def _save(self, tmp):
         """Write the version's files into `tmp`, the manifest last with every file's sha256 and its own."""
         if self.index is not None:
-            faiss.write_index(self.index, os.path.join(tmp, FILES["index"]))
+            _write_index(self.index, os.path.join(tmp, FILES["index"]))
         np.save(os.path.join(tmp, FILES["vectors"]), np.asarray(self.vectors))
         np.save(os.path.join(tmp, FILES["ids"]), self.ids)
         self.manifest.pop(MANIFEST_SHA, None)
@@ -523,6 +532,24 @@ class Gallery(GalleryStore):
 
 def _now():
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+_WRITE_ERRNO = re.compile(r"\((?P<why>[^()]*)\)\s*$")
+
+
+def _write_index(index, path):
+    """faiss.write_index; a failed write (FAISS raises RuntimeError: '... write error in PATH: 60664 !=
+    73728 (File too large)') becomes the OSError it is, with the system's reason."""
+    try:
+        faiss.write_index(index, path)
+    except RuntimeError as e:
+        if "write error" not in str(e) and "could not open" not in str(e):
+            raise
+        last = str(e).strip().splitlines()[-1]
+        m = _WRITE_ERRNO.search(last)
+        why = m.group("why") if m else "write error"
+        known = {os.strerror(c): c for c in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EROFS)}
+        raise OSError(known.get(why, errno.EIO), why, path) from None
 
 
 def warn_if_unknown_model(gallery):

@@ -22,10 +22,12 @@
 An image is a multipart field `image` or the raw request body. Every refusal is JSON
 {"error": ..., "status": ...}: 400 bad input, 401/403 writes without the token / without one
 configured, 404, 408 too slow, 409 conflict, 413 too large (body or pixels, refused before
-decoding), 503 + Retry-After when the queue is full. No traceback ever reaches a client.
+decoding), 503 + Retry-After when the queue is full, 507 when the server's disk is full (nothing
+changed). No traceback ever reaches a client.
 """
 import asyncio
 import contextlib
+import errno
 import hmac
 import json
 import logging
@@ -44,6 +46,7 @@ from starlette.requests import ClientDisconnect
 
 from ..errors import PPShiTuError
 from ..gallery import GalleryError
+from ..gallery.errors import GalleryWriteError
 from ..utils.image import ImageReadError, ImageTooLargeError, decode_image
 from .errors import Forbidden, NotFound, RequestTimeout, ServiceError, TooLarge, Unauthorized
 from .service import check_label, sha256
@@ -59,6 +62,7 @@ PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' b
 EMBED_CHUNK = 8          # images decoded and embedded together when adding to the gallery
 MAX_JSON_BODY = 64 * 1024
 MAX_NAME = 120
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # 507 Insufficient Storage
 
 _IMAGE = {"type": "string", "format": "binary"}
 IMAGE_BODY = {"requestBody": {"required": True, "content": {
@@ -231,6 +235,21 @@ def create_app(service):
     @app.exception_handler(GalleryError)
     async def _gallery_error(request, e):
         return error_response(409, f"gallery: {e}")
+
+    @app.exception_handler(GalleryWriteError)
+    async def _gallery_write_error(request, e):  # disk full ...: nothing was changed, a retry may work
+        log.error("%s %s: %s", request.method, request.url.path, e)
+        return error_response(507 if e.errno in NO_SPACE else 500, f"gallery: {e}")
+
+    @app.exception_handler(OSError)
+    async def _os_error(request, e):
+        """The server's own files (stored uploads, the gallery): one line in the log naming the file,
+        a message without the server's paths to the client."""
+        where = " -> ".join(str(n) for n in (e.filename, e.filename2) if n is not None)
+        log.error("%s %s: %s%s", request.method, request.url.path, f"{where}: " if where else "", e.strerror or e)
+        if e.errno in NO_SPACE:
+            return error_response(507, f"the server's storage is full ({e.strerror}); nothing was changed, retry later")
+        return error_response(500, f"the server could not read or write its files ({e.strerror or type(e).__name__})")
 
     @app.exception_handler(PPShiTuError)
     async def _ppshitu_error(request, e):

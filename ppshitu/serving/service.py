@@ -277,9 +277,11 @@ class GalleryWriter:
     # operations -------------------------------------------------------
     def add(self, label, uploads, vectors, boxes):
         """uploads: [(sha256, bytes)] aligned with vectors/boxes -> (ids with -1 for duplicates, paths)."""
-        stored = [self._store(sha, data) for sha, data in uploads]
-        paths = [p for p, _ in stored]
-        try:
+        stored = []
+        try:  # one gallery update for the whole request; on any failure, no file of it is left behind
+            for sha, data in uploads:
+                stored.append(self._store(sha, data))
+            paths = [p for p, _ in stored]
             ids = self.gallery.add(vectors, label, paths, boxes, model_fingerprint=self.fingerprint)
         except BaseException:
             for path, created in stored:

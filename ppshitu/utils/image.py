@@ -389,6 +389,9 @@ def list_images(path):
             lines = f.read().splitlines()
     except UnicodeDecodeError as e:
         raise ImageReadError(f"{path}: not a UTF-8 list file of image paths ({e})") from None
+    nul = next((no for no, line in enumerate(lines, 1) if "\0" in line), None)
+    if nul is not None:  # no file name holds one: a binary or damaged file given as the list
+        raise ImageReadError(f"{path}:{nul}: contains a NUL byte; a list file is text, one image path a line")
     entries = [_list_entry(line, root) for line in lines if line.strip()]
     if not entries:
         raise ImageReadError(f"{path}: the list file names no images")

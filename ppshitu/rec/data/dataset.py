@@ -27,20 +27,27 @@ def read_list_file(path, delimiter=None):
     if not os.path.isfile(path):
         raise ListFileError(f"list file not found: {path}")
     rows = []
-    with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is not part of the first path
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            parts = line.split(delimiter)
-            if len(parts) not in (2, 3):
-                raise ListFileError(f"{path}:{lineno}: expected 'relpath label [uid]', got {line!r}")
-            try:
-                label = int(parts[1])
-                uid = int(parts[2]) if len(parts) == 3 else None
-            except ValueError:
-                raise ListFileError(f"{path}:{lineno}: label and uid must be integers, got {line!r}") from None
-            rows.append((parts[0], label, uid))
+    try:
+        with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is not part of the first path
+            lines = f.read().split("\n")  # (as iterating the file splits them)
+    except UnicodeDecodeError as e:
+        raise ListFileError(f"{path}: not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at offset "
+                            f"{e.start}); save the list as UTF-8") from None
+    for lineno, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "\0" in line:  # no file name holds one: a binary or damaged file given as the list
+            raise ListFileError(f"{path}:{lineno}: contains a NUL byte; a list file is text")
+        parts = line.split(delimiter)
+        if len(parts) not in (2, 3):
+            raise ListFileError(f"{path}:{lineno}: expected 'relpath label [uid]', got {line!r}")
+        try:
+            label = int(parts[1])
+            uid = int(parts[2]) if len(parts) == 3 else None
+        except ValueError:
+            raise ListFileError(f"{path}:{lineno}: label and uid must be integers, got {line!r}") from None
+        rows.append((parts[0], label, uid))
     if not rows:
         raise ListFileError(f"{path}: no samples")
     return rows
