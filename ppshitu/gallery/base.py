@@ -101,6 +101,9 @@ class GalleryStore:
     def compact(self):
         raise NotImplementedError
 
+    # optional: relabel(old, new, model_fingerprint=None) -> (removed ids, new ids), one atomic update
+    # (FAISS has it); without it the service renames by remove + add, two updates
+
 
 def item_fields(n, labels, paths, boxes):
     """`add`'s per-item fields as lists of n, checked the same way by every store: a label (one string

@@ -273,6 +273,21 @@ class Gallery(GalleryStore):
         """Rebuild (and retrain) the index from the kept vectors, dropping filtered-out ids. Atomic."""
         return self._update(self._rebuild_locked)
 
+    def relabel(self, old, new, model_fingerprint=None):
+        """Move every item of label `old` to label `new` (merged into it when it exists), with the same
+        vectors, paths and boxes, in ONE update: readers see all of `old` or all of `new`, never
+        neither. Returns (removed ids, their new ids in the same order). Atomic."""
+        def change(con):
+            recs = [r for r in store.records(con) if r["label"] == old]
+            if not recs:
+                return np.zeros(0, np.int64), np.zeros(0, np.int64)
+            vectors = self.get_vectors([r["id"] for r in recs])
+            removed = self._remove_locked(con, [old], [])
+            new_ids = self._add_locked(con, vectors, new, [r["path"] for r in recs], [r["box"] for r in recs],
+                                       model_fingerprint)
+            return removed, new_ids
+        return self._update(change, model_fingerprint=model_fingerprint)
+
     # ------------------------------------------------------------ internals
     def _as_matrix(self, vectors, what):
         v = np.asarray(vectors, dtype=np.float32)

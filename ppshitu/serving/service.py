@@ -312,9 +312,10 @@ class GalleryWriter:
         return {"label": label, "removed": len(removed), **self._summary()}
 
     def rename(self, old, new, merge=False):
-        """Relabel every item of `old`: removed and re-added with the same vectors, paths and boxes
-        (new ids on FAISS, the same on Milvus, where an id is its path's hash; two gallery updates, so
-        a reader may briefly see neither label)."""
+        """Relabel every item of `old`, with the same vectors, paths and boxes (new ids on FAISS, the
+        same on Milvus, where an id is its path's hash). A store with `relabel` (FAISS) does it in ONE
+        update (a server killed meanwhile leaves `old` or `new`, never neither); otherwise the items
+        are removed and re-added, two updates, so a reader may briefly see neither label."""
         counts = self.gallery.label_counts()
         if old not in counts:
             raise NotFound(f"no class {old!r} in the gallery")
@@ -322,6 +323,11 @@ class GalleryWriter:
             return {"label": new, "previous": old, "moved": 0, **self._summary()}
         if new in counts and not merge:
             raise Conflict(f"class {new!r} already exists; add ?merge=1 to merge {old!r} into it")
+        relabel = getattr(self.gallery, "relabel", None)
+        if relabel is not None:
+            removed, new_ids = relabel(old, new, model_fingerprint=self.fingerprint)
+            return {"label": new, "previous": old, "moved": int((np.asarray(new_ids) >= 0).sum()),
+                    "ids": [int(i) for i in new_ids], "lost": 0, **self._summary()}
         recs = [r for r in self.gallery.records() if r["label"] == old]
         vectors = self.gallery.get_vectors([r["id"] for r in recs])
         removed = {int(i) for i in self.gallery.remove(labels=[old])}

@@ -115,6 +115,7 @@ def test_a_server_killed_during_post_items_publishes_none_or_all(own_world, trig
         after_kill = count_of(srv, label)
         assert after_kill in (0, N_IMAGES), \
             f"killed when {fired}: {after_kill} of {N_IMAGES} images were published (a half-applied write)"
+        before = get_json(srv, "/health")["version"]
         status, data = post_items(srv, label, blobs)
         body = json.loads(data)
         assert status in (200, 201), (status, body)
@@ -124,7 +125,64 @@ def test_a_server_killed_during_post_items_publishes_none_or_all(own_world, trig
         assert (added, dups) == ((N_IMAGES, 0) if after_kill == 0 else (0, N_IMAGES)), \
             f"retry after the kill ({after_kill} published): {added} added, {dups} duplicates"
         assert count_of(srv, label) == N_IMAGES
+        if added:  # the whole request, one gallery version
+            assert int(body["gallery"]["version"].lstrip("v")) == int(before.lstrip("v")) + 1, (before, body["gallery"])
         log = srv.stderr()
     finally:
         srv.stop()
     assert "Traceback" not in log, log[-3000:]
+
+
+# ------------------------------------------------------------------ every write route: one version
+def test_every_write_route_publishes_exactly_one_gallery_version(tmp_path):
+    """POST /api/items (more images than one embedding batch), PATCH /api/labels (rename, and merge),
+    DELETE an item, DELETE a class, POST /api/compact: each is ONE gallery update, so a server killed
+    during any of them leaves the gallery as it was before the request or as it is after it (a rename
+    used to remove the class and add it back in two updates: killed in between, the class was lost)."""
+    import cv2
+    import httpx
+    import numpy as np
+
+    from ppshitu.gallery import Gallery
+    from ppshitu.serving import Service, Settings, serve_in_thread
+    from ppshitu.system import RecognitionSystem
+    from serving_helpers import ThreadBoundRec
+
+    g = Gallery.create(tmp_path / "g", 3, index_method="Flat", model_fingerprint="standin")
+    g.add(np.eye(3, dtype=np.float32), ["red", "green", "blue"], ["r.png", "g.png", "b.png"])
+    service = Service(lambda: RecognitionSystem(ThreadBoundRec(), Gallery.open(tmp_path / "g"), None),
+                      tmp_path / "g", Settings(host="127.0.0.1", port=0, token="t",
+                                               upload_dir=str(tmp_path / "up"))).start()
+    url, stop = serve_in_thread(service)
+    auth = {"Authorization": "Bearer t"}
+
+    def version():
+        return int(Path(tmp_path / "g" / "CURRENT").read_text().strip().lstrip("v"))
+
+    def png(i):
+        img = np.zeros((24, 24, 3), np.uint8)
+        img[:] = (20 + 7 * i, 200 - 5 * i, 90)
+        return cv2.imencode(".png", img)[1].tobytes()
+    try:
+        with httpx.Client(base_url=url, timeout=60) as c:
+            def first_id(label):
+                return c.get(f"/api/items?label={label}").json()["items"][0]["id"]
+            steps = [
+                ("add 20", lambda: c.post("/api/items", data={"label": "olive"}, headers=auth,
+                                          files=[("images", (f"{i}.png", png(i), "image/png")) for i in range(20)])),
+                ("rename", lambda: c.patch("/api/labels/olive", json={"label": "khaki"}, headers=auth)),
+                ("merge", lambda: c.patch("/api/labels/red?merge=1", json={"label": "khaki"}, headers=auth)),
+                ("delete item", lambda: c.delete(f"/api/items/{first_id('khaki')}", headers=auth)),
+                ("delete class", lambda: c.delete("/api/labels/green", headers=auth)),
+                ("compact", lambda: c.post("/api/compact", headers=auth)),
+            ]
+            for name, call in steps:
+                before = version()
+                r = call()
+                assert r.status_code in (200, 201), (name, r.status_code, r.text)
+                assert version() == before + 1, f"{name}: {version() - before} gallery versions for one request"
+            labels = {x["label"]: x["count"] for x in c.get("/api/labels").json()["labels"]}
+            assert labels == {"khaki": 20, "blue": 1}, labels
+    finally:
+        stop()
+        service.stop()
