@@ -1,9 +1,10 @@
 """RecognitionSystem: detector -> crops (+ the whole image) -> one embedding batch ->
 gallery search -> threshold ("unknown") -> NMS -> results.
 
-    system = RecognitionSystem.from_config(load_config("configs/inference/inference_general.yaml",
-                                                       schema=INFER_SCHEMA))
-    results = system.predict(rgb)   # [{"bbox", "rec_docs", "rec_scores", ...}, ...]
+    system = RecognitionSystem.from_config("configs/inference/inference_general.yaml",
+                                           overrides=["IndexProcess.index_dir=my_gallery"])
+    results = system.predict("photo.jpg")   # or an RGB array: [{"bbox", "rec_docs", "rec_scores", ...}, ...]
+    hits = system.search("photo.jpg", k=5)  # the whole image's nearest gallery items
 
 Decisions, and why they differ from PP-ShiTu's:
 - The whole image is always recognised too, but it is only *reported* when no detected
@@ -25,6 +26,7 @@ Decisions, and why they differ from PP-ShiTu's:
   colour; from_config uses IndexProcess.min_crop_std (default 1.0).
 """
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -55,11 +57,16 @@ class RecognitionSystem:
             _number(max_image_pixels, "Global.max_image_pixels", int, low=1)
 
     @classmethod
-    def from_config(cls, cfg):
-        """From a PP-ShiTu inference config (Global, DetPreProcess, RecPreProcess, IndexProcess)."""
+    def from_config(cls, cfg, overrides=()):
+        """From a PP-ShiTu inference config (Global, DetPreProcess, RecPreProcess, IndexProcess): a loaded one,
+        or a YAML file's path, loaded with `overrides` (["IndexProcess.index_dir=g", ...], as -o takes them)
+        and checked against the inference schema (ppshitu.api.load_inference_config)."""
+        from .api import load_inference_config
         from .gallery.base import gallery_location, open_gallery
         from .gallery.model_id import model_fingerprint
 
+        if isinstance(cfg, (str, os.PathLike)) or overrides:
+            cfg = load_inference_config(cfg, overrides)
         g, idx = cfg["Global"], cfg["IndexProcess"]
         gallery_location(idx)  # a missing index_dir (faiss) or uri (milvus) fails before any model loads
         rec = factory.rec_predictor(cfg)
@@ -75,14 +82,32 @@ class RecognitionSystem:
 
     # ------------------------------------------------------------------ API
     def predict(self, images):
-        """One RGB image -> its results; a list of images -> a list of results (one crop batch)."""
-        single = isinstance(images, np.ndarray)
+        """One image -> its results; a list of images -> a list of results (one crop batch). An image is an
+        RGB array or an image file's path (read with Global.max_image_pixels)."""
+        single = isinstance(images, (np.ndarray, str, os.PathLike))
         images = [images] if single else list(images)
-        images = [check_recognisable(as_rgb_uint8(im, f"image {i}"), f"image {i}", self.min_image_side)
-                  for i, im in enumerate(images)]
+        images = [self._image(im, f"image {i}") for i, im in enumerate(images)]
         boxes = [self.detect(im) for im in images]
         out = self.recognize(images, boxes)
         return out[0] if single else out
+
+    def search(self, image, k=5):
+        """The `k` gallery items nearest to the whole image (an RGB array or a path), best first:
+        [{"rank", "label", "score", "path", "id"}] (`path`: the item's gallery key). Scores as in predict:
+        cosine for IP galleries (higher is closer), squared distance for L2."""
+        rgb = self._image(image, "image")
+        vectors = self.rec.predict_batch(self.rec.preprocess(rgb)[None])
+        labels, scores, ids = self.gallery.search(vectors, int(k))
+        found = [(int(i), float(s), lab) for i, s, lab in zip(ids[0], scores[0], labels[0]) if i >= 0]
+        paths = {r["id"]: r.get("path") for r in self.gallery.records([i for i, _, _ in found])} if found else {}
+        return [{"rank": rank, "label": lab, "score": round(score, 6), "path": paths.get(i), "id": i}
+                for rank, (i, score, lab) in enumerate(found, 1)]
+
+    def _image(self, image, where):
+        """An RGB uint8 array of a recognisable size, from an array or an image file's path."""
+        if isinstance(image, (str, os.PathLike)):
+            return check_recognisable(read_image(image, self.max_image_pixels), os.fspath(image), self.min_image_side)
+        return check_recognisable(as_rgb_uint8(image, where), where, self.min_image_side)
 
     def predict_paths(self, paths, batch_size=1, num_workers=2, on_error=None, with_images=False):
         """Yield (path, results) in order (`with_images`: (path, results, rgb)); the next images are

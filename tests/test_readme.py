@@ -1,7 +1,8 @@
 """Every command README.md shows works as written, or is checked as far as it can be without the user's data.
 
 The README's code blocks are parsed (```bash: one command per line, `\\` continuations joined, comments dropped;
-```yaml: config snippets; an indented code block fails: it would escape this test). Each command must be listed
+```yaml: config snippets; ```python: the API snippet, run by tests/test_api.py; an indented code block fails: it
+would escape this test). Each command must be listed
 in COMMANDS below, so a command added or changed in the README fails here until someone decides how it is
 tested:
 
@@ -98,6 +99,12 @@ COMMANDS = {
     "python dataset/make_synthetic.py rec --out data/synthetic/rec": (RUN, "distributed"),
     "python -m paddle.distributed.launch --nproc_per_node 2 tools/train.py -c configs/rec/demo_rec.yaml "
     "-o Global.device=cpu": (RUN, "distributed"),
+    # "The `ppshitu` command and the Python API"
+    "pip install .": (VALIDATED, "make install does it (-e); the package's metadata and data: tests/test_package.py"),
+    "pip install --no-deps paddleclas==2.6.0 paddledet==2.6.0": (VALIDATED, "the Makefile's install step"),
+    "ppshitu --help": (VALIDATED, "run by tests/test_package.py"),
+    "ppshitu build_gallery -c configs/inference/inference_general.yaml":
+        (VALIDATED, "tools/build_gallery.py's command, run in the demo flow; the two compared by tests/test_package.py"),
 }
 
 # what a flow adds to a README command: only ever smaller (data, epochs, steps) or a free port
@@ -181,7 +188,7 @@ def test_readme_code_blocks_are_fenced_with_known_languages():
     blocks, indented = code_blocks(README.read_text(encoding="utf-8"))
     assert not indented, (f"README.md lines {indented}: an indented code block; fence it (```bash or ```yaml) "
                           f"so that tests/test_readme.py checks it")
-    assert {lang for lang, _, _ in blocks} <= {"bash", "yaml"}, [lang for lang, _, _ in blocks]
+    assert {lang for lang, _, _ in blocks} <= {"bash", "yaml", "python"}, [lang for lang, _, _ in blocks]
     assert len(readme_commands()) >= 20
 
 
@@ -205,6 +212,9 @@ def _schema_of(script):
     from ppshitu.schemas import INFER_SCHEMA, TRAIN_SCHEMA
 
     text = script.read_text(encoding="utf-8")
+    command = re.search(r"^from ppshitu\.commands\.(\w+) import", text, re.M)  # a thin tool: its command's code
+    if command:
+        text = (ROOT / "ppshitu" / "commands" / f"{command.group(1)}.py").read_text(encoding="utf-8")
     found = [s for name, s in (("TRAIN_SCHEMA", TRAIN_SCHEMA), ("INFER_SCHEMA", INFER_SCHEMA)) if name in text]
     assert len(found) <= 1, f"{script}: which schema?"
     return found[0] if found else None
@@ -277,6 +287,21 @@ def test_dry_run(command, monkeypatch, capsys):
     elif argv[0] == "source":
         assert argv[1] == ".venv/bin/activate"
         assert re.search(r"^VENV \?= \.venv$", (ROOT / "Makefile").read_text(), re.M)  # where make install puts it
+    elif argv[0] == "pip":
+        assert argv[1] == "install", argv
+        if argv[2:] == ["."]:
+            assert (ROOT / "pyproject.toml").is_file()
+        else:  # the two suites the Makefile installs without their pins
+            assert " ".join(argv[2:]) in (ROOT / "Makefile").read_text(encoding="utf-8"), argv
+    elif argv[0] == "ppshitu":
+        from ppshitu import cli_main
+
+        if argv[1].startswith("-"):
+            assert cli_main.main(argv[1:]) == 0
+        else:  # the command's tool, through its own parser and schema
+            name = cli_main.resolve(argv[1])
+            assert name, f"ppshitu has no command {argv[1]}"
+            dry_run(ROOT / cli_main.COMMANDS[name][1], argv[2:], monkeypatch, capsys)
     elif argv[0] == "ln":
         assert argv[1] == "-s" and len(argv) == 4
         target = argv[3].rstrip("/")

@@ -1,40 +1,12 @@
-"""Build, append to, remove from or compact a gallery (PP-ShiTu's IndexProcess keys).
-
-    python tools/build_gallery.py -c configs/inference/build_gallery.yaml \
-        [-o IndexProcess.index_operation=append] [-o IndexProcess.data_file=more.txt]
-    # N processes, on any machines, each embedding its share of the data file into one Milvus collection:
-    python tools/build_gallery.py -c ... -o IndexProcess.backend=milvus -o IndexProcess.uri=http://milvus:19530 \
-        -o IndexProcess.collection=shop -o IndexProcess.index_operation=append --shard 0/4     # ... 3/4
-"""
-import logging
+#!/usr/bin/env python
+"""`python tools/build_gallery.py ARGS` is `ppshitu build_gallery ARGS`:
+the command is ppshitu/commands/build_gallery.py."""
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ppshitu.cli import config_parser, load_cli_config, run_main  # noqa: E402
-from ppshitu.schemas import INFER_SCHEMA  # noqa: E402
-
-
-def main(argv=None):
-    parser = config_parser(__doc__.splitlines()[0])
-    parser.add_argument("--shard", default=None, metavar="I/N",
-                        help="embed only share I of N of the data file (by a stable hash of each path); with "
-                             "index_operation append, N processes fill one gallery (the first creates it)")
-    args = parser.parse_args(argv)
-    cfg = load_cli_config(args, INFER_SCHEMA)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    import faiss
-
-    from ppshitu.gallery.builder import build_gallery
-    from ppshitu.utils.image import set_max_image_pixels
-
-    set_max_image_pixels(cfg.Global.max_image_pixels)
-    faiss.omp_set_num_threads(cfg.Global.cpu_num_threads)
-    summary = build_gallery(cfg, shard=args.shard)
-    print(" ".join(f"{k}={v}" for k, v in summary.items()))
-    return summary
-
+from ppshitu.commands.build_gallery import cli, main  # noqa: E402,F401  (main: what tests and scripts import)
 
 if __name__ == "__main__":
-    run_main(main)
+    cli()

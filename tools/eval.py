@@ -1,28 +1,12 @@
 #!/usr/bin/env python
-"""Evaluate weights on the config's evaluation data (retrieval: Recall@k, mAP, MAP@R):
-
-    python tools/eval.py -c configs/rec/MobileNetV1_retrieval_CUB.yaml -o Global.pretrained_model=output/RecModel/best_model
-"""
-import json
-import logging
+"""`python tools/eval.py ARGS` is `ppshitu eval ARGS`:
+the command is ppshitu/commands/eval.py."""
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ppshitu.cli import apply_threads, config_parser, load_cli_config, run_main  # noqa: E402
-from ppshitu.schemas import TRAIN_SCHEMA  # noqa: E402
-
-
-def main():
-    args = config_parser(__doc__.splitlines()[0]).parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cfg = load_cli_config(args, TRAIN_SCHEMA)
-    apply_threads(cfg)
-    from ppshitu.tasks import task_for  # imports paddle: after the thread count is set
-    metrics = task_for(cfg).evaluate(cfg)
-    print(json.dumps(metrics))
-
+from ppshitu.commands.eval import cli, main  # noqa: E402,F401  (main: what tests and scripts import)
 
 if __name__ == "__main__":
-    run_main(main)
+    cli()

@@ -1,0 +1,73 @@
+"""Quantize a recognition or detection model to int8 (NNCF post-training quantization) for OpenVINO.
+
+    python tools/quantize.py -c configs/inference/inference_general.yaml --model rec \
+        --calib data/demo/rec/train_list.txt --out models/demo/rec_int8
+    python tools/quantize.py -c configs/inference/inference_general.yaml --model det \
+        --calib data/scenes/images --out models/demo/det_int8
+
+The model is the config's Global.rec_inference_model_dir (--model rec, the default) or
+Global.det_inference_model_dir (--model det). --calib is an image folder (searched recursively), a list
+file (gallery lists `path<TAB>label`, PaddleClas lists `path label`; paths relative to the list's folder,
+or to --image-root) or one image. The images go through the model's own preprocessing (inference.yml;
+for PP-ShiTu's published models, RecPreProcess / DetPreProcess). Use images like the ones the model will
+see, not the ones you evaluate on. Run the result with -o Global.inference_backend=openvino
+-o Global.precision=int8 and the model dir pointed at --out.
+"""
+import logging
+import os
+
+from ppshitu.cli import config_parser, load_cli_config, run_main
+from ppshitu.errors import ConfigError
+from ppshitu.schemas import INFER_SCHEMA
+
+
+def calibration_paths(calib, image_root=None):
+    from ppshitu.utils.image import list_images
+
+    paths = list_images(calib)
+    if image_root and os.path.isfile(calib):
+        base = os.path.dirname(os.path.abspath(calib))
+        paths = [os.path.join(image_root, os.path.relpath(p, base)) for p in paths]
+    return paths
+
+
+def main(argv=None):
+    parser = config_parser(__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("rec", "det"), default="rec", help="which model of the config")
+    parser.add_argument("--calib", required=True, help="calibration images: a folder, a list file or an image")
+    parser.add_argument("--out", required=True, help="the quantized model directory to write")
+    parser.add_argument("--image-root", default=None, help="root of a list file's relative paths "
+                        "(default: the list file's folder)")
+    parser.add_argument("--subset-size", type=int, default=300, help="calibration images used (default 300)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    args = parser.parse_args(argv)
+    cfg = load_cli_config(args, INFER_SCHEMA)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    g = cfg["Global"]
+    if args.model == "rec":
+        model_dir = g.get("rec_inference_model_dir") or g.get("inference_model_dir")
+        ops = (cfg.get("RecPreProcess") or {}).get("transform_ops")
+        key = "Global.rec_inference_model_dir"
+    else:
+        model_dir = g.get("det_inference_model_dir")
+        ops = (cfg.get("DetPreProcess") or {}).get("transform_ops")
+        key = "Global.det_inference_model_dir"
+    if not model_dir:
+        raise ConfigError(f"{key} is required: the model to quantize")
+    if args.subset_size < 1:
+        raise ConfigError(f"--subset-size must be >= 1, got {args.subset_size}")
+    from ppshitu.infer.quantize import quantize_model
+
+    spec = quantize_model(model_dir, calibration_paths(args.calib, args.image_root), args.out,
+                          model_type=args.model, transform_ops=ops, subset_size=args.subset_size,
+                          calib_source=args.calib, overwrite=args.overwrite)
+    print(f"wrote {args.out} ({spec['model_type']}, int8, {spec['calibration']['images']} calibration images, "
+          f"fingerprint {spec['fingerprint']}); run it with -o Global.inference_backend=openvino "
+          f"-o Global.precision=int8 -o {key}={args.out}")
+    return spec
+
+
+def cli(argv=None):
+    """`ppshitu quantize ARGS`, as `python tools/quantize.py ARGS` runs: an expected error is one line,
+    exit status 2."""
+    run_main(lambda: main(argv))
