@@ -27,13 +27,14 @@ chromium:
 # paddleclas and paddledet pin numpy/opencv versions that cannot be co-installed
 # with paddle 3.3.1, so they go in with --no-deps after what they really import.
 # The checkout itself is installed in editable mode (pyproject.toml, its dependencies being those just
-# installed): the `ppshitu` command in .venv/bin runs this checkout's code.
+# installed; -qq: setuptools warns at every editable install): the `ppshitu` command in .venv/bin runs
+# this checkout's code.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps paddleclas==2.6.0 paddledet==2.6.0
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -qq --no-deps -e .
 	touch $(STAMP)
 
 demo: install
