@@ -26,6 +26,10 @@ row per file: path, size, mtime_ns, sha256, and the gallery id its vector has (o
 so a broken file is reported once, not re-tried each run until it changes). Plus the folder's
 absolute path and the model fingerprint.
 
+A run is planned, then applied: plan_sync decides from the scan, the state and the gallery's items alone
+what to embed, verify by hash, remove or keep, and whether the mass-removal guard stops it (a SyncPlan);
+apply_plan hashes, embeds, updates the gallery and writes the state.
+
 Consistency with the gallery: the gallery is the truth for *what is indexed*; a state row is
 trusted only while its gallery id is the id the gallery holds for that path. The run embeds first,
 then updates the gallery (remove, then add: each an atomic step of the store), then writes the
@@ -282,10 +286,15 @@ class MassRemovalError(PPShiTuError):
     """A sync would remove more of the gallery than MAX_REMOVAL (or all of it): nothing was changed."""
 
 
+def needs_allow(n, total, max_removal=MAX_REMOVAL):
+    """Whether removing `n` of `total` items needs allow_mass_removal: more than `max_removal` of them, or all."""
+    return bool(n and total and (n >= total or n > max_removal * total))
+
+
 def _check_removal(removing, total, root, loc, allow, max_removal):
     """Raise MassRemovalError when removing `removing` (paths) of `total` items needs allow_mass_removal."""
     n = len(removing)
-    if allow or not n or not total or (n < total and n <= max_removal * total):
+    if allow or not needs_allow(n, total, max_removal):
         return
     from ..utils.text import printable
 
@@ -297,6 +306,90 @@ def _check_removal(removing, total, root, loc, allow, max_removal):
         f"mounted? If the files were deleted or moved on purpose, run again with --allow-mass-removal")
 
 
+@dataclass
+class SyncPlan:
+    """What a sync does, decided from the scan, the folder state and the gallery's items alone (plan_sync:
+    no file is read, nothing is written); apply_plan carries it out: hashes `verify` and the files to embed,
+    embeds, updates the gallery, writes the state.
+
+    A renamed or moved file is a removal (`remove`) plus an addition (`embed`): its vector is embedded again.
+    A moved folder (the state names another root) keeps its relative paths: `moved_from` is the old root."""
+    rebuild: bool = False
+    keep: dict = field(default_factory=dict)       # relpath -> Row carried over as it is: unchanged, still
+    #                                                unreadable, or under a sub-folder that could not be listed
+    unchanged: int = 0
+    still_unreadable: int = 0
+    verify: dict = field(default_factory=dict)     # relpath -> Row: indexed, but size or mtime differ; the hash
+    #                                                decides (the same: touched; else embedded again)
+    embed: list = field(default_factory=list)      # embedded whatever their hash (scan order): new files ...
+    healed: list = field(default_factory=list)     # ... and those the gallery holds but the state does not
+    #                                                vouch for (a crash, a lost state): embedded again
+    remove: list = field(default_factory=list)     # gallery paths whose file is gone (sorted)
+    unseen: set = field(default_factory=set)       # paths under sub-folders that could not be listed: kept
+    removal: set = field(default_factory=set)      # what the mass-removal guard counts ...
+    removal_total: int = 0                         # ... out of this many items
+    max_removal: float = MAX_REMOVAL
+    moved_from: str = None
+
+    @property
+    def added(self):
+        healed = set(self.healed)
+        return [rel for rel in self.embed if rel not in healed]
+
+    @property
+    def why(self):
+        """{relpath: 'added' | 'changed'} of `embed`, in its order."""
+        healed = set(self.healed)
+        return {rel: "changed" if rel in healed else "added" for rel in self.embed}
+
+    def needs_allow(self, extra=()):
+        """Whether this sync needs allow_mass_removal; `extra`: files found unreadable since, whose old
+        vectors go too."""
+        return needs_allow(len(self.removal | set(extra)), self.removal_total, self.max_removal)
+
+    def check_removal(self, root, loc, allow, extra=()):
+        """MassRemovalError unless `allow` or the removal is small enough (needs_allow)."""
+        _check_removal(self.removal | set(extra), self.removal_total, root, loc, allow, self.max_removal)
+
+
+def plan_sync(files, rows, held, unlisted=(), rebuild=False, max_removal=MAX_REMOVAL, root=None,
+              state_root=None):
+    """The SyncPlan of one sync (pure: no file is read). files: {relpath: (size, mtime_ns)} from scan;
+    rows: the folder state's {relpath: Row}; held: the gallery's {path: id} ({} with `rebuild`, which
+    makes the gallery again); unlisted: the sub-folders scan could not list (their items are kept).
+    The mass-removal guard counts the gallery items whose file is gone, of all the gallery's items; with
+    `rebuild`, the files the state indexed that are gone, of all it indexed."""
+    prior = {} if rebuild else rows
+    unseen = {p for p in set(held) | set(prior) if p not in files and _under(p, unlisted)}
+    plan = SyncPlan(rebuild=bool(rebuild), keep={p: prior[p] for p in unseen if p in prior}, unseen=unseen,
+                    max_removal=max_removal)
+    for rel, (size, mtime) in files.items():
+        row, gid = prior.get(rel), held.get(rel)
+        if row is not None and row.status == "indexed" and gid is not None and row.gallery_id == gid:
+            if (row.size, row.mtime_ns) == (size, mtime):
+                plan.keep[rel] = row
+                plan.unchanged += 1
+            else:
+                plan.verify[rel] = row
+        elif row is not None and row.status == "unreadable" and gid is None \
+                and (row.size, row.mtime_ns) == (size, mtime):
+            plan.keep[rel] = row
+            plan.still_unreadable += 1
+        else:
+            if gid is not None:  # held, but the state does not vouch for it (crash, lost state)
+                plan.healed.append(rel)
+            plan.embed.append(rel)
+    plan.remove = sorted(set(held) - set(files) - unseen)
+    if rebuild:  # against what the folder state says this folder indexed
+        indexed = {p for p, r in rows.items() if r.status == "indexed"}
+        plan.removal, plan.removal_total = indexed - set(files) - unseen, len(indexed)
+    else:
+        plan.removal, plan.removal_total = set(plan.remove), len(held)
+    if state_root and root and state_root != root and not rebuild:
+        plan.moved_from = state_root
+    return plan
+
+
 def sync_folder(cfg, root, rec=None, det=None, state_file=None, rebuild=False, hash_workers=2,
                 allow_mass_removal=False, max_removal=MAX_REMOVAL):
     """Make the gallery `cfg.IndexProcess` names hold exactly the images under `root` (see the module
@@ -305,161 +398,215 @@ def sync_folder(cfg, root, rec=None, det=None, state_file=None, rebuild=False, h
     folder says so (MassRemovalError otherwise, before anything is changed)."""
     t0 = time.time()
     ip = cfg["IndexProcess"]
-    root = os.path.realpath(os.fspath(root))
-    if not os.path.isdir(root):
-        raise ConfigError(f"--dir {root}: no such folder")
-    if ip.get("dist_type", "IP") not in ("IP", "L2"):
-        raise ConfigError(f"IndexProcess.dist_type must be IP or L2, got {ip.get('dist_type')!r}")
-    loc = common.location(ip)
-    report = SyncReport(root=root, index=loc)
+    root = _check_dir(ip, root)
+    report = SyncReport(root=root, index=common.location(ip))
     rec, det = common.predictors(cfg, rec=rec, det=det)
     fingerprint = common.model_id(rec)
-    if not common.gallery_exists(ip):
-        # an empty gallery first, so that the state (inside a FAISS index directory) has a home
-        try:
-            common.create_store(ip, rec.embedding_size, fingerprint)
-        except GalleryError:
-            if not common.gallery_exists(ip):  # (not just another run that was first)
-                raise
+    _ensure_store(ip, rec, fingerprint)
     with FolderState(state_path(ip, state_file)) as state:
         _check_root(state, root, rebuild)
-        gallery = None
-        if not rebuild:
-            try:
-                gallery = common.open_store(ip, rec, fingerprint)
-            except GalleryError as e:
-                raise GalleryError(f"{e} (tools/index_folder.py --rebuild embeds the folder again with this "
-                                   f"model)") from None
-            if not state.exists():
-                if len(gallery):
-                    raise ConfigError(f"{loc}: a gallery without its folder state ({state.path}): not made by "
-                                      f"tools/index_folder.py, or its state was deleted; syncing would remove "
-                                      f"every item not in {root}. Give another --index, or --rebuild to embed "
-                                      f"the folder into it again")
-                # claimed before anything is added: a run killed later still finds its state
-                state.write({}, _meta(root, fingerprint, gallery))
-            report.version_before = common.gallery_version(gallery)
-        held = {}  # gallery path -> id
-        if gallery is not None:
-            for r in gallery.records():
-                if r.get("path") is None:
-                    log.warning("%s: gallery item %s has no path; left alone", loc, r["id"])
-                    continue
-                held[r["path"]] = int(r["id"])
-        rows = {} if rebuild else dict(state.rows)
-
-        exclude = [loc, os.path.dirname(os.path.abspath(state.path))] if common.backend(ip) == "faiss" else []
-        skipped, unlisted = {}, set()
-        files, scan_errors = scan(root, exclude=[e for e in exclude if _inside(e, root)], skipped=skipped,
-                                  unlisted=unlisted)
-        if "." in unlisted:
-            raise ConfigError(f"--dir {root}: cannot be read ({scan_errors.get('.')}); nothing was changed")
-        report.skipped = sorted(skipped.items())
-        # the items of a sub-folder that could not be listed are not known to be gone: kept as they are
-        unseen = {p for p in set(held) | set(rows) if p not in files and _under(p, unlisted)}
-        new_rows = {p: rows[p] for p in unseen if p in rows}
-        to_embed, why = [], {}
-        check_hash = []
-        for rel, (size, mtime) in files.items():
-            row, gid = rows.get(rel), held.get(rel)
-            if row is not None and row.status == "indexed" and gid is not None and row.gallery_id == gid:
-                if (row.size, row.mtime_ns) == (size, mtime):
-                    new_rows[rel] = row
-                    report.unchanged += 1
-                else:
-                    check_hash.append(rel)
-            elif row is not None and row.status == "unreadable" and gid is None \
-                    and (row.size, row.mtime_ns) == (size, mtime):
-                new_rows[rel] = row
-                report.still_unreadable += 1
-            else:
-                if gid is not None:  # held, but the state does not vouch for it (crash, lost state)
-                    report.healed.append(rel)
-                    why[rel] = "changed"
-                else:
-                    why[rel] = "added"
-                to_embed.append(rel)
-        hash_errors = {}
-        hashes = _hash_all(root, check_hash + to_embed, hash_workers, hash_errors)
-        for rel in check_hash:
-            size, mtime = files[rel]
-            row = rows[rel]
-            digest = hashes.get(rel)
-            if digest is not None and digest == row.sha256:
-                new_rows[rel] = Row(rel, size, mtime, digest, row.gallery_id, "indexed")
-                report.touched.append(rel)
-            else:
-                why[rel] = "changed"
-                to_embed.append(rel)
-        for rel in list(to_embed):
-            if hashes.get(rel) is None:  # could not even be read for hashing
-                to_embed.remove(rel)
-                report.unreadable.append((rel, hash_errors.get(rel) or "cannot be read"))
-                size, mtime = files[rel]
-                new_rows[rel] = Row(rel, size, mtime, None, None, "unreadable")
-                if why[rel] == "changed":
-                    report.removed.append(rel)  # its old vector goes; the file no longer reads
-        for rel, err in scan_errors.items():
-            report.unreadable.append((rel, err + (" (its gallery items are kept)" if rel in unlisted else "")))
-        # before anything changes: refuse to empty the library because its folder vanished
-        if gallery is not None:
-            removing = (set(held) - set(files) - unseen) | set(report.removed)  # gone, or changed and unreadable
-            _check_removal(removing, len(held), root, loc, allow_mass_removal, max_removal)
-        else:  # --rebuild: against what the folder state says this folder indexed
-            indexed = {p for p, r in state.rows.items() if r.status == "indexed"}
-            _check_removal(indexed - set(files) - unseen, len(indexed), root, loc, allow_mass_removal, max_removal)
-        to_embed.sort()
-
-        emb = common.embed_paths(cfg, rec, [os.path.join(root, rel) for rel in to_embed], det=det,
-                                 desc="indexing") if to_embed else None
-        embedded = [to_embed[i] for i in emb.index] if emb is not None else []
-        failed = sorted(set(to_embed) - set(embedded))
-        for rel in failed:
-            report.unreadable.append((rel, "not a usable image (see the warning above)"))
-            size, mtime = files[rel]
-            new_rows[rel] = Row(rel, size, mtime, hashes[rel], None, "unreadable")
-            if why[rel] == "changed":
-                report.removed.append(rel)
-        for rel in embedded:
-            (report.changed if why[rel] == "changed" else report.added).append(rel)
-        gone = sorted(set(held) - set(files) - unseen)
-        report.removed.extend(gone)
-        stale = sorted(set(report.removed) | {rel for rel in embedded if rel in held})
-
-        labels = [label_for(rel) for rel in embedded]
-        boxes = list(emb.boxes) if (emb is not None and det is not None) else None
-        vectors = emb.vectors if emb is not None else None
-        ids = []
-        if gallery is None:
-            gallery = common.create_store(ip, rec.embedding_size, fingerprint, vectors, labels, embedded, boxes,
-                                          overwrite=True)  # --rebuild: replaces the gallery in one step
-            report.created = True
-            by_path = {r["path"]: int(r["id"]) for r in gallery.records()} if embedded else {}
-            ids = [by_path[rel] for rel in embedded]
-        else:
-            if stale:
-                gallery.remove(paths=stale)
-            if embedded:
-                ids = [int(i) for i in gallery.add(vectors, labels, paths=embedded, boxes=boxes,
-                                                   model_fingerprint=fingerprint)]
-                if min(ids) < 0:  # a path still present: another writer got in between
-                    raise GalleryError(f"{loc}: some paths were already present after removal (another process "
-                                       f"writes this gallery?); run again")
-        for rel, gid in zip(embedded, ids):
-            size, mtime = files[rel]
-            new_rows[rel] = Row(rel, size, mtime, hashes[rel], gid, "indexed")
-
-        if report.wrote or report.touched or new_rows.keys() != rows.keys() or not state.exists() \
-                or state.root != root:
-            state.write(new_rows, _meta(root, fingerprint, gallery))
-        report.count = len(gallery)
-        report.version_after = common.gallery_version(gallery)
+        gallery = None if rebuild else _open_synced(ip, rec, fingerprint, state, root, report)
+        held = _held_paths(gallery, report.index)
+        files, scan_errors, unlisted = _scan_for_sync(ip, root, state, report)
+        plan = plan_sync(files, state.rows, held, unlisted, rebuild=rebuild, max_removal=max_removal,
+                         root=root, state_root=state.root)
+        target = SyncTarget(cfg, root, rec, det, fingerprint, state, gallery, held, files)
+        apply_plan(plan, target, report, scan_errors, unlisted, hash_workers, allow_mass_removal)
     report.seconds = time.time() - t0
     from ..utils.text import printable
 
     for rel, err in report.unreadable:
         log.warning("unreadable, skipped: %s (%s)", printable(rel), err)
     return report
+
+
+def _check_dir(ip, root):
+    root = os.path.realpath(os.fspath(root))
+    if not os.path.isdir(root):
+        raise ConfigError(f"--dir {root}: no such folder")
+    if ip.get("dist_type", "IP") not in ("IP", "L2"):
+        raise ConfigError(f"IndexProcess.dist_type must be IP or L2, got {ip.get('dist_type')!r}")
+    return root
+
+
+def _ensure_store(ip, rec, fingerprint):
+    """An empty gallery first, so that the state (inside a FAISS index directory) has a home."""
+    if common.gallery_exists(ip):
+        return
+    try:
+        common.create_store(ip, rec.embedding_size, fingerprint)
+    except GalleryError:
+        if not common.gallery_exists(ip):  # (not just another run that was first)
+            raise
+
+
+def _open_synced(ip, rec, fingerprint, state, root, report):
+    """The gallery to sync, checked against the model; its state claimed when it has none yet."""
+    try:
+        gallery = common.open_store(ip, rec, fingerprint)
+    except GalleryError as e:
+        raise GalleryError(f"{e} (tools/index_folder.py --rebuild embeds the folder again with this "
+                           f"model)") from None
+    if not state.exists():
+        if len(gallery):
+            raise ConfigError(f"{report.index}: a gallery without its folder state ({state.path}): not made by "
+                              f"tools/index_folder.py, or its state was deleted; syncing would remove "
+                              f"every item not in {root}. Give another --index, or --rebuild to embed "
+                              f"the folder into it again")
+        # claimed before anything is added: a run killed later still finds its state
+        state.write({}, _meta(root, fingerprint, gallery))
+    report.version_before = common.gallery_version(gallery)
+    return gallery
+
+
+def _held_paths(gallery, loc):
+    """{gallery path: id} of the items the gallery holds ({} without a gallery)."""
+    held = {}
+    if gallery is not None:
+        for r in gallery.records():
+            if r.get("path") is None:
+                log.warning("%s: gallery item %s has no path; left alone", loc, r["id"])
+                continue
+            held[r["path"]] = int(r["id"])
+    return held
+
+
+def _scan_for_sync(ip, root, state, report):
+    """(files, errors, unlisted sub-folders) of scan(root), leaving out a FAISS index (and the state)
+    inside it; the files passed over go into the report. A root that cannot be listed is an error."""
+    loc = report.index
+    exclude = [loc, os.path.dirname(os.path.abspath(state.path))] if common.backend(ip) == "faiss" else []
+    skipped, unlisted = {}, set()
+    files, scan_errors = scan(root, exclude=[e for e in exclude if _inside(e, root)], skipped=skipped,
+                              unlisted=unlisted)
+    if "." in unlisted:
+        raise ConfigError(f"--dir {root}: cannot be read ({scan_errors.get('.')}); nothing was changed")
+    report.skipped = sorted(skipped.items())
+    return files, scan_errors, unlisted
+
+
+# ------------------------------------------------------------------ apply
+@dataclass
+class SyncTarget:
+    """What apply_plan works on: the model, the folder, its state (locked), the gallery (None: made anew)
+    with the {path: id} it held when planned, and the scan's {relpath: (size, mtime_ns)}."""
+    cfg: object
+    root: str
+    rec: object
+    det: object
+    fingerprint: str
+    state: FolderState
+    gallery: object
+    held: dict
+    files: dict
+
+
+def apply_plan(plan, target, report, scan_errors=None, unlisted=(), hash_workers=2, allow_mass_removal=False):
+    """Carry out `plan` on `target`, filling `report`: hash what the plan needs, check the mass-removal
+    guard (before anything is changed), embed, update the gallery (remove, then add), write the state."""
+    report.unchanged, report.still_unreadable = plan.unchanged, plan.still_unreadable
+    report.healed = list(plan.healed)
+    new_rows = dict(plan.keep)
+    why = plan.why
+    to_embed, hashes = _hash_step(plan, target, report, why, new_rows, hash_workers)
+    for rel, err in (scan_errors or {}).items():
+        report.unreadable.append((rel, err + (" (its gallery items are kept)" if rel in unlisted else "")))
+    # before anything changes: refuse to empty the library because its folder vanished
+    plan.check_removal(target.root, report.index, allow_mass_removal, extra=report.removed)
+    embedded, emb = _embed_step(sorted(to_embed), target, report, why, hashes, new_rows)
+    report.removed.extend(plan.remove)
+    stale = sorted(set(report.removed) | {rel for rel in embedded if rel in target.held})
+    ids = _write_gallery(target, report, embedded, emb, stale)
+    for rel, gid in zip(embedded, ids):
+        size, mtime = target.files[rel]
+        new_rows[rel] = Row(rel, size, mtime, hashes[rel], gid, "indexed")
+    _write_state(plan, target, report, new_rows)
+    report.count = len(target.gallery)
+    report.version_after = common.gallery_version(target.gallery)
+    return report
+
+
+def _hash_step(plan, target, report, why, new_rows, workers):
+    """Hash `plan.verify` and the files to embed: (what to embed, {relpath: sha256 or None}). A verified file
+    with its old hash is touched; with another, embedded again (`why` 'changed'). A file that cannot be read
+    is unreadable (a changed one goes into report.removed: its old vector goes)."""
+    to_embed = list(plan.embed)
+    hash_errors = {}
+    hashes = _hash_all(target.root, list(plan.verify) + to_embed, workers, hash_errors)
+    for rel, row in plan.verify.items():
+        size, mtime = target.files[rel]
+        digest = hashes.get(rel)
+        if digest is not None and digest == row.sha256:
+            new_rows[rel] = Row(rel, size, mtime, digest, row.gallery_id, "indexed")
+            report.touched.append(rel)
+        else:
+            why[rel] = "changed"
+            to_embed.append(rel)
+    for rel in list(to_embed):
+        if hashes.get(rel) is None:  # could not even be read for hashing
+            to_embed.remove(rel)
+            report.unreadable.append((rel, hash_errors.get(rel) or "cannot be read"))
+            size, mtime = target.files[rel]
+            new_rows[rel] = Row(rel, size, mtime, None, None, "unreadable")
+            if why[rel] == "changed":
+                report.removed.append(rel)  # its old vector goes; the file no longer reads
+    return to_embed, hashes
+
+
+def _embed(target, rels):
+    """The one place a sync embeds images: an Embedded of `rels` (relative to the folder), None for none."""
+    if not rels:
+        return None
+    return common.embed_paths(target.cfg, target.rec, [os.path.join(target.root, rel) for rel in rels],
+                              det=target.det, desc="indexing")
+
+
+def _embed_step(to_embed, target, report, why, hashes, new_rows):
+    """(the paths embedded, their Embedded): the rest are unreadable (a changed one's old vector goes)."""
+    emb = _embed(target, to_embed)
+    embedded = [to_embed[i] for i in emb.index] if emb is not None else []
+    for rel in sorted(set(to_embed) - set(embedded)):
+        report.unreadable.append((rel, "not a usable image (see the warning above)"))
+        size, mtime = target.files[rel]
+        new_rows[rel] = Row(rel, size, mtime, hashes[rel], None, "unreadable")
+        if why[rel] == "changed":
+            report.removed.append(rel)
+    for rel in embedded:
+        (report.changed if why[rel] == "changed" else report.added).append(rel)
+    return embedded, emb
+
+
+def _write_gallery(target, report, embedded, emb, stale):
+    """Remove `stale`, add `embedded` (--rebuild: make the gallery anew in one step); their gallery ids."""
+    ip, rec, fingerprint = target.cfg["IndexProcess"], target.rec, target.fingerprint
+    labels = [label_for(rel) for rel in embedded]
+    boxes = list(emb.boxes) if (emb is not None and target.det is not None) else None
+    vectors = emb.vectors if emb is not None else None
+    if target.gallery is None:
+        target.gallery = common.create_store(ip, rec.embedding_size, fingerprint, vectors, labels, embedded, boxes,
+                                             overwrite=True)  # --rebuild: replaces the gallery in one step
+        report.created = True
+        by_path = {r["path"]: int(r["id"]) for r in target.gallery.records()} if embedded else {}
+        return [by_path[rel] for rel in embedded]
+    if stale:
+        target.gallery.remove(paths=stale)
+    if not embedded:
+        return []
+    ids = [int(i) for i in target.gallery.add(vectors, labels, paths=embedded, boxes=boxes,
+                                              model_fingerprint=fingerprint)]
+    if min(ids) < 0:  # a path still present: another writer got in between
+        raise GalleryError(f"{report.index}: some paths were already present after removal (another process "
+                           f"writes this gallery?); run again")
+    return ids
+
+
+def _write_state(plan, target, report, new_rows):
+    """The folder state, in one transaction, when anything in it changes (an unchanged run writes nothing)."""
+    state, root = target.state, target.root
+    rows = {} if plan.rebuild else state.rows
+    if report.wrote or report.touched or new_rows.keys() != rows.keys() or not state.exists() \
+            or state.root != root:
+        state.write(new_rows, _meta(root, target.fingerprint, target.gallery))
 
 
 def _meta(root, fingerprint, gallery):
