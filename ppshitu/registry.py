@@ -8,41 +8,128 @@ without eval() or star imports, and a typo fails at build time, naming the choic
 
     LOSSES.build("CELoss", {"epsilon": 0.1}, where="Loss.Train[0]")
 
+An entry is either the object itself (`register`, for a class in the registry's own module) or a
+"module:attr" string (`add`, or the `entries` given to the constructor) naming where it lives: such an
+entry is imported the first time it is looked up. So a registry module names its kinds without importing
+them (and the modules that implement them never import the registry: no import cycle), `names()` and
+`in` never import anything (config choices and did-you-mean errors cost nothing: no paddle, no faiss,
+no pymilvus), and one line in the registry is the whole registration of a kind that lives in its own file.
+
+    RUNTIMES = Registry("inference_backend", {"paddle": "ppshitu.infer.paddle_runtime:PaddleRuntime"})
+    RUNTIMES.get("paddle")                  # imports ppshitu.infer.paddle_runtime now
+
+Entries may carry tags (`add(name, target, task="det")`) that `names(**tags)` and `get(name, **tags)`
+filter on without importing. A provider ("module:attr" of a function returning {name: entry}) registers
+a family whose names are only known once its module is imported (PaddleClas's backbones); it is loaded
+when a lookup misses, or by `load_providers()`.
+
 Constructor arguments are checked against the signature, so an unknown or
 misspelled key is reported with its config path and the nearest valid name.
 """
+import importlib
 import inspect
+import re
 
 from .errors import ConfigError, did_you_mean
 
+_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def resolve(target):
+    """The object a "module:attr" string names (attr may be dotted), importing its module."""
+    module, _, attr = target.partition(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
 
 class Registry:
-    def __init__(self, kind):
+    def __init__(self, kind, entries=None):
         self.kind = kind
-        self._items = {}
+        self._items = {}      # name -> object, or the "module:attr" string it is imported from
+        self._tags = {}       # name -> {tag: value}
+        self._providers = []  # [["module:attr" of a function -> {name: entry}, tags, loaded]]
+        for name, target in (entries or {}).items():
+            self.add(name, target)
 
-    def register(self, name=None):
+    def add(self, name, target, **tags):
+        """Register `target` (an object, or a "module:attr" string imported on first lookup) as `name`."""
+        if name in self._items:
+            raise KeyError(f"{self.kind} '{name}' is registered twice")
+        if isinstance(target, str) and not _TARGET.match(target):
+            raise ValueError(f"{self.kind} '{name}': {target!r} is not a 'package.module:attribute' string")
+        self._items[name] = target
+        self._tags[name] = dict(tags)
+        return target
+
+    def register(self, name=None, **tags):
+        """Decorator: register the decorated object (a class or function of this module) as `name`."""
         def deco(obj):
-            key = name or obj.__name__
-            if key in self._items:
-                raise KeyError(f"{self.kind} '{key}' is registered twice")
-            self._items[key] = obj
+            self.add(name or obj.__name__, obj, **tags)
             return obj
         return deco
+
+    def add_provider(self, target, **tags):
+        """Register a family: "module:attr" of a function returning {name: entry} (each entry an object or
+        a "module:attr" string), called on the first lookup that misses (with matching tags)."""
+        if not _TARGET.match(target):
+            raise ValueError(f"{self.kind} provider: {target!r} is not a 'package.module:attribute' string")
+        self._providers.append([target, dict(tags), False])
+
+    def load_providers(self, **tags):
+        """Register the families of every provider whose tags agree with `tags` (imports them)."""
+        for provider in self._providers:
+            target, ptags, loaded = provider
+            if loaded or not self._agrees(ptags, tags):
+                continue
+            provider[2] = True
+            for name, entry in resolve(target)().items():
+                if name not in self._items:
+                    self.add(name, entry, **ptags)
+
+    def remove(self, name):
+        """Forget `name` (tests, plugins that unload)."""
+        self._items.pop(name)
+        self._tags.pop(name)
 
     def __contains__(self, name):
         return name in self._items
 
-    def names(self):
-        return sorted(self._items)
+    def tags(self, name):
+        return dict(self._tags[name])
 
-    def get(self, name, where=""):
-        if name not in self._items:
-            at = f"{where}: " if where else ""
+    def names(self, **tags):
+        """Sorted registered names whose tags agree with `tags` (a tag an entry lacks counts as None).
+        Imports nothing (a provider's family appears once it is loaded)."""
+        return sorted(n for n in self._items if self._agrees(self._tags[n], tags))
+
+    @staticmethod
+    def _agrees(have, want):
+        return all(have.get(k) == v for k, v in want.items())
+
+    def get(self, name, where="", **tags):
+        """The entry registered as `name` (imported now if it was registered as a string); with `tags`,
+        only an entry that has them."""
+        known = isinstance(name, str) and name in self._items
+        if not known and isinstance(name, str):
+            self.load_providers(**tags)
+            known = name in self._items
+        at = f"{where}: " if where else ""
+        if not known or not self._agrees(self._tags[name], tags):
+            names = self.names(**tags)
+            if known:
+                have = ", ".join(f"{k} {self._tags[name].get(k)}" for k in tags)
+                want = ", ".join(f"{k} {v}" for k, v in tags.items())
+                raise ConfigError(f"{at}{self.kind} '{name}' is registered for {have}, not {want}; "
+                                  f"available: {', '.join(names)}")
             raise ConfigError(
-                f"{at}unknown {self.kind} '{name}'{did_you_mean(name, self._items)}; "
-                f"available: {', '.join(self.names())}")
-        return self._items[name]
+                f"{at}unknown {self.kind} '{name}'{did_you_mean(name, names)}; "
+                f"available: {', '.join(names)}")
+        obj = self._items[name]
+        if isinstance(obj, str):
+            obj = self._items[name] = resolve(obj)
+        return obj
 
     def build(self, name, kwargs=None, where="", **extra):
         """Instantiate `name` with config `kwargs` (checked) plus code-supplied `extra`."""
