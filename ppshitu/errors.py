@@ -10,6 +10,10 @@ class ConfigError(PPShiTuError, ValueError):
     """A config file or override is wrong: unknown key, wrong type, missing value."""
 
 
+class WeightsError(PPShiTuError):
+    """Model weights cannot be found, read or loaded (ppshitu.weights and its readers)."""
+
+
 def did_you_mean(word, candidates, prefix=""):
     """' (did you mean X?)' for the closest candidate, or '' when none is close."""
     match = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=1, cutoff=0.6)

@@ -20,16 +20,12 @@ import tempfile
 import urllib.error
 import urllib.request
 
-from ..errors import PPShiTuError
+from ..errors import WeightsError  # (with the other errors: torch_legacy raises it too)
 
 log = logging.getLogger("ppshitu.weights")
 CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "ppshitu", "weights")
 DOWNLOAD_TIMEOUT_S = 10
 PACKAGE_PREFIX = "package:"
-
-
-class WeightsError(PPShiTuError):
-    pass
 
 
 def cache_dir():

@@ -17,7 +17,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import WeightsError
+from ..errors import WeightsError
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
