@@ -5,25 +5,26 @@ benchmarks all build them here, so a model runs with the same runtime settings e
     rec = rec_predictor(cfg)
     det = det_predictor(cfg)                 # None when Global.det_inference_model_dir is empty
 
-Both models run on `Global.inference_backend` (paddle | openvino) in `Global.precision` (fp32 | bf16 |
-int8; unset: bf16 when enable_mkldnn_bfloat16, else fp32). int8 needs models written by tools/quantize.py
+Both models run on `Global.inference_backend` (a registered runtime: paddle | openvino) in `Global.precision`
+(fp32 | bf16 | int8; unset: bf16 when enable_mkldnn_bfloat16, else fp32). int8 needs models written by tools/quantize.py
 (point both model dirs at them); bf16 on a CPU without native bf16, or int8 on a model that is not
 quantized, is refused by the runtime with the reason.
 """
 from ..errors import ConfigError
+from .runtime import runtime_class
 
 REC_BATCH = 32  # the crops of a query and gallery chunks go through the network in batches up to this
 
 
 def runtime_options(cfg):
-    """Global keys -> the runtime's options (ppshitu.infer.runtime)."""
+    """Global keys -> the runtime's options (ppshitu.infer.runtime): the common ones here, the rest from the
+    selected runtime's own `config_options` (a new runtime adds no line here)."""
     g = cfg["Global"]
     precision = g.get("precision") or ("bf16" if g.get("enable_mkldnn_bfloat16") else "fp32")
-    return {"backend": g.get("inference_backend") or "paddle", "use_gpu": bool(g.get("use_gpu", False)),
+    backend = g.get("inference_backend") or "paddle"
+    return {"backend": backend, "use_gpu": bool(g.get("use_gpu", False)),
             "cpu_threads": int(g.get("cpu_num_threads", 2)), "precision": precision,
-            "enable_mkldnn": bool(g.get("enable_mkldnn", True)), "ir_optim": bool(g.get("ir_optim", True)),
-            "gpu_mem": int(g.get("gpu_mem", 8000)), "enable_profile": bool(g.get("enable_profile", False)),
-            "bf16_f32_layers": g.get("bf16_f32_layers")}
+            **runtime_class(backend).config_options(g)}
 
 
 def rec_predictor(cfg):

@@ -11,7 +11,7 @@ import ctypes
 import functools
 
 from ..errors import ConfigError
-from .runtime import RUNTIMES, Runtime, model_files
+from .runtime_base import Runtime, model_files
 
 KEEP_FREED_BYTES = 1 << 30  # glibc malloc keeps freed blocks below this in the heap (keep_freed_buffers)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
@@ -74,8 +74,14 @@ def create_predictor(model_dir, use_gpu=False, enable_mkldnn=True, cpu_threads=2
     return inference.create_predictor(config)
 
 
-@RUNTIMES.register("paddle")
 class PaddleRuntime(Runtime):
+    @classmethod
+    def config_options(cls, g):
+        """Paddle Inference's own Global keys (bf16_f32_layers only to refuse it with a reason)."""
+        return {"enable_mkldnn": bool(g.get("enable_mkldnn", True)), "ir_optim": bool(g.get("ir_optim", True)),
+                "gpu_mem": int(g.get("gpu_mem", 8000)), "enable_profile": bool(g.get("enable_profile", False)),
+                "bf16_f32_layers": g.get("bf16_f32_layers")}
+
     def __init__(self, model_dir, use_gpu=False, cpu_threads=2, precision="fp32", enable_mkldnn=True,
                  ir_optim=True, gpu_mem=8000, enable_profile=False, bf16_f32_layers=None):
         self.predictor = create_predictor(model_dir, use_gpu, enable_mkldnn, cpu_threads, precision, ir_optim,
