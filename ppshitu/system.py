@@ -6,6 +6,9 @@ gallery search -> threshold ("unknown") -> NMS -> results.
     results = system.predict("photo.jpg")   # or an RGB array: [{"bbox", "rec_docs", "rec_scores", ...}, ...]
     hits = system.search("photo.jpg", k=5)  # the whole image's nearest gallery items
 
+Images are read, checked and embedded by `system.embedder` (ppshitu/embedder.py, the one embedding
+path). Each result names its best matches with their gallery items: `topk` [{"label", "score", "id"}].
+
 Decisions, and why they differ from PP-ShiTu's:
 - The whole image is always recognised too, but it is only *reported* when no detected
   box was recognised. PP-ShiTu puts it into one NMS at IoU 0.05 with the detections, so a
@@ -27,17 +30,23 @@ Decisions, and why they differ from PP-ShiTu's:
 """
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .embedder import Embedder, prefetch
 from .errors import ConfigError
 from .infer import factory
 from .utils.boxes import box_iou
-from .utils.image import MIN_IMAGE_SIDE, as_rgb_uint8, check_recognisable, is_uniform, read_image
+from .utils.image import MIN_IMAGE_SIDE, as_rgb_uint8
 
 UNKNOWN = "unknown"
 SAME_REGION_IOU = 0.5
+
+
+def _on_embedder(name, doc):
+    """A RecognitionSystem attribute kept by its embedder (read and set through it)."""
+    return property(lambda self: getattr(self.embedder, name), lambda self, v: setattr(self.embedder, name, v),
+                    doc=doc)
 
 
 class RecognitionSystem:
@@ -46,15 +55,23 @@ class RecognitionSystem:
         if rec.embedding_size != gallery.embedding_size:
             raise ConfigError(f"the recognition model makes {rec.embedding_size}-d vectors but the gallery "
                               f"{gallery.index_dir} holds {gallery.embedding_size}-d ones")
-        self.rec, self.gallery, self.det = rec, gallery, det
+        self.gallery, self.det = gallery, det
         self.return_k = _number(return_k, "IndexProcess.return_k", int, low=1)
         self.score_thres = _number(score_thres, "IndexProcess.score_thres", float)
         self.nms_thresh = _number(rec_nms_thresold, "Global.rec_nms_thresold", float)
         self.min_crop_size = _number(min_crop_size, "min_crop_size", int, low=1)
-        self.min_image_side = _number(min_image_side, "Global.min_image_side", int, low=1)
-        self.min_crop_std = _number(min_crop_std, "IndexProcess.min_crop_std", float, low=0)
-        self.max_image_pixels = None if max_image_pixels is None else \
-            _number(max_image_pixels, "Global.max_image_pixels", int, low=1)
+        # the detector finds every object; the embedder embeds the crops as they are (full decodes: crops)
+        self.embedder = Embedder(
+            rec, None, min_side=_number(min_image_side, "Global.min_image_side", int, low=1),
+            min_crop_std=_number(min_crop_std, "IndexProcess.min_crop_std", float, low=0), reduced_decode=False,
+            max_pixels=None if max_image_pixels is None else _number(max_image_pixels, "Global.max_image_pixels",
+                                                                     int, low=1))
+
+    # the embedder holds the recognition model and the image checks; the system's names for them
+    rec = _on_embedder("rec", "the recognition predictor")
+    min_image_side = _on_embedder("min_side", "Global.min_image_side: a shorter side refuses the image")
+    min_crop_std = _on_embedder("min_crop_std", "IndexProcess.min_crop_std: a crop with less detail is unknown")
+    max_image_pixels = _on_embedder("max_pixels", "Global.max_image_pixels for images read from files")
 
     @classmethod
     def from_config(cls, cfg, overrides=()):
@@ -95,8 +112,7 @@ class RecognitionSystem:
         """The `k` gallery items nearest to the whole image (an RGB array or a path), best first:
         [{"rank", "label", "score", "path", "id"}] (`path`: the item's gallery key). Scores as in predict:
         cosine for IP galleries (higher is closer), squared distance for L2."""
-        rgb = self._image(image, "image")
-        vectors = self.rec.predict_batch(self.rec.preprocess(rgb)[None])
+        vectors = self.embedder.embed_crops([self._image(image, "image")])
         labels, scores, ids = self.gallery.search(vectors, int(k))
         found = [(int(i), float(s), lab) for i, s, lab in zip(ids[0], scores[0], labels[0]) if i >= 0]
         paths = {r["id"]: r.get("path") for r in self.gallery.records([i for i, _, _ in found])} if found else {}
@@ -106,8 +122,8 @@ class RecognitionSystem:
     def _image(self, image, where):
         """An RGB uint8 array of a recognisable size, from an array or an image file's path."""
         if isinstance(image, (str, os.PathLike)):
-            return check_recognisable(read_image(image, self.max_image_pixels), os.fspath(image), self.min_image_side)
-        return check_recognisable(as_rgb_uint8(image, where), where, self.min_image_side)
+            return self.embedder.read(image)
+        return self.embedder.check(as_rgb_uint8(image, where), where)
 
     def predict_paths(self, paths, batch_size=1, num_workers=2, on_error=None, with_images=False):
         """Yield (path, results) in order (`with_images`: (path, results, rgb)); the next images are
@@ -116,34 +132,27 @@ class RecognitionSystem:
         and skipped."""
         def load(path):
             try:
-                rgb = check_recognisable(read_image(path, self.max_image_pixels), str(path), self.min_image_side)
+                rgb = self.embedder.read(path)
             except Exception as e:  # noqa: BLE001 - reported to the caller, never fatal
-                return path, None, None, e
-            return path, rgb, (self.det.preprocess(rgb) if self.det else None), None
+                return None, None, e
+            return rgb, (self.det.preprocess(rgb) if self.det else None), None
 
-        with ThreadPoolExecutor(max(1, num_workers)) as pool:
-            pending = [pool.submit(load, p) for p in paths[:batch_size * 2]]
-            next_i = len(pending)
-            while pending:
-                chunk, pending = pending[:batch_size], pending[batch_size:]
-                pending += [pool.submit(load, p) for p in paths[next_i:next_i + batch_size]]
-                next_i += batch_size
-                loaded = []
-                for f in chunk:
-                    path, rgb, det_in, err = f.result()
-                    if err is not None:
-                        if on_error:
-                            on_error(path, err)
-                        continue
-                    loaded.append((path, rgb, det_in))
-                if not loaded:
+        for start, batch in prefetch(paths, load, batch_size, num_workers, ahead=2):
+            loaded = []
+            for path, (rgb, det_in, err) in zip(paths[start:start + len(batch)], batch):
+                if err is not None:
+                    if on_error:
+                        on_error(path, err)
                     continue
-                boxes = [self.detect(rgb, det_in) for _, rgb, det_in in loaded]
-                results = self.recognize([rgb for _, rgb, _ in loaded], boxes)
-                if with_images:
-                    yield from ((path, res, rgb) for (path, rgb, _), res in zip(loaded, results))
-                else:
-                    yield from ((path, res) for (path, _, _), res in zip(loaded, results))
+                loaded.append((path, rgb, det_in))
+            if not loaded:
+                continue
+            boxes = [self.detect(rgb, det_in) for _, rgb, det_in in loaded]
+            results = self.recognize([rgb for _, rgb, _ in loaded], boxes)
+            if with_images:
+                yield from ((path, res, rgb) for (path, rgb, _), res in zip(loaded, results))
+            else:
+                yield from ((path, res) for (path, _, _), res in zip(loaded, results))
 
     # ---------------------------------------------------------------- steps
     def detect(self, rgb, preprocessed=None):
@@ -168,19 +177,21 @@ class RecognitionSystem:
             for box, det_score, source in cands:
                 x1, y1, x2, y2 = box
                 crop = rgb[y1:y2, x1:x2]
-                crops.append(self.rec.preprocess(crop))
-                owners.append((i, box, det_score, source, is_uniform(crop, self.min_crop_std)))
-        vectors = self.rec.predict_batch(np.stack(crops))
-        labels, scores, _ = self.gallery.search(vectors, self.return_k)
+                crops.append(crop)
+                owners.append((i, box, det_score, source, self.embedder.is_uniform(crop)))
+        vectors = self.embedder.embed_crops(crops)
+        labels, scores, ids = self.gallery.search(vectors, self.return_k)
         per_image = [[] for _ in images]
-        for (i, box, det_score, source, uniform), lab, sc in zip(owners, labels, scores):
-            per_image[i].append(self._decide(box, det_score, source, lab, sc, uniform))
+        for (i, box, det_score, source, uniform), lab, sc, row_ids in zip(owners, labels, scores, ids):
+            per_image[i].append(self._decide(box, det_score, source, lab, sc, uniform, row_ids))
         return [self._select(cands) for cands in per_image]
 
     def passes(self, score):
         return score >= self.score_thres if self.gallery.higher_is_better else score <= self.score_thres
 
-    def _decide(self, box, det_score, source, labels, scores, uniform=False):
+    def _decide(self, box, det_score, source, labels, scores, uniform=False, ids=None):
+        """One candidate's answer; `topk`: its matches with their gallery item ids."""
+        ids = [None] * len(labels) if ids is None else ids
         nearest = labels[0] if len(labels) and labels[0] is not None else None
         best = float(scores[0]) if nearest is not None else float("nan")
         known = nearest is not None and self.passes(best) and not uniform
@@ -188,7 +199,8 @@ class RecognitionSystem:
                 "rec_scores": round(best, 6) if nearest is not None else None,
                 "nearest_docs": nearest, "det_score": None if det_score is None else round(det_score, 6),
                 "source": source, "uniform": bool(uniform),
-                "topk": [{"label": l, "score": round(float(s), 6)} for l, s in zip(labels, scores) if l is not None]}
+                "topk": [{"label": l, "score": round(float(s), 6), **({} if i is None else {"id": int(i)})}
+                         for l, s, i in zip(labels, scores, ids) if l is not None]}
 
     def _select(self, cands):
         """Detected boxes, merged by NMS; the whole image only when no detection is recognised."""

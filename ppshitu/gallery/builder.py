@@ -1,9 +1,9 @@
 """Gallery building from images: the pipeline behind tools/build_gallery.py, the demo
 and the benchmarks.
 
-Images are decoded and preprocessed in worker threads while the model runs the
-previous batch; unreadable images are skipped with a warning each and a count at
-the end. On `append`, images already in the gallery are skipped before any
+Images are embedded by ppshitu.embedder.Embedder (decoded and preprocessed in worker threads
+while the model runs the previous batch; the main object with IndexProcess.use_det); unreadable
+images are skipped with a warning each and a count at the end. On `append`, images already in the gallery are skipped before any
 decoding, so a re-run costs nothing and adds nothing.
 
 Gallery keys: an image's key (its `path` in the gallery) is its path relative to
@@ -22,14 +22,9 @@ labels the gallery does not hold are reported.
 """
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
-import numpy as np
-from tqdm import tqdm
-
+from ..embedder import Embedder
 from ..errors import ConfigError
-from ..utils.image import MIN_IMAGE_SIDE, ImageReadError, check_recognisable, is_uniform, read_image
 from .errors import GalleryError
 from .base import (check_creatable, create_gallery, gallery_location, in_shard, open_gallery,
                    open_or_create_gallery, parse_shard)
@@ -150,101 +145,6 @@ def stored_keys(gallery, keys, image_root=None):
     return found
 
 
-@dataclass
-class Embedded:
-    vectors: np.ndarray                  # float32 [m, D], one per readable image
-    index: list = field(default_factory=list)    # position in the input list of each vector
-    boxes: list = field(default_factory=list)    # main-object box per vector, None for the whole image
-    unreadable: list = field(default_factory=list)
-
-
-def main_object(det, rgb):
-    """The detector's best box and its crop, or (None, the whole image) when it finds nothing."""
-    boxes = det.predict(rgb)
-    if not len(boxes):
-        return None, rgb
-    x1, y1, x2, y2 = (int(round(float(v))) for v in boxes[0][:4])
-    if x2 - x1 < 2 or y2 - y1 < 2:
-        return None, rgb
-    return [float(v) for v in boxes[0][:4]], rgb[y1:y2, x1:x2]
-
-
-class UniformImageError(ImageReadError):
-    """A gallery image (or its main object) with no detail to recognise."""
-
-
-def image_options(cfg):
-    """embed_images's image options from a config (Global's reader limits and reduced_decode,
-    IndexProcess.min_crop_std)."""
-    g, ip = cfg.get("Global") or {}, cfg.get("IndexProcess") or {}
-    return {"max_pixels": g.get("max_image_pixels"), "min_side": g.get("min_image_side", MIN_IMAGE_SIDE),
-            "min_crop_std": ip.get("min_crop_std", 0.0), "reduced_decode": g.get("reduced_decode", True)}
-
-
-def embed_images(rec, paths, batch_size=32, num_workers=2, det=None, desc="embedding", max_pixels=None,
-                 min_side=MIN_IMAGE_SIDE, min_crop_std=0.0, reduced_decode=True):
-    """Run `rec` (and `det`, to embed the main object) over image files. Skipped with a warning
-    each (listed in `unreadable`): unreadable images, images past the pixel limit (`max_pixels`,
-    None: ppshitu.utils.image's), images with a side under `min_side` px, and, with
-    `min_crop_std` > 0, images (or main objects) without detail (see utils.image.is_uniform).
-    `reduced_decode`: without a detector, large JPEGs are decoded at 1/2-1/8 scale, never below the
-    model's input (utils.image); with one, in full, since its crops need the pixels."""
-    batch_size, num_workers = max(1, int(batch_size)), max(1, int(num_workers))
-    # a predictor whose preprocessing does not say what it needs gets full decodes
-    decode_side = getattr(rec.preprocess, "decode_side", None) if reduced_decode and det is None else None
-
-    def usable(rgb, path):
-        if is_uniform(rgb, min_crop_std):
-            raise UniformImageError(f"{path}: no detail to recognise (a blank or flat-colour image: pixel std "
-                                    f"below IndexProcess.min_crop_std={min_crop_std})")
-        return rgb
-
-    def load(path):
-        try:
-            rgb = check_recognisable(read_image(path, max_pixels, decode_side), str(path), min_side)
-            if det is not None:
-                return rgb  # the detector runs in the main thread
-            return rec.preprocess(usable(rgb, path))
-        except ImageReadError as e:
-            return e
-
-    out = Embedded(np.zeros((0, rec.embedding_size), np.float32))
-    chunks, starts = [], range(0, len(paths), batch_size)
-    with ThreadPoolExecutor(num_workers) as pool, tqdm(total=len(paths), desc=desc, unit="img") as bar:
-        pending = [pool.submit(load, p) for p in paths[:batch_size]]
-        for start in starts:
-            loaded = [f.result() for f in pending]
-            nxt = start + batch_size  # queue the next batch before the model runs this one
-            pending = [pool.submit(load, p) for p in paths[nxt:nxt + batch_size]]
-            inputs = []
-            for offset, item in enumerate(loaded):
-                if isinstance(item, ImageReadError):
-                    log.warning("skipped unreadable image: %s", item)
-                    out.unreadable.append(paths[start + offset])
-                    continue
-                box = None
-                if det is not None:
-                    box, crop = main_object(det, item)
-                    try:
-                        usable(crop, paths[start + offset])
-                    except UniformImageError as e:
-                        log.warning("skipped unreadable image: %s", e)
-                        out.unreadable.append(paths[start + offset])
-                        continue
-                    item = rec.preprocess(crop)
-                inputs.append(item)
-                out.index.append(start + offset)
-                out.boxes.append(box)
-            if inputs:
-                chunks.append(np.asarray(rec.predict_batch(np.stack(inputs)), np.float32))
-            bar.update(len(loaded))
-    if chunks:
-        out.vectors = np.concatenate(chunks)
-    if out.unreadable:
-        log.warning("%d of %d images could not be read and were skipped", len(out.unreadable), len(paths))
-    return out
-
-
 def index_params(ip):
     """The IndexProcess keys that tune the FAISS index (None: the measured defaults)."""
     return {k: ip[k] for k in ("ef_search", "nprobe", "nlist") if ip.get(k) is not None}
@@ -269,25 +169,9 @@ def build_gallery(cfg, rec=None, det=None, shard=None):
         g = open_gallery(ip)
         g.compact()
         return {"operation": op, "count": len(g)}
-    remove_by = ip.get("remove_by", "path")
     data_file = _required(ip, "data_file")
     if op == "remove":
-        if remove_by == "label":
-            labels = read_labels(data_file)
-            g = open_gallery(ip)
-            held = set(g.labels())
-            missing = [lab for lab in labels if lab not in held]
-            removed = g.remove(labels=[lab for lab in labels if lab in held]) if len(missing) < len(labels) else []
-            _not_found(data_file, "labels", missing, ip["delimiter"])
-            return {"operation": op, "removed": len(removed), "count": len(g), "labels_not_found": len(missing)}
-        keys = [k for k, _ in gallery_entries(data_file, ip["delimiter"], ip.get("image_root"),
-                                              allow_outside_root=True, check_labels=False)]
-        g = open_gallery(ip)
-        stored = stored_keys(g, keys, ip.get("image_root"))
-        removed = g.remove(paths=[p for k in keys for p in stored.get(k, ())]) if stored else []
-        missing = [k for k in keys if k not in stored]
-        _not_found(data_file, "paths", missing)
-        return {"operation": op, "removed": len(removed), "count": len(g), "paths_not_found": len(missing)}
+        return _remove(ip, data_file)
 
     image_root = _required(ip, "image_root")
     entries = gallery_entries(data_file, ip["delimiter"], image_root, bool(ip.get("allow_outside_root")))
@@ -321,8 +205,8 @@ def build_gallery(cfg, rec=None, det=None, shard=None):
         present = stored_keys(gallery, [p for p, _ in entries], image_root)
         skipped = sum(p in present for p, _ in entries)
         entries = [(p, lab) for p, lab in entries if p not in present]
-    emb = embed_images(rec, [os.path.join(image_root, p) for p, _ in entries], ip["batch_size"],
-                       ip.get("num_workers", 2), det, desc=f"{op} gallery", **image_options(cfg))
+    emb = Embedder.from_config(cfg, rec, det).embed_files([os.path.join(image_root, p) for p, _ in entries],
+                                                          desc=f"{op} gallery")
     labels = [entries[i][1] for i in emb.index]
     paths = [entries[i][0] for i in emb.index]
     boxes = emb.boxes if det is not None else None
@@ -341,6 +225,26 @@ def build_gallery(cfg, rec=None, det=None, shard=None):
     if shard is not None:
         summary["shard"] = f"{shard[0]}/{shard[1]}"
     return summary
+
+
+def _remove(ip, data_file):
+    """IndexProcess.index_operation remove: the listed paths (remove_by: path) or labels (remove_by: label)."""
+    if ip.get("remove_by", "path") == "label":
+        labels = read_labels(data_file)
+        g = open_gallery(ip)
+        held = set(g.labels())
+        missing = [lab for lab in labels if lab not in held]
+        removed = g.remove(labels=[lab for lab in labels if lab in held]) if len(missing) < len(labels) else []
+        _not_found(data_file, "labels", missing, ip["delimiter"])
+        return {"operation": "remove", "removed": len(removed), "count": len(g), "labels_not_found": len(missing)}
+    keys = [k for k, _ in gallery_entries(data_file, ip["delimiter"], ip.get("image_root"),
+                                          allow_outside_root=True, check_labels=False)]
+    g = open_gallery(ip)
+    stored = stored_keys(g, keys, ip.get("image_root"))
+    removed = g.remove(paths=[p for k in keys for p in stored.get(k, ())]) if stored else []
+    missing = [k for k in keys if k not in stored]
+    _not_found(data_file, "paths", missing)
+    return {"operation": "remove", "removed": len(removed), "count": len(g), "paths_not_found": len(missing)}
 
 
 def _not_found(data_file, what, missing, delimiter=None):

@@ -2,8 +2,9 @@
 interface (`ppshitu/gallery/base.py`) only, so every tool works on any gallery backend.
 
     rec, det = predictors(cfg, detect=False)
-    vectors, boxes = embed_paths(cfg, rec, paths, det=det)       # Embedded (skips unreadable files)
-    vector, box = embed_one(cfg, rec, path, det=det)              # raises ImageReadError
+    emb = embedder(cfg, rec, det)                                 # ppshitu.embedder.Embedder, the config's options
+    out = emb.embed_files(paths)                                  # Embedded (skips unreadable files)
+    vector, box, rgb = emb.embed_file(path)                       # raises ImageReadError
     gallery = open_store(cfg.IndexProcess, rec)                   # checks the model
 """
 import logging
@@ -11,9 +12,9 @@ import os
 
 import numpy as np
 
+from ..embedder import Embedder, image_options, read_checked
 from ..errors import ConfigError
 from ..gallery.base import open_gallery
-from ..utils.image import ImageReadError, check_recognisable, read_image
 
 log = logging.getLogger("ppshitu.library")
 
@@ -46,35 +47,16 @@ def model_id(rec):
     return model_fingerprint(rec)
 
 
-def embed_paths(cfg, rec, paths, det=None, desc="embedding"):
-    """ppshitu.gallery.builder.embed_images over `paths` with the config's batch size, decoding threads
-    and image limits; unreadable files are skipped (listed in `.unreadable`) with a warning each."""
-    from ..gallery.builder import embed_images, image_options
-
-    ip = cfg.get("IndexProcess") or {}
-    return embed_images(rec, [os.fspath(p) for p in paths], ip.get("batch_size", 32), ip.get("num_workers", 2),
-                        det, desc=desc, **image_options(cfg))
+def embedder(cfg, rec, det=None):
+    """The Embedder of `rec` (and `det`: the main object is embedded) with the config's image limits,
+    batch size and decoding threads; files it cannot use are skipped (embed_files) or raise (embed_file)."""
+    return Embedder.from_config(cfg, rec, det)
 
 
 def load_image(cfg, path):
     """RGB uint8 of `path` under the config's limits; ImageReadError naming it when it cannot be used."""
-    from ..gallery.builder import image_options
-
     limits = image_options(cfg)
-    return check_recognisable(read_image(path, limits["max_pixels"]), str(path), limits["min_side"])
-
-
-def embed_one(cfg, rec, path, det=None):
-    """(unit vector [D], main-object box or None, the RGB image) of one image file."""
-    from ..gallery.builder import main_object
-
-    rgb = load_image(cfg, path)
-    box, crop = (None, rgb) if det is None else main_object(det, rgb)
-    vec = np.asarray(rec.predict([crop]), np.float32)[0]
-    norm = float(np.linalg.norm(vec))
-    if not norm or not np.isfinite(vec).all():
-        raise ImageReadError(f"{path}: the model made no usable embedding of it (a blank image?)")
-    return vec / norm, box, rgb
+    return read_checked(path, limits["max_pixels"], limits["min_side"])
 
 
 # ------------------------------------------------------------------ galleries (store interface only)
@@ -141,7 +123,7 @@ def gallery_vectors(gallery, records, cfg=None, rec=None, root=None):
         raise ConfigError("this gallery store cannot return its vectors; they must be re-embedded (give a model)")
     log.info("the gallery store returns no vectors: embedding its %d images again", len(records))
     paths = [resolve(r["path"], root) for r in records]
-    emb = embed_paths(cfg, rec, paths, desc="re-embedding gallery")
+    emb = embedder(cfg, rec).embed_files(paths, desc="re-embedding gallery")
     out = np.zeros((len(ids), rec.embedding_size), np.float32)
     found = np.zeros(len(ids), bool)
     out[emb.index] = emb.vectors

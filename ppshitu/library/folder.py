@@ -557,8 +557,8 @@ def _embed(target, rels):
     """The one place a sync embeds images: an Embedded of `rels` (relative to the folder), None for none."""
     if not rels:
         return None
-    return common.embed_paths(target.cfg, target.rec, [os.path.join(target.root, rel) for rel in rels],
-                              det=target.det, desc="indexing")
+    return common.embedder(target.cfg, target.rec, target.det).embed_files(
+        [os.path.join(target.root, rel) for rel in rels], desc="indexing")
 
 
 def _embed_step(to_embed, target, report, why, hashes, new_rows):

@@ -11,7 +11,7 @@ from . import common
 def search_image(cfg, rec, gallery, path, k=10, det=None, root=None):
     """Embed `path` (its main object with `det`) and search `gallery`; ([hit dicts], the query's box,
     the query image)."""
-    vec, box, rgb = common.embed_one(cfg, rec, path, det=det)
+    vec, box, rgb = common.embedder(cfg, rec, det).embed_file(path)
     labels, scores, ids = gallery.search(vec[None, :], int(k))
     valid = [(int(i), float(s), lab) for i, s, lab in zip(ids[0], scores[0], labels[0]) if i >= 0]
     records = {r["id"]: r for r in gallery.records([i for i, _, _ in valid])} if valid else {}

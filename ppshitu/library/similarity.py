@@ -107,8 +107,9 @@ def _have_imagehash():
 def compare(cfg, rec, a, b, det=None):
     """{cosine, phash_distance, a: {path, box}, b: {path, box}} for two image files (the pHash distance
     of the whole images, None without the ImageHash package or with a detector)."""
-    va, box_a, rgb_a = common.embed_one(cfg, rec, a, det=det)
-    vb, box_b, rgb_b = common.embed_one(cfg, rec, b, det=det)
+    embedder = common.embedder(cfg, rec, det)
+    va, box_a, rgb_a = embedder.embed_file(a)
+    vb, box_b, rgb_b = embedder.embed_file(b)
     distance = None
     if det is None and _have_imagehash():
         from PIL import Image

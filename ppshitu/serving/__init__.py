@@ -9,7 +9,7 @@ guards, settings.py for every limit.
 """
 from .app import create_app
 from .server import serve, serve_in_thread
-from .service import Service, ServingSystem
+from .service import Service
 from .settings import Settings
 
-__all__ = ["Service", "ServingSystem", "Settings", "create_app", "serve", "serve_in_thread"]
+__all__ = ["Service", "Settings", "create_app", "serve", "serve_in_thread"]

@@ -399,12 +399,11 @@ def create_app(service):
             if not decoded:
                 continue
             pixels = sum(d[3].shape[0] * d[3].shape[1] for d in decoded)
-            chunk_vectors, chunk_boxes, kept, refused = await api.infer(
-                lambda r: r.embed([(name, rgb) for name, _, _, rgb in decoded]), pixels)
-            rejected += [{"name": decoded[pos][0], "error": why, "status": 400} for pos, why in refused.items()]
-            kept_images += [decoded[pos][:3] for pos in kept]
-            vectors.append(chunk_vectors)
-            boxes += chunk_boxes
+            emb = await api.infer(lambda r: r.embed([(name, rgb) for name, _, _, rgb in decoded]), pixels)
+            rejected += [{"name": decoded[pos][0], "error": why, "status": 400} for pos, why in emb.refused.items()]
+            kept_images += [decoded[pos][:3] for pos in emb.index]
+            vectors.append(emb.vectors)
+            boxes += emb.boxes
             decoded = None  # the decoded pixels are not needed past embedding
         added = []
         summary = None

@@ -32,12 +32,11 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..gallery import GalleryError
+from ..embedder import Embedder
 from ..gallery.base import gallery_exists, gallery_location, open_gallery
-from ..gallery.builder import main_object
 from ..gallery.model_id import model_fingerprint
 from ..system import RecognitionSystem
-from ..utils.image import (IMAGE_EXTENSIONS, MIN_IMAGE_SIDE, ImageReadError, check_recognisable, is_uniform,
-                           read_image)
+from ..utils.image import IMAGE_EXTENSIONS, MIN_IMAGE_SIDE, ImageReadError, read_image
 from .errors import Conflict, NotFound, ServiceError
 from .settings import Settings
 from .workers import ThreadOwner
@@ -45,58 +44,6 @@ from .workers import ThreadOwner
 log = logging.getLogger("ppshitu.serving")
 MAX_LABEL_CHARS = 200
 RESERVED_LABELS = ("unknown",)  # what the system answers for "no match": a class of that name would lie
-
-
-# ---------------------------------------------------------------- the system, with gallery ids
-class _IdRow(list):
-    """One query's labels (a list, as Gallery.search gives) that also carries the row's item ids."""
-    __slots__ = ("ids",)
-
-
-class _IdRowsGallery:
-    """A Gallery whose search rows carry their ids, so that ServingSystem can report them."""
-
-    def __init__(self, gallery):
-        self.inner = gallery
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def __len__(self):
-        return len(self.inner)
-
-    def search(self, vectors, k=5):
-        labels, scores, ids = self.inner.search(vectors, k)
-        rows = []
-        for lab, row_ids in zip(labels, ids):
-            row = _IdRow(lab)
-            row.ids = row_ids
-            rows.append(row)
-        return rows, scores, ids
-
-
-class ServingSystem(RecognitionSystem):
-    """RecognitionSystem whose results name the gallery item of each top-k match (`topk[i].id`),
-    so the page can show the nearest gallery images. (RecognitionSystem drops the ids.)"""
-
-    def _decide(self, box, det_score, source, labels, scores, uniform=False):
-        out = super()._decide(box, det_score, source, labels, scores, uniform)
-        ids = getattr(labels, "ids", None)
-        if ids is not None:
-            kept = [int(i) for lab, i in zip(labels, ids) if lab is not None]
-            for entry, item_id in zip(out["topk"], kept):
-                entry["id"] = item_id
-        return out
-
-
-def serving_system(system):
-    """Give an already built RecognitionSystem (a stand-in model, a test's) the serving behaviour:
-    ServingSystem adds no state, only ids in the results, so its class can be swapped in."""
-    if type(system) is RecognitionSystem:
-        system.__class__ = ServingSystem
-    if not isinstance(system.gallery, _IdRowsGallery):
-        system.gallery = _IdRowsGallery(system.gallery)
-    return system
 
 
 def _refresh(gallery, attempts=3):
@@ -113,14 +60,17 @@ def _refresh(gallery, attempts=3):
 
 
 class Recognizer:
-    """One inference thread's state: its own system (predictors + gallery)."""
+    """One inference thread's state: its own system (predictors + gallery; its results name each
+    match's gallery item) and the embedder of the images added through the API and of search queries
+    (the system's models: the main object with IndexProcess.use_det, as tools/build_gallery.py embeds)."""
 
     def __init__(self, system, use_det=False, min_crop_std=0.0, min_side=MIN_IMAGE_SIDE):
-        self.system = serving_system(system)
-        self.gallery = self.system.gallery.inner
-        self.use_det, self.min_crop_std, self.min_side = bool(use_det), float(min_crop_std), int(min_side)
-        self.fingerprint = model_fingerprint(self.system.rec)
-        self.embedding_size = self.system.rec.embedding_size
+        self.system = system
+        self.gallery = system.gallery
+        self.use_det = bool(use_det)
+        self.embedder = Embedder(system.rec, system.det, min_side=int(min_side), min_crop_std=float(min_crop_std))
+        self.fingerprint = model_fingerprint(system.rec)
+        self.embedding_size = system.rec.embedding_size
         self.stale = None
 
     def before_job(self):
@@ -134,11 +84,8 @@ class Recognizer:
         return {"results": self.system.predict(rgb), "version": self.gallery.version, "count": len(self.gallery)}
 
     def search(self, rgb, k, whole=False):
-        rgb = check_recognisable(rgb, "image", self.min_side)
-        box, crop = None, rgb
-        if self.system.det is not None and not whole:
-            box, crop = main_object(self.system.det, rgb)
-        vector = self.system.rec.predict([crop])
+        """The gallery items nearest to the image's main object (`whole`: the whole image)."""
+        vector, box = self.embedder.embed_query(rgb, detect=not whole)
         labels, scores, ids = self.gallery.search(vector, k)
         hits = [{"id": int(i), "label": lab, "score": round(float(s), 6)}
                 for lab, s, i in zip(labels[0], scores[0], ids[0]) if i >= 0 and lab is not None]
@@ -146,29 +93,8 @@ class Recognizer:
                 "version": self.gallery.version}
 
     def embed(self, images):
-        """[(name, rgb)] -> vectors [m, D], boxes, kept positions, {position: why it was refused}
-        (the way tools/build_gallery.py embeds gallery images: main object with IndexProcess.use_det,
-        refused when it has no detail)."""
-        kept, boxes, crops, refused = [], [], [], {}
-        for pos, (name, rgb) in enumerate(images):
-            try:
-                rgb = check_recognisable(rgb, name, self.min_side)
-            except ImageReadError as e:
-                refused[pos] = str(e)
-                continue
-            box, crop = None, rgb
-            if self.use_det and self.system.det is not None:
-                box, crop = main_object(self.system.det, rgb)
-            if is_uniform(crop, self.min_crop_std):
-                refused[pos] = (f"{name}: no detail to recognise (a blank or flat-colour image: pixel std below "
-                                f"IndexProcess.min_crop_std={self.min_crop_std})")
-                continue
-            kept.append(pos)
-            boxes.append(box)
-            crops.append(self.system.rec.preprocess(crop))
-        vectors = (np.asarray(self.system.rec.predict_batch(np.stack(crops)), np.float32) if crops
-                   else np.zeros((0, self.embedding_size), np.float32))
-        return vectors, boxes, kept, refused
+        """[(name, rgb)] -> Embedded (vectors, boxes, kept positions `index`, `refused` {position: why})."""
+        return self.embedder.embed_images(images, detect=self.use_det)
 
 
 # ---------------------------------------------------------------- writes
@@ -510,7 +436,7 @@ class Service:
         settings = settings or Settings()
         if settings.max_pixels is None and g.get("max_image_pixels"):
             settings.max_pixels = int(g["max_image_pixels"])
-        return cls(lambda: ServingSystem.from_config(cfg), ip, settings, image_root=ip.get("image_root"),
+        return cls(lambda: RecognitionSystem.from_config(cfg), ip, settings, image_root=ip.get("image_root"),
                    use_det=ip.get("use_det", False), min_crop_std=ip.get("min_crop_std", 0.0),
                    min_side=g.get("min_image_side", MIN_IMAGE_SIDE), return_k=ip.get("return_k", 5))
 
@@ -568,5 +494,5 @@ def sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
-__all__ = ["Service", "ServingSystem", "Recognizer", "GalleryWriter", "Catalog", "Thumbnails", "check_label",
+__all__ = ["Service", "Recognizer", "GalleryWriter", "Catalog", "Thumbnails", "check_label",
            "sha256", "IMAGE_EXTENSIONS"]

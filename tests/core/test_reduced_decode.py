@@ -71,11 +71,12 @@ def test_the_trained_model_sees_the_same_image(tmp_path):
 
 
 def test_a_gallery_build_with_a_detector_decodes_in_full(tmp_path, monkeypatch):
-    from ppshitu.gallery import builder
+    from ppshitu import embedder
+    from ppshitu.embedder import Embedder
 
     seen = []
-    real = builder.read_image
-    monkeypatch.setattr(builder, "read_image", lambda p, mp=None, side=None: seen.append(side) or real(p, mp, side))
+    real = embedder.read_image
+    monkeypatch.setattr(embedder, "read_image", lambda p, mp=None, side=None: seen.append(side) or real(p, mp, side))
 
     class Rec:
         embedding_size = 4
@@ -89,7 +90,7 @@ def test_a_gallery_build_with_a_detector_decodes_in_full(tmp_path, monkeypatch):
             return np.zeros((0, 6), np.float32)
 
     path = _jpeg(tmp_path / "a.jpg", 256, 256)
-    builder.embed_images(Rec(), [path], det=None)
-    builder.embed_images(Rec(), [path], det=Det())
-    builder.embed_images(Rec(), [path], det=None, reduced_decode=False)
+    Embedder(Rec(), None).embed_files([path])
+    Embedder(Rec(), Det()).embed_files([path])
+    Embedder(Rec(), None, reduced_decode=False).embed_files([path])
     assert seen == [32, None, None]
