@@ -129,7 +129,7 @@ def _feeds(model_type, preprocess, rgb, input_names):
     return {n: feeds[n] for n in input_names}
 
 
-FLOAT_LAYERS = 1  # the first convolution/matmul layers left in float (openvino_runtime.front_layers)
+FLOAT_LAYERS = 1  # the first convolution/matmul layers left in float (openvino.passes.front_layers)
 
 
 def quantize_model(model_dir, images, out_dir, model_type=None, transform_ops=None, subset_size=DEFAULT_SUBSET,
@@ -142,8 +142,9 @@ def quantize_model(model_dir, images, out_dir, model_type=None, transform_ops=No
     one) and the first `float_layers` convolution/matmul layers in float: on the demo rec model
     (EfficientNet-Lite0) quantizing the stem convolution alone cost most of the int8 error (embedding cosine to
     fp32 mean 0.9972 / min 0.971 with it in int8, 0.9985 / 0.991 without)."""
-    from .openvino_runtime import (HEAVY_OPS, IR_FILES, _ov, dynamic_batch, front_layers, is_quantized,
-                                   make_temp_dir, optimize_for_cpu, resolve_program)
+    from .openvino import _ov
+    from .openvino.convert import IR_FILES, make_temp_dir, resolve_program
+    from .openvino.passes import HEAVY_OPS, dynamic_batch, front_layers, is_quantized, optimize_for_cpu
 
     ov, nncf = _ov(), _nncf()
     spec = read_spec(model_dir)
@@ -220,7 +221,7 @@ def _write_spec(model_dir, spec):
 
 
 def _embedding_size(model, pre, input_name):
-    from .openvino_runtime import _ov
+    from .openvino import _ov
 
     compiled = _ov().Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": 1})
     h, w = pre.input_size
