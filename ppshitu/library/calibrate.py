@@ -184,51 +184,19 @@ def best_hybrid(cos, ham, is_pos):
 
 # ------------------------------------------------------------------ calibration
 def calibrate(cfg, rec, data=None, seed=0, log=print):
+    """(the model's fingerprint, its calibration entry): the thresholds and what chose them (module docstring)."""
     from . import common
 
     t0 = time.time()
     unseen, data_root = demo_unseen(data)
-    vec = np.asarray(rec.predict([as_photo(x) for x, _ in unseen]), np.float32)
-    labels = np.asarray([c for _, c in unseen])
-    cos, same, _, _ = pair_table(vec, labels)
-    same_cos, diff_cos = cos[same], cos[~same]
+    labels, same_cos, diff_cos = _class_pairs(rec, unseen)
     t_same = fpr_threshold(diff_cos, SAME_OBJECT_FPR)
     t_sim, eer = eer_threshold(same_cos, diff_cos)
     log(f"unseen classes: {len(set(labels.tolist()))} classes, {len(unseen)} images; same-class pairs "
         f"{len(same_cos)}, different-class {len(diff_cos)}")
-
-    all_cos, all_pos, all_ham, per_edit = [], [], [], {}
-    sets_info = []
-    for name, imgs, fams, edits in near_duplicate_sets(unseen, seed):
-        imgs = [as_photo(x) for x in imgs]
-        v = np.asarray(rec.predict(imgs), np.float32)
-        c, p, h, iu = pair_table(v, fams, phash_bits(imgs))
-        all_cos.append(c), all_pos.append(p), all_ham.append(h)
-        ed = np.asarray([e or "" for e in edits], object)
-        kind = np.where(ed[iu[0]] != "", ed[iu[0]], ed[iu[1]])
-        for k in set(e for e in edits if e):
-            sel = p & (kind == k)
-            if name == "calibration photos":
-                per_edit.setdefault(k, []).append((c[sel], h[sel]))
-        sets_info.append({"name": name, "images": len(imgs), "duplicate_pairs": int(p.sum()),
-                          "other_pairs": int((~p).sum())})
-    # the thresholds come from every calibration pair pooled (object crops, subject photos, textures)
-    cos_ph, pos_ph, ham_ph = np.concatenate(all_cos), np.concatenate(all_pos), np.concatenate(all_ham)
-    t_dup, f1, prec, recall = best_f1_threshold(cos_ph, pos_ph)
-    h_dup, hf1, hprec, hrecall = best_f1_threshold(ham_ph, pos_ph, higher_is_better=False)
-    a_hi, a_lo, a_h, af1, aprec, arecall = best_hybrid(cos_ph, ham_ph, pos_ph)
+    all_cos, all_pos, all_ham, per_edit, sets_info = _near_duplicate_pairs(rec, unseen, seed)
+    near_duplicate, with_phash, phash = _duplicate_rules(same_cos, all_cos, all_pos, all_ham, per_edit)
     cos_nd, pos_nd = np.concatenate(all_cos), np.concatenate(all_pos)
-    on_objects = {"embedding": _pair_scores(all_cos[0] >= t_dup, all_pos[0]),
-                  "phash": _pair_scores(all_ham[0] <= h_dup, all_pos[0]),
-                  "same_class_pairs_passing": round(float(np.mean(same_cos >= t_dup)), 4),
-                  "embedding_and_phash": _pair_scores((all_cos[0] >= a_hi) | ((all_cos[0] >= a_lo)
-                                                                              & (all_ham[0] <= a_h)), all_pos[0])}
-    by_edit = {}
-    for k, parts in sorted(per_edit.items()):
-        c = np.concatenate([a for a, _ in parts])
-        h = np.concatenate([b for _, b in parts])
-        by_edit[k] = {"pairs": int(len(c)), "embedding_recall": round(float(np.mean(c >= t_dup)), 4),
-                      "phash_recall": round(float(np.mean(h <= h_dup)), 4)}
 
     fingerprint = common.model_id(rec)
     g = cfg["Global"]
@@ -247,31 +215,85 @@ def calibrate(cfg, rec, data=None, seed=0, log=print):
                     "(object crops) stand for",
         },
         "thresholds": {
-            "near_duplicate": {"cosine": round(t_dup, 4),
-                               "rule": "max F1 of near-duplicate pairs vs all other pairs, every calibration "
-                                       "set pooled",
-                               "f1": round(f1, 4), "precision": round(prec, 4), "recall": round(recall, 4),
-                               "recall_by_edit": by_edit, "on_object_crops": on_objects},
-            "near_duplicate_with_phash": {
-                "cosine_alone": a_hi, "cosine_candidate": a_lo, "phash_max_hamming": a_h,
-                "rule": "a pair is a near-duplicate when cos >= cosine_alone, or cos >= cosine_candidate and the "
-                        "pHash Hamming distance <= phash_max_hamming; the three chosen together for max F1 on every "
-                        "near-duplicate calibration set pooled (ties: the strictest)",
-                "f1": round(af1, 4), "precision": round(aprec, 4), "recall": round(arecall, 4)},
+            "near_duplicate": near_duplicate,
+            "near_duplicate_with_phash": with_phash,
             "same_object": {"cosine": round(t_same, 4),
                             "rule": f"at most {SAME_OBJECT_FPR:.0%} of different-class pairs pass",
                             **rates(same_cos, diff_cos, t_same)},
             "similar": {"cosine": round(t_sim, 4), "rule": "equal error rate, same-class vs different-class pairs",
                         "equal_error_rate": round(eer, 4), **rates(same_cos, diff_cos, t_sim)},
         },
-        "phash": {"max_hamming": int(round(h_dup)), "bits": 64, "on_object_crops": on_objects["phash"],
-                  "rule": "the same max-F1 rule on the same pairs (imagehash.phash, 8x8)",
-                  "f1": round(hf1, 4), "precision": round(hprec, 4), "recall": round(hrecall, 4)},
+        "phash": phash,
         "distributions": {"same_class": percentiles(same_cos), "different_class": percentiles(diff_cos),
                           "near_duplicate": percentiles(cos_nd[pos_nd]),
                           "not_duplicate": percentiles(cos_nd[~pos_nd])},
     }
     return fingerprint, entry
+
+
+def _class_pairs(rec, unseen):
+    """(class labels, cosines of same-class pairs, of different-class pairs) of the unseen-class images."""
+    vec = np.asarray(rec.predict([as_photo(x) for x, _ in unseen]), np.float32)
+    labels = np.asarray([c for _, c in unseen])
+    cos, same, _, _ = pair_table(vec, labels)
+    return labels, cos[same], cos[~same]
+
+
+def _near_duplicate_pairs(rec, unseen, seed):
+    """Per near-duplicate set (near_duplicate_sets): the cosines, is-duplicate flags and pHash distances of
+    its pairs; the calibration photos' duplicate pairs by edit ({edit: [(cosines, distances)]}); what each
+    set holds."""
+    all_cos, all_pos, all_ham, per_edit = [], [], [], {}
+    sets_info = []
+    for name, imgs, fams, edits in near_duplicate_sets(unseen, seed):
+        imgs = [as_photo(x) for x in imgs]
+        v = np.asarray(rec.predict(imgs), np.float32)
+        c, p, h, iu = pair_table(v, fams, phash_bits(imgs))
+        all_cos.append(c), all_pos.append(p), all_ham.append(h)
+        ed = np.asarray([e or "" for e in edits], object)
+        kind = np.where(ed[iu[0]] != "", ed[iu[0]], ed[iu[1]])
+        for k in set(e for e in edits if e):
+            sel = p & (kind == k)
+            if name == "calibration photos":
+                per_edit.setdefault(k, []).append((c[sel], h[sel]))
+        sets_info.append({"name": name, "images": len(imgs), "duplicate_pairs": int(p.sum()),
+                          "other_pairs": int((~p).sum())})
+    return all_cos, all_pos, all_ham, per_edit, sets_info
+
+
+def _duplicate_rules(same_cos, all_cos, all_pos, all_ham, per_edit):
+    """The entries thresholds.near_duplicate, thresholds.near_duplicate_with_phash and phash: each rule's
+    threshold from every calibration pair pooled (object crops, subject photos, textures), and what it does
+    on the object crops alone (the first set) and per edit."""
+    cos_ph, pos_ph, ham_ph = np.concatenate(all_cos), np.concatenate(all_pos), np.concatenate(all_ham)
+    t_dup, f1, prec, recall = best_f1_threshold(cos_ph, pos_ph)
+    h_dup, hf1, hprec, hrecall = best_f1_threshold(ham_ph, pos_ph, higher_is_better=False)
+    a_hi, a_lo, a_h, af1, aprec, arecall = best_hybrid(cos_ph, ham_ph, pos_ph)
+    on_objects = {"embedding": _pair_scores(all_cos[0] >= t_dup, all_pos[0]),
+                  "phash": _pair_scores(all_ham[0] <= h_dup, all_pos[0]),
+                  "same_class_pairs_passing": round(float(np.mean(same_cos >= t_dup)), 4),
+                  "embedding_and_phash": _pair_scores((all_cos[0] >= a_hi) | ((all_cos[0] >= a_lo)
+                                                                              & (all_ham[0] <= a_h)), all_pos[0])}
+    by_edit = {}
+    for k, parts in sorted(per_edit.items()):
+        c = np.concatenate([a for a, _ in parts])
+        h = np.concatenate([b for _, b in parts])
+        by_edit[k] = {"pairs": int(len(c)), "embedding_recall": round(float(np.mean(c >= t_dup)), 4),
+                      "phash_recall": round(float(np.mean(h <= h_dup)), 4)}
+    near_duplicate = {"cosine": round(t_dup, 4),
+                      "rule": "max F1 of near-duplicate pairs vs all other pairs, every calibration set pooled",
+                      "f1": round(f1, 4), "precision": round(prec, 4), "recall": round(recall, 4),
+                      "recall_by_edit": by_edit, "on_object_crops": on_objects}
+    with_phash = {
+        "cosine_alone": a_hi, "cosine_candidate": a_lo, "phash_max_hamming": a_h,
+        "rule": "a pair is a near-duplicate when cos >= cosine_alone, or cos >= cosine_candidate and the "
+                "pHash Hamming distance <= phash_max_hamming; the three chosen together for max F1 on every "
+                "near-duplicate calibration set pooled (ties: the strictest)",
+        "f1": round(af1, 4), "precision": round(aprec, 4), "recall": round(arecall, 4)}
+    phash = {"max_hamming": int(round(h_dup)), "bits": 64, "on_object_crops": on_objects["phash"],
+             "rule": "the same max-F1 rule on the same pairs (imagehash.phash, 8x8)",
+             "f1": round(hf1, 4), "precision": round(hprec, 4), "recall": round(hrecall, 4)}
+    return near_duplicate, with_phash, phash
 
 
 def save(fingerprint, entry, path=None):
