@@ -30,9 +30,10 @@ import faiss
 import numpy as np
 
 from . import layout, store
-from .base import STORES, GalleryStore, item_fields
+from ..errors import ConfigError
 from .errors import GalleryError, GalleryWriteError
 from .indexes import INDEX_METHODS
+from .interface import GalleryStore, item_fields, removal_targets
 
 FORMAT = "ppshitu-gallery"
 FORMAT_VERSION = 2          # 2: checksums; versions written by this code
@@ -65,8 +66,8 @@ MANIFEST_SHA = "manifest_sha256"
 COMPACT_TOMBSTONE_RATIO = 0.25  # past this share of removed-but-indexed ids, filtering costs recall: rebuild
 
 
-@STORES.register("faiss")
 class Gallery(GalleryStore):
+    """The "faiss" store (gallery/base.py's STORES): a directory of atomically published versions."""
     # ------------------------------------------------------------ lifecycle
     def __init__(self, index_dir):
         """Use Gallery.open() or Gallery.create()."""
@@ -128,9 +129,21 @@ class Gallery(GalleryStore):
             g._write_version(fill, base_meta=None)
         return g
 
+    @classmethod
+    def location_of(cls, index_process):
+        """(IndexProcess.index_dir, no options)."""
+        if not index_process.get("index_dir"):
+            raise ConfigError("IndexProcess.index_dir is required (the gallery's directory)")
+        return index_process["index_dir"], {}
+
+    @classmethod
+    def exists(cls, index_dir):
+        return layout.is_gallery(index_dir)
+
     @staticmethod
-    def check_creatable(index_dir, overwrite=False):
-        """Raise GalleryError unless create(index_dir, overwrite=...) may write there; changes nothing."""
+    def check_creatable(index_dir, overwrite=False, index_method=None):
+        """Raise GalleryError unless create(index_dir, overwrite=...) may write there; changes nothing
+        (`index_method`: every registered method builds on FAISS)."""
         index_dir = os.fspath(index_dir)
         if layout.is_gallery(index_dir):
             if not overwrite:
@@ -167,6 +180,10 @@ class Gallery(GalleryStore):
     @property
     def embedding_size(self):
         return self.manifest["embedding_size"]
+
+    @property
+    def dist_type(self):
+        return self.manifest["dist_type"]
 
     @property
     def higher_is_better(self):
@@ -216,18 +233,6 @@ class Gallery(GalleryStore):
                 setattr(self.method, name, int(value))
         return self
 
-    def check_model(self, model_fingerprint=None, embedding_size=None):
-        """Refuse vectors from a model other than the one that built the gallery."""
-        mine = self.manifest
-        if embedding_size is not None and embedding_size != mine["embedding_size"]:
-            raise GalleryError(f"{self.index_dir}: the gallery holds {mine['embedding_size']}-d vectors but the "
-                               f"model makes {embedding_size}-d ones; rebuild the gallery with this model")
-        if model_fingerprint is not None and mine["model_fingerprint"] is not None \
-                and model_fingerprint != mine["model_fingerprint"]:
-            raise GalleryError(f"{self.index_dir}: the gallery was built with model {mine['model_fingerprint']}, "
-                               f"not {model_fingerprint}; its vectors are not comparable, rebuild the gallery "
-                               f"(tools/build_gallery.py with index_operation: new)")
-
     def search(self, vectors, k=5):
         """Top-k per query: (labels [n][k] str or None, scores float32 [n,k], ids int64 [n,k]).
         Empty slots (fewer than k items) have id -1, label None and the worst possible score."""
@@ -263,10 +268,7 @@ class Gallery(GalleryStore):
 
     def remove(self, labels=None, paths=None):
         """Remove every item with one of `labels` or one of `paths`; returns the removed ids. Atomic."""
-        if labels is None and paths is None:
-            raise GalleryError("remove needs labels or paths")
-        labels = [labels] if isinstance(labels, str) else list(labels or [])
-        paths = [paths] if isinstance(paths, str) else list(paths or [])
+        labels, paths = removal_targets(labels, paths)
         return self._update(lambda con: self._remove_locked(con, labels, paths))
 
     def compact(self):
@@ -288,23 +290,16 @@ class Gallery(GalleryStore):
             return removed, new_ids
         return self._update(change, model_fingerprint=model_fingerprint)
 
-    # ------------------------------------------------------------ internals
-    def _as_matrix(self, vectors, what):
-        v = np.asarray(vectors, dtype=np.float32)
-        if v.ndim == 1:
-            v = v[None, :]
-        if v.ndim != 2 or v.shape[1] != self.embedding_size:
-            raise GalleryError(f"{what}: expected shape [n, {self.embedding_size}] (the gallery's embedding "
-                               f"size), got {list(np.shape(vectors))}")
-        if not np.isfinite(v).all():
-            raise GalleryError(f"{what}: contain NaN or infinite values")
-        v = np.ascontiguousarray(v)
-        if self.manifest["dist_type"] == "IP":
-            # IP is meant as cosine: normalize (a zero vector stays zero)
-            norms = np.linalg.norm(v, axis=1, keepdims=True)
-            v = v / np.where(norms > 0, norms, 1)
-        return v
+    def set_calibration(self, record):
+        """Keep `record` (a JSON object, ppshitu/gallery/calibrate.py; None: drop it) as the manifest's
+        `calibration`, in a new version with the same items. Atomic; later versions carry it on."""
+        def change(con):
+            self.manifest.pop("calibration", None)
+            if record is not None:
+                self.manifest["calibration"] = dict(record)
+        return self._update(change)
 
+    # ------------------------------------------------------------ internals
     def _rescore(self, q, cand):
         """Exact scores of candidate ids from the raw vectors; sorted best first."""
         rows = np.searchsorted(self.ids, np.where(cand >= 0, cand, 0))

@@ -30,10 +30,11 @@ Semantics are the FAISS gallery's (`gallery.py`), with these Milvus-specific fac
   mode, written by several processes, gets no revision: `version` is None there (readers cache nothing).
 * Scores: IP on L2-normalized vectors (a cosine, as FAISS); L2 is the squared distance, which is what
   Milvus returns (Milvus Lite squares its internal Euclidean distance too), so no conversion.
-* Index methods: Flat -> FLAT, HNSW32 -> HNSW (M 32, efConstruction and efSearch as FAISS's
-  gallery: indexes.py), IVF -> IVF_FLAT (nlist, nprobe as FAISS's), IVFPQ -> IVF_PQ (+ exact rerank
-  of `rerank_factor` x k candidates). One the server does not build (Milvus Lite 3 has no IVF_PQ,
-  and accepts unknown index types only to fail building them later) is refused at create.
+* Index methods: each method maps itself (index_methods.py: `milvus_type`, `milvus_params`): Flat ->
+  FLAT, HNSW32 -> HNSW (M 32, efConstruction and efSearch as FAISS's gallery), IVF -> IVF_FLAT (nlist,
+  nprobe as FAISS's), IVFPQ -> IVF_PQ (+ exact rerank of `rerank_factor` x k candidates). One the server
+  does not build (Milvus Lite 3 has no IVF_PQ, and accepts unknown index types only to fail building them
+  later) is refused at create.
 * Not atomic in Milvus: a batch add. `add` checks which paths are present (by primary key), then
   inserts the rest in batches of INSERT_BATCH rows, one insert call each. A crash (SIGKILL) leaves the
   batches that were sent, each complete or absent (Milvus Lite: one WAL record per call; a torn tail
@@ -62,9 +63,9 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ..errors import ConfigError
-from .base import STORES, GalleryNotFound, GalleryStore, item_fields, path_hash
 from .errors import GalleryError
 from .indexes import INDEX_METHODS
+from .interface import GalleryNotFound, GalleryStore, item_fields, path_hash, removal_targets
 
 try:
     from pymilvus import DataType, MilvusClient, MilvusException
@@ -105,9 +106,7 @@ NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,199}$")
 # create_index and fails only when it builds a segment's index, in a background thread, falling
 # back to brute force: so an index it does not build is refused here, before any data is written.
 LITE_INDEXES = ("AUTOINDEX", "BRUTE_FORCE", "FLAT", "HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8")
-METHOD_INDEX = {"Flat": "FLAT", "FLAT": "FLAT", "HNSW32": "HNSW", "IVF": "IVF_FLAT", "IVFPQ": "IVF_PQ"}
 INDEX_WAIT_S = 3600      # longest wait for the server's index build before a `new` is published
-DEFAULT_NLIST = 128      # IVF on a gallery created empty (FAISS trains on the first add; Milvus fixes it now)
 
 _alter_lock = threading.Lock()  # property writes, one at a time in this process (Milvus Lite: see Revision)
 _open_lite = {}          # abs path of a Milvus Lite file -> open store objects in this process
@@ -205,24 +204,17 @@ def offered_indexes(client):
 
 
 def milvus_index(method_name, method, n_vectors, offered, server):
-    """(index_type, build params, search params) for a FAISS-named index method on this server."""
-    index_type = METHOD_INDEX.get(method_name)
-    if index_type is None:  # pragma: no cover - INDEX_METHODS and METHOD_INDEX list the same names
+    """(index_type, build params, search params) of an index method (its own Milvus mapping) on this server."""
+    index_type = method.milvus_type
+    if index_type is None:
         raise ConfigError(f"IndexProcess.index_method {method_name!r} has no Milvus counterpart")
     if offered is not None and index_type not in offered:
-        ours = sorted({m for m, t in METHOD_INDEX.items() if t in offered and m != "FLAT"})
+        ours = [m for m in INDEX_METHODS.names(alias_of=None) if INDEX_METHODS.get(m).milvus_type in offered]
         raise ConfigError(f"IndexProcess.index_method {method_name} needs Milvus's {index_type} index, which "
                           f"{server} does not build; it builds {', '.join(offered)} (index_method "
                           f"{', '.join(ours)}). Choose one of those, or use Milvus Standalone / Distributed")
-    if index_type == "FLAT":
-        return index_type, {}, {}
-    if index_type == "HNSW":
-        return index_type, {"M": 32, "efConstruction": int(method.ef_construction)}, {"ef": int(method.ef_search)}
-    nlist = method.lists_for(n_vectors) if n_vectors else (method.nlist or DEFAULT_NLIST)
-    if index_type == "IVF_FLAT":
-        return index_type, {"nlist": int(nlist)}, {"nprobe": int(method.probes(nlist))}
-    # IVF_PQ: 8-bit codes (Milvus's default), candidates re-scored exactly (as the FAISS IVFPQ gallery)
-    return index_type, {"nlist": int(nlist), "m": int(method.pq_m), "nbits": 8}, {"nprobe": int(method.probes(nlist))}
+    build, search = method.milvus_params(n_vectors)
+    return index_type, build, search
 
 
 def _quote(text):
@@ -269,9 +261,9 @@ def _is_missing(err):
 
 
 # ---------------------------------------------------------------- the store
-@STORES.register("milvus")
 class MilvusStore(GalleryStore):
-    """See the module docstring. Use MilvusStore.open() / create() (or base.open_gallery(ip))."""
+    """The "milvus" store (gallery/base.py's STORES); see the module docstring. Use MilvusStore.open() /
+    create() (or base.open_gallery(ip))."""
 
     def __init__(self, uri, collection, client, server, offered):
         self.uri, self.collection, self._client = uri, collection, client
@@ -279,6 +271,7 @@ class MilvusStore(GalleryStore):
         self._revisions = is_local(uri) or not server.startswith("milvus_lite")  # (see Revision)
         self.physical = None
         self.meta = None
+        self.method = None       # the index method (index_methods.py), from the metadata
         self.version = None
         self._lock = threading.Lock()
         self._calibrated = None
@@ -501,23 +494,14 @@ class MilvusStore(GalleryStore):
         wanted = {str(p) for p in paths if p is not None}
         return {p for p in self._present(wanted).values()}
 
-    def check_model(self, model_fingerprint=None, embedding_size=None):
-        mine = self.meta
-        if embedding_size is not None and embedding_size != mine["embedding_size"]:
-            raise GalleryError(f"{self.index_dir}: the gallery holds {mine['embedding_size']}-d vectors but the "
-                               f"model makes {embedding_size}-d ones; rebuild the gallery with this model")
-        if model_fingerprint is not None and mine["model_fingerprint"] is not None \
-                and model_fingerprint != mine["model_fingerprint"]:
-            raise GalleryError(f"{self.index_dir}: the gallery was built with model {mine['model_fingerprint']}, "
-                               f"not {model_fingerprint}; its vectors are not comparable, rebuild the gallery "
-                               f"(tools/build_gallery.py with index_operation: new)")
-
     def set_search_params(self, ef_search=None, nprobe=None):
-        """efSearch (HNSW32) / nprobe (IVF, IVFPQ) for this object's searches."""
-        for name, key, value in (("ef_search", "ef", ef_search), ("nprobe", "nprobe", nprobe)):
+        """efSearch (HNSW32) / nprobe (IVF, IVFPQ) for this object's searches (the method names the Milvus
+        search parameter each sets)."""
+        for name, value in (("ef_search", ef_search), ("nprobe", nprobe)):
             if value is None:
                 continue
-            if key not in self._search:
+            key = self.method.milvus_search_keys.get(name)
+            if key is None or key not in self._search:
                 raise GalleryError(f"{name} does not apply to a {self.meta['index_method']} index")
             if int(value) < 1:
                 raise GalleryError(f"{name} must be >= 1, got {value!r}")
@@ -542,11 +526,9 @@ class MilvusStore(GalleryStore):
         ids = np.full((len(q), k), -1, np.int64)
         scores = np.full((len(q), k), worst, np.float32)
         labels = [[None] * k for _ in range(len(q))]
-        rerank = self.meta["index_method"] == "IVFPQ"
-        fetch = max(k * int(self.meta["index_params"].get("rerank_factor") or 1), 100) if rerank else k
-        params = dict(self._search)
-        if "ef" in params:
-            params["ef"] = max(params["ef"], fetch)  # Milvus refuses ef < limit
+        rerank = bool(self.method.rerank_factor)   # IVFPQ: candidates re-scored exactly, as in FAISS
+        fetch = self.method.candidates(k)
+        params = self.method.milvus_search_params(dict(self._search), fetch)
         fields = ["label", "vector"] if rerank else ["label"]
         for start in range(0, len(q), SEARCH_BATCH):
             chunk = q[start:start + SEARCH_BATCH]
@@ -611,10 +593,7 @@ class MilvusStore(GalleryStore):
 
     def remove(self, labels=None, paths=None):
         """Remove every item with one of `labels` or one of `paths`; returns the removed ids (sorted)."""
-        if labels is None and paths is None:
-            raise GalleryError("remove needs labels or paths")
-        labels = [labels] if isinstance(labels, str) else list(labels or [])
-        paths = [paths] if isinstance(paths, str) else list(paths or [])
+        labels, paths = removal_targets(labels, paths)
         gone = set(self._present({str(p) for p in paths}))
         for start in range(0, len(labels), 100):
             expr = f"label in [{', '.join(_quote(lab) for lab in labels[start:start + 100])}]"
@@ -636,6 +615,17 @@ class MilvusStore(GalleryStore):
             log.warning("%s: compaction request failed (%s)", self.index_dir, e)
         self._bump()
         return len(self)
+
+    def set_calibration(self, record):
+        """Keep `record` (ppshitu/gallery/calibrate.py; None: drop it) in the gallery's metadata property as
+        `calibration` (read afresh first, so another writer's fingerprint stays), and bump the revision."""
+        meta = dict(self._read_meta(self.physical)[0])
+        meta.pop("calibration", None)
+        if record is not None:
+            meta["calibration"] = dict(record)
+        self.meta = {}
+        self._set_meta(**meta)
+        self._bump()
 
     # ------------------------------------------------------------ migration
     def iter_items(self, batch_size=ITER_BATCH):
@@ -673,7 +663,7 @@ class MilvusStore(GalleryStore):
     def _follow_replacement(self):
         """After a `new` elsewhere dropped the collection this object read: move to the new one, if it holds
         vectors of the same model, size and distance (else the caller's vectors mean nothing there)."""
-        before = (self.physical, dict(self.meta), dict(self._search), self.version)
+        before = (self.physical, dict(self.meta), dict(self._search), self.version, self.method)
         self.refresh()
         try:
             self.check_model(before[1]["model_fingerprint"], before[1]["embedding_size"])
@@ -681,7 +671,7 @@ class MilvusStore(GalleryStore):
                 raise GalleryError(f"{self.index_dir}: the gallery was replaced by one with dist_type "
                                    f"{self.meta['dist_type']} (was {before[1]['dist_type']}); reopen it")
         except GalleryError:
-            self.physical, self.meta, self._search, self.version = before  # keep failing so until reopened
+            self.physical, self.meta, self._search, self.version, self.method = before  # failing until reopened
             raise
         log.info("%s: the gallery was replaced (index_operation: new); now reading %s", self.index_dir,
                  self.physical)
@@ -716,8 +706,10 @@ class MilvusStore(GalleryStore):
 
     def _load(self, physical):
         meta, revision = self._read_meta(physical)
+        method = INDEX_METHODS.build(meta["index_method"], meta["index_params"], where=f"{self.index_dir} metadata",
+                                     dim=meta["embedding_size"], dist_type=meta["dist_type"])
         self._ensure_loaded(physical)
-        self.physical, self.meta, self.version = physical, meta, revision
+        self.physical, self.meta, self.version, self.method = physical, meta, revision, method
         self._search = dict(meta["milvus_index"]["search_params"])
 
     def _ensure_loaded(self, physical):
@@ -828,21 +820,6 @@ class MilvusStore(GalleryStore):
             self._client.drop_collection(name)
         except Exception as e:  # noqa: BLE001
             log.warning("%s: could not drop collection %s (%s)", self.index_dir, name, e)
-
-    def _as_matrix(self, vectors, what):
-        v = np.asarray(vectors, dtype=np.float32)
-        if v.ndim == 1:
-            v = v[None, :]
-        if v.ndim != 2 or v.shape[1] != self.embedding_size:
-            raise GalleryError(f"{what}: expected shape [n, {self.embedding_size}] (the gallery's embedding "
-                               f"size), got {list(np.shape(vectors))}")
-        if not np.isfinite(v).all():
-            raise GalleryError(f"{what}: contain NaN or infinite values")
-        v = np.ascontiguousarray(v)
-        if self.dist_type == "IP":
-            norms = np.linalg.norm(v, axis=1, keepdims=True)
-            v = v / np.where(norms > 0, norms, 1)
-        return v
 
     def _rescore(self, query, hits):
         vecs = np.asarray([h["entity"]["vector"] for h in hits], np.float32)
