@@ -208,7 +208,7 @@ def embed_maps(tail, maps, chunk=128):
 def run_simclr(cfg, unlabelled, check, test, quick=False, log=print):
     import paddle
 
-    from ppshitu.rec import backbones
+    from ppshitu.engine import backbones
     from ppshitu.rec.losses import SupConLoss
 
     g, bb_cfg = cfg["Global"], cfg["Arch"]["Backbone"]

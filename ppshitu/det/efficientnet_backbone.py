@@ -5,10 +5,8 @@ from the same ImageNet features as the embedding instead of from random weights.
 import paddle
 from ppdet.modeling.shape_spec import ShapeSpec
 
-from ..rec.backbones import load_pretrained
-from ..rec.backbones.efficientnet_lite import STAGES, EfficientNetLite
-
-_NAMES = {"lite0": "EfficientNetLite0", "lite1": "EfficientNetLite1", "lite2": "EfficientNetLite2"}
+from ..engine.backbone_base import BackboneEntry, load_weights
+from ..rec.backbones.efficientnet_lite import ENTRIES, STAGES, EfficientNetLite
 
 
 class EfficientNetLiteDet(paddle.nn.Layer):
@@ -18,7 +16,8 @@ class EfficientNetLiteDet(paddle.nn.Layer):
         super().__init__()
         self.net = EfficientNetLite(variant)
         if pretrained:
-            load_pretrained(self.net, _NAMES[variant], True, "Arch.backbone.pretrained")
+            load_weights(self.net, f"EfficientNet-{variant}", ENTRIES[variant].pretrained, True,
+                         "Arch.backbone.pretrained")
         self.frozen = [self.net.stem] + ([self.net.blocks[i] for i in range(self.net.stage_ends[freeze_at] + 1)]
                                          if freeze_at >= 0 else [])
         if freeze_at < 0:
@@ -49,3 +48,6 @@ class EfficientNetLiteDet(paddle.nn.Layer):
     @property
     def out_shape(self):
         return self._out_shape
+
+
+ENTRY = BackboneEntry(EfficientNetLiteDet)  # the registry's (ppshitu/engine/backbones.py, task det)

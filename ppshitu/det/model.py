@@ -5,6 +5,7 @@ exported program run this same forward, so they cannot drift apart."""
 import paddle
 
 from ..config import Field, validate
+from ..engine.backbones import BACKBONES
 from ..errors import ConfigError
 
 NMS_SCHEMA = {
@@ -52,6 +53,11 @@ class PicoDetModel(paddle.nn.Layer):
         return losses
 
 
+def backbone_class(name, where):
+    """A detection backbone's class from the one backbone registry (ppshitu/engine/backbones.py)."""
+    return BACKBONES.get(name, where, task="det").factory
+
+
 def build_model(arch, where="Arch"):
     """A PicoDetModel from the Arch section: {name: PicoDet, class_num, backbone, neck, head, nms}."""
     from .paddledet_adapter import build_parts  # the only ppdet import, deferred for light CLIs
@@ -64,5 +70,5 @@ def build_model(arch, where="Arch"):
     num_classes = arch.get("class_num", 1)
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"{where}.class_num: must be a positive integer, got {num_classes!r}")
-    backbone, neck, head = build_parts(arch, num_classes, where)
+    backbone, neck, head = build_parts(arch, num_classes, backbone_class, where)
     return PicoDetModel(backbone, neck, head, arch.get("nms"))

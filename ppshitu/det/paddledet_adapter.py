@@ -1,5 +1,6 @@
 """The only module that imports paddledet (`ppdet`): it turns the `Arch` section of a
-det config into ppdet layers (backbone, neck, head with its losses and assigners).
+det config into ppdet layers (backbone, neck, head with its losses and assigners). The backbone comes from
+the one backbone registry (ppshitu/engine/backbones.py, task det), which names ppdet's LCNet here (LCNET).
 
 ppdet normally builds these through its YAML workspace, which the wheel ships no
 configs for; here each part is a registry entry, so a config key is checked against
@@ -14,6 +15,7 @@ import io
 
 import paddle
 
+from ..engine.backbone_base import BackboneEntry
 from ..errors import ConfigError
 from ..registry import Registry, check_kwargs, split_spec
 
@@ -28,20 +30,11 @@ with contextlib.redirect_stdout(io.StringIO()):  # ppdet's tracking modules prin
     from ppdet.modeling.necks.csp_pan import CSPPAN
     from ppdet.modeling.necks.lc_pan import LCPAN
 
-BACKBONES = Registry("det backbone")
+LCNET = BackboneEntry(LCNet)  # the backbone registry's entry (ppshitu/engine/backbones.py, task det)
 NECKS = Registry("det neck")
 HEADS = Registry("det head")
 HEAD_PARTS = Registry("det head part")  # conv_feat, losses, assigners
 
-BACKBONES.register()(LCNet)
-
-
-def _register_own():
-    from .efficientnet_backbone import EfficientNetLiteDet  # ImageNet-pretrained, from the installed wheel
-    BACKBONES.register()(EfficientNetLiteDet)
-
-
-_register_own()
 NECKS.register()(LCPAN)
 NECKS.register()(CSPPAN)
 HEADS.register()(PicoHeadV2)
@@ -62,10 +55,11 @@ class Upsample2x(paddle.nn.Layer):
         return x.reshape([n, c, h * 2, w * 2])
 
 
-def _build_part(registry, spec, where, num_classes, **extra):
+def _build_part(lookup, spec, where, num_classes, **extra):
+    """The part `spec` names; `lookup(name, where)` gives its class (a registry's get)."""
     name, kwargs = split_spec(spec, where)
     where = f"{where}.{name}"
-    cls = registry.get(name, where)
+    cls = lookup(name, where)
     check_kwargs(cls, kwargs, where, supplied=extra)
     params = inspect.signature(cls.__init__).parameters
     # ppdet's necks append to their default `spatial_scales` list: give every part fresh
@@ -83,14 +77,16 @@ def _build_part(registry, spec, where, num_classes, **extra):
     return cls(**kwargs, **extra)
 
 
-def build_parts(arch, num_classes, where="Arch"):
-    """(backbone, neck, head) ppdet layers from the Arch section (see configs/det/)."""
+def build_parts(arch, num_classes, backbone_class, where="Arch"):
+    """(backbone, neck, head) ppdet layers from the Arch section (see configs/det/); `backbone_class(name,
+    where)` is the backbone registry's class for a name (det/model.py passes it: this module, named by that
+    registry, does not import it)."""
     for key in ("backbone", "neck", "head"):
         if not isinstance(arch.get(key), dict):
             raise ConfigError(f"{where}.{key}: missing; a PicoDet needs backbone, neck and head "
                               f"sections like {{name: LCNet, scale: 0.75}}")
-    backbone = _build_part(BACKBONES, arch["backbone"], f"{where}.backbone", num_classes)
-    neck = _build_part(NECKS, arch["neck"], f"{where}.neck", num_classes,
+    backbone = _build_part(backbone_class, arch["backbone"], f"{where}.backbone", num_classes)
+    neck = _build_part(NECKS.get, arch["neck"], f"{where}.neck", num_classes,
                        in_channels=[s.channels for s in backbone.out_shape])
     if hasattr(neck, "upsample"):
         neck.upsample = Upsample2x()
@@ -98,8 +94,8 @@ def build_parts(arch, num_classes, where="Arch"):
     head_kwargs = dict(head_kwargs)
     for key in _HEAD_COMPONENTS:
         if isinstance(head_kwargs.get(key), (dict, str)):
-            head_kwargs[key] = _build_part(HEAD_PARTS, head_kwargs[key], f"{where}.head.{name}.{key}", num_classes)
+            head_kwargs[key] = _build_part(HEAD_PARTS.get, head_kwargs[key], f"{where}.head.{name}.{key}", num_classes)
     if head_kwargs.get("nms") is not None:
         raise ConfigError(f"{where}.head.{name}.nms: set NMS in {where}.nms (it runs outside ppdet, so it exports)")
-    head = _build_part(HEADS, {name: head_kwargs}, f"{where}.head", num_classes)
+    head = _build_part(HEADS.get, {name: head_kwargs}, f"{where}.head", num_classes)
     return backbone, neck, head

@@ -13,9 +13,9 @@ layer before. Given but wrong, they are a config error naming the right value.
 import paddle
 from paddle import nn
 
+from ..engine import backbones
 from ..errors import ConfigError
 from ..registry import split_spec
-from . import backbones
 from .heads import HEADS, l2_normalize_exportable
 from .necks import NECKS
 

