@@ -14,7 +14,7 @@ import paddle
 from .. import weights
 from ..engine.hooks import EMAHook, HookBase, ModelEMA, load_for_inference
 from ..engine.optim import build_optimizer
-from ..engine.task import TASKS, Task
+from ..engine.task import Task
 from ..engine.trainer import Trainer
 from ..errors import ConfigError
 from ..registry import split_spec
@@ -149,4 +149,4 @@ def export(cfg, out_dir=None):
     return spec
 
 
-TASKS.register("det")(Task("detection", ("PicoDet",), train, evaluate, export, eval_mode="detection"))
+TASK = Task("detection", train, evaluate, export, eval_mode="detection")  # ppshitu/tasks.py: Arch.name PicoDet

@@ -15,7 +15,7 @@ from ..engine import backbones
 from ..engine import checkpoint as ckpt
 from ..engine.hooks import HookBase
 from ..engine.optim import build_optimizer
-from ..engine.task import TASKS, Task
+from ..engine.task import Task
 from ..engine.trainer import Trainer, seed_everything
 from ..errors import ConfigError
 from ..registry import split_spec
@@ -218,7 +218,7 @@ def export(cfg, out_dir=None):
     return out_dir
 
 
-TASKS.register("rec")(Task("recognition", ("RecModel",), train, evaluate, export, eval_mode="retrieval"))
+TASK = Task("recognition", train, evaluate, export, eval_mode="retrieval")  # ppshitu/tasks.py: Arch.name RecModel
 
 
 def _export_legacy_main(argv):
