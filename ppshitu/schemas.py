@@ -173,9 +173,14 @@ INDEX_PROCESS = {
                             doc="default: the model's (inference.yml, or probed); a different value is refused"),
     "batch_size": Field(int, 32, min_value=1),
     "return_k": Field(int, 5, min_value=1, doc="gallery matches per crop"),
-    "score_thres": Field(NUM, 0.5, min_value=-1, max_value=4, range_by=_score_range,
+    "score_thres": Field((int, float, NONE), None, min_value=-1, max_value=4, range_by=_score_range,
                          doc="IP: cosine >= this is a match (-1 to 1); L2: squared distance <= this (0 to 4: "
-                             "embeddings are L2-normalized)"),
+                             "embeddings are L2-normalized); null: the gallery's calibrated value "
+                             "(tools/calibrate_gallery.py), else 0.5"),
+    "calibrate": Field(bool, False, doc="build_gallery: calibrate score_thres on the gallery (for target_precision) "
+                       "after new, and after an update that leaves the calibration stale or absent"),
+    "target_precision": Field(NUM, 0.95, min_value=0, max_value=1, min_exclusive=True,
+                              doc="the precision a calibrated score_thres is chosen for (below 1)"),
     "min_crop_std": Field(NUM, 1.0, min_value=0, max_value=255, doc="a crop whose per-channel pixel std (0-255, "
                           "32x32 thumbnail) is below this has no detail: 'unknown' in queries, skipped in galleries; "
                           "0: off"),

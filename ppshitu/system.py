@@ -15,7 +15,9 @@ Decisions, and why they differ from PP-ShiTu's:
   confident whole-image match wipes out every real object in the photo.
 - A candidate whose best match fails `score_thres` is reported as "unknown" (with its
   nearest label in `nearest_docs`), never as the nearest label. For dist_type L2 the
-  gallery returns distances, so "passes" means distance <= score_thres.
+  gallery returns distances, so "passes" means distance <= score_thres. from_config takes
+  IndexProcess.score_thres when the config gives one, else the gallery's calibrated value
+  (ppshitu/gallery/calibrate.py: chosen for a target precision), else 0.5; it prints which, once.
 - NMS only merges boxes that name the same label (IoU > rec_nms_thresold), plus any two
   boxes that are clearly the same region (IoU > 0.5), keeping the better match.
 - Images with a side under `min_image_side` (8 px) are refused (ImageTooSmallError): the 128-d
@@ -92,7 +94,9 @@ class RecognitionSystem:
         if idx.get("ef_search") or idx.get("nprobe"):
             gallery.set_search_params(ef_search=idx.get("ef_search"), nprobe=idx.get("nprobe"))
         det = factory.det_predictor(cfg)
-        return cls(rec, gallery, det, return_k=idx.get("return_k", 5), score_thres=idx.get("score_thres", 0.5),
+        from .gallery.calibrate import resolve_score_thres
+
+        return cls(rec, gallery, det, return_k=idx.get("return_k", 5), score_thres=resolve_score_thres(idx, gallery),
                    rec_nms_thresold=g.get("rec_nms_thresold", 0.05),
                    min_image_side=g.get("min_image_side", MIN_IMAGE_SIDE), min_crop_std=idx.get("min_crop_std", 1.0),
                    max_image_pixels=g.get("max_image_pixels"))

@@ -69,7 +69,7 @@ def test_api_takes_a_loaded_config_and_checks_overrides(scratch):
                                         ["IndexProcess.return_k=3"])
     again = ppshitu.load_inference_config(cfg, ["IndexProcess.score_thres=0.6"])  # a copy: cfg unchanged
     assert again.IndexProcess.return_k == 3 and again.IndexProcess.score_thres == 0.6
-    assert cfg.IndexProcess.score_thres == 0.5
+    assert cfg.IndexProcess.score_thres is None  # (the shipped config: the gallery's calibrated value, else 0.5)
     with pytest.raises(ppshitu.ConfigError, match="did you mean"):
         ppshitu.load_inference_config(cfg, ["IndexProcess.retrun_k=3"])
     with pytest.raises(ppshitu.ConfigError, match="by must be"):

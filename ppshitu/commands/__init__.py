@@ -27,6 +27,8 @@ COMMANDS = {
     "similarity": ("similarity", "tools/similarity.py", "how alike two images are, with a calibrated verdict"),
     "find_duplicates": ("find_duplicates", "tools/find_duplicates.py",
                         "find exact and near-duplicate images; JSON and HTML report"),
+    "calibrate_gallery": ("calibrate_gallery", "tools/calibrate_gallery.py",
+                          "choose score_thres for a target precision on the gallery's own items; record it"),
     "migrate_gallery": ("migrate_gallery", "tools/migrate_gallery.py",
                         "copy a gallery between backends (FAISS <-> Milvus)"),
     "convert_ppshitu_index": ("convert_ppshitu_index", "tools/convert_ppshitu_index.py",
