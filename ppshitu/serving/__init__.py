@@ -4,8 +4,9 @@
     service = Service.from_config(cfg, Settings(token="...")).start()   # models load on their threads
     serve(service)                                                      # blocks
 
-See app.py for the routes, service.py for which thread owns what, protocol.py for the connection
-guards, settings.py for every limit.
+See app.py for the routes (and its layers: routers/, dependencies.py, models.py, bodies.py), service.py
+for what each request does and which thread owns what, protocol.py for the connection guards,
+settings.py for every limit.
 """
 from .app import create_app
 from .server import serve, serve_in_thread

@@ -1,4 +1,8 @@
-"""What a request can be answered with besides success: an HTTP status, a message, maybe headers."""
+"""What a request can be answered with besides success: an HTTP status, a message, maybe headers; and
+the one JSON shape of every refusal, at every layer (error_document)."""
+import json
+
+from starlette.responses import JSONResponse
 
 
 class ServiceError(Exception):
@@ -46,3 +50,22 @@ class RequestTimeout(ServiceError):
 
     def __init__(self, message):
         super().__init__(message, headers={"Connection": "close"})
+
+
+# ---------------------------------------------------------------- the one shape of every refusal
+def error_document(status, message, **extra):
+    """The JSON body of every refusal, at every layer: {"error": message, "status": status, ...}."""
+    return {"error": message, "status": status, **extra}
+
+
+def error_response(status, message, headers=None, **extra):
+    """A refusal answered by the app (its exception handlers)."""
+    return JSONResponse(error_document(status, message, **extra), status_code=status, headers=headers)
+
+
+def raw_error(status, message, extra_headers=(), close=True):
+    """(headers, body) of a refusal written below the app: by protocol.py on the connection itself and by
+    app.Guard before the app runs; `close`: the connection is closed after it."""
+    body = json.dumps(error_document(status, message)).encode("utf-8")
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    return headers + ([(b"connection", b"close")] if close else []) + list(extra_headers), body

@@ -15,23 +15,17 @@ are text/plain. This subclass adds, per connection:
 - malformed requests (`Content-Length: abc`, headers past h11's buffer limit) answered 400 in JSON
   instead of text (app.Guard answers 431 for a complete header block over max_header_bytes).
 """
-import json
-
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from .errors import raw_error
 
 BODY_GRACE_S = 2.0
 
 
-def json_bytes(status, message, extra_headers=()):
-    body = json.dumps({"error": message, "status": status}).encode("utf-8")
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"connection", b"close"), *extra_headers]
-    return headers, body
-
-
 def raw_response(status, reason, message, extra_headers=()):
-    headers, body = json_bytes(status, message, extra_headers)
+    """The bytes of a JSON refusal (errors.raw_error) with its status line, written on the connection."""
+    headers, body = raw_error(status, message, extra_headers)
     head = f"HTTP/1.1 {status} {reason}\r\n".encode() + b"".join(k + b": " + v + b"\r\n" for k, v in headers)
     return head + b"\r\n" + body
 
@@ -40,7 +34,7 @@ def make_protocol(settings):
     """An H11Protocol subclass bound to `settings` (uvicorn.Config(http=...) takes a class)."""
 
     async def busy_app(scope, receive, send):
-        headers, body = json_bytes(503, f"the server has {settings.max_connections} connections open (its limit); "
+        headers, body = raw_error(503, f"the server has {settings.max_connections} connections open (its limit); "
                                         f"retry later", [(b"retry-after", b"1")])
         await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -18,6 +18,7 @@ serialized with every other process by the gallery's writer lock (LOCK). Milvus:
 visible at once (a refresh re-reads the revision); writes from several processes need no lock,
 since an append is idempotent by path (and an upload's path is its content's hash).
 """
+import asyncio
 import hashlib
 import logging
 import os
@@ -29,6 +30,7 @@ from collections.abc import Mapping
 
 import cv2
 import numpy as np
+from starlette.concurrency import run_in_threadpool
 
 from ..errors import ConfigError
 from ..gallery import GalleryError
@@ -36,7 +38,8 @@ from ..embedder import Embedder
 from ..gallery.base import gallery_exists, gallery_location, open_gallery
 from ..gallery.model_id import model_fingerprint
 from ..system import RecognitionSystem
-from ..utils.image import IMAGE_EXTENSIONS, MIN_IMAGE_SIDE, ImageReadError, read_image
+from ..utils.image import (IMAGE_EXTENSIONS, MIN_IMAGE_SIDE, ImageReadError, ImageTooLargeError, decode_image,
+                           read_image)
 from .errors import Conflict, NotFound, ServiceError
 from .settings import Settings
 from .workers import ThreadOwner
@@ -44,6 +47,7 @@ from .workers import ThreadOwner
 log = logging.getLogger("ppshitu.serving")
 MAX_LABEL_CHARS = 200
 RESERVED_LABELS = ("unknown",)  # what the system answers for "no match": a class of that name would lie
+EMBED_CHUNK = 8          # images decoded and embedded together when adding to the gallery
 
 
 def _refresh(gallery, attempts=3):
@@ -398,10 +402,21 @@ class Thumbnails:
 
 
 # ---------------------------------------------------------------- the service
+def item_json(rec):
+    """A gallery record as the API shows it (models.Item): never the server's path, only its file name."""
+    path = rec.get("path")
+    return {"id": rec["id"], "label": rec["label"], "name": os.path.basename(path) if path else None,
+            "box": rec.get("box"), "added_at": rec.get("added_at"), "thumbnail": f"/api/items/{rec['id']}/thumbnail"}
+
+
 class Service:
     """Everything the routes need. `make_system()` is called on each inference thread (so the
     predictors belong to it); the gallery is `index_process`'s (an IndexProcess section, or a FAISS
-    gallery's directory): the one make_system's RecognitionSystem searches."""
+    gallery's directory): the one make_system's RecognitionSystem searches.
+
+    The routes (routers/) call its request-level operations: the coroutines below (on the event loop:
+    decode in a bounded number of threads, inference and writes as jobs of their owning threads) and
+    the read methods (run in the thread pool)."""
 
     def __init__(self, make_system, index_process, settings=None, image_root=None, use_det=False,
                  min_crop_std=0.0, min_side=MIN_IMAGE_SIDE, return_k=5):
@@ -423,6 +438,7 @@ class Service:
         self.thumbnails = None
         self.fingerprint = self.embedding_size = None
         self.started_at = None
+        self.decode_slots = asyncio.Semaphore(s.decode_slots)  # images decoded at once
 
     @classmethod
     def from_config(cls, cfg, settings=None):
@@ -488,6 +504,125 @@ class Service:
     def max_pixels(self):
         from ..utils.image import max_image_pixels
         return self.settings.max_pixels or max_image_pixels()
+
+    # ------------------------------------------------------------ reads (thread pool)
+    def labels(self):
+        version, counts = self.catalog.label_counts()
+        return {"version": version, "count": sum(counts.values()),
+                "labels": [{"label": k, "count": v} for k, v in counts.items()]}
+
+    def items(self, label=None, offset=0, limit=50):
+        version, total, rows = self.catalog.items(label, offset, limit)
+        return {"version": version, "label": label, "total": total, "offset": offset, "limit": limit,
+                "items": [item_json(r) for r in rows]}
+
+    def item(self, item_id):
+        rec = self.catalog.record(item_id)
+        if rec is None:
+            raise NotFound(f"no gallery item {item_id}")
+        return item_json(rec)
+
+    # ------------------------------------------------------------ requests (event loop)
+    async def decode(self, data, where):
+        if not data:
+            raise ServiceError(f"{where}: empty; send the image file's bytes")
+        async with self.decode_slots:
+            return await run_in_threadpool(decode_image, data, where, self.max_pixels())
+
+    async def infer(self, fn, pixels=0):
+        """fn(Recognizer) on an inference thread (Busy when the queue is full)."""
+        return await asyncio.wrap_future(self.inference.submit(fn, pixels))
+
+    async def write(self, fn):
+        """fn(GalleryWriter) on the writer thread."""
+        return await asyncio.wrap_future(self.writer.submit(fn))
+
+    async def predict(self, rgb):
+        """POST /predict: the objects in the image, recognised."""
+        out = await self.infer(lambda r: r.predict(rgb), rgb.shape[0] * rgb.shape[1])
+        return {"results": out["results"], "width": rgb.shape[1], "height": rgb.shape[0],
+                "gallery": {"version": out["version"], "count": out["count"]}}
+
+    async def search(self, rgb, k=0, whole=False):
+        """POST /search: the gallery items nearest to the image's main object (`whole`: the whole image)."""
+        out = await self.infer(lambda r: r.search(rgb, k or self.return_k, whole), rgb.shape[0] * rgb.shape[1])
+        records = await run_in_threadpool(lambda: [self.catalog.record(h["id"]) for h in out["results"]])
+        items = [{**(item_json(rec) if rec else {"id": hit["id"], "label": hit["label"],
+                                                 "thumbnail": f"/api/items/{hit['id']}/thumbnail"}),
+                  "score": hit["score"]} for hit, rec in zip(out["results"], records)]
+        return {"box": out["box"], "results": items, "higher_is_better": out["higher_is_better"],
+                "width": rgb.shape[1], "height": rgb.shape[0], "gallery": {"version": out["version"]}}
+
+    async def add_images(self, label, files):
+        """POST /api/items: [(name, bytes)] added under `label` -> the answer's body; ServiceError 400
+        (with the same body) when none could be added. Every image is decoded and embedded first (a
+        chunk at a time, to bound memory), then ALL of them go to the gallery in ONE update: a server
+        killed during the request has published none of them or all of them, never a part that a
+        retry would report as duplicates."""
+        todo, duplicates = await self._new_uploads(files)
+        kept, vectors, boxes, rejected = await self._embed_uploads(todo)
+        added, summary = [], None
+        if kept:
+            uploads = [(sha, raw) for _, sha, raw in kept]
+            all_vectors = np.concatenate(vectors)
+            ids, _, summary = await self.write(lambda w: w.add(label, uploads, all_vectors, boxes))
+            for (name, _, _), item_id in zip(kept, ids):
+                if item_id >= 0:
+                    added.append({"name": name, "id": item_id, "thumbnail": f"/api/items/{item_id}/thumbnail"})
+                else:
+                    duplicates.append({"name": name, "reason": "the same image is already in the gallery"})
+        if summary is None:
+            s = await run_in_threadpool(self.catalog.summary)
+            summary = {"version": s["version"], "count": s["count"]}
+        body = {"label": label, "added": added, "duplicates": duplicates, "rejected": rejected, "gallery": summary}
+        if not added and not duplicates:
+            raise ServiceError(f"none of the {len(files)} images could be added", **body)
+        if added:
+            log.warning("added %d image(s) to %r (gallery %s, %d items)", len(added), label, summary["version"],
+                        summary["count"])
+        return body
+
+    async def _new_uploads(self, files):
+        """([(name, sha256, bytes)] not yet in the gallery, [duplicates]): an image already stored, or
+        sent twice in the request, is a duplicate (its path is its content's hash)."""
+        duplicates, todo, seen = [], [], set()
+        shas = await run_in_threadpool(lambda: [sha256(raw) for _, raw in files])
+        known = await run_in_threadpool(self.catalog.existing_paths,
+                                        [self.upload_path(sha, raw) for sha, (_, raw) in zip(shas, files)])
+        for sha, (name, raw) in zip(shas, files):
+            path = self.upload_path(sha, raw)
+            if sha in seen or path in known:
+                rec = await run_in_threadpool(self.catalog.by_path, path)
+                duplicates.append({"name": name, "reason": "the same image is already in the gallery" if rec else
+                                   "the same image twice in this request",
+                                   **({"id": rec["id"], "label": rec["label"]} if rec else {})})
+                continue
+            seen.add(sha)
+            todo.append((name, sha, raw))
+        return todo, duplicates
+
+    async def _embed_uploads(self, todo):
+        """Decode and embed EMBED_CHUNK images at a time: (kept [(name, sha, bytes)], [vectors per chunk],
+        boxes, rejected [{name, error, status}])."""
+        kept, vectors, boxes, rejected = [], [], [], []
+        for start in range(0, len(todo), EMBED_CHUNK):
+            decoded = []
+            for name, sha, raw in todo[start:start + EMBED_CHUNK]:
+                try:
+                    decoded.append((name, sha, raw, await self.decode(raw, f"image {name!r}")))
+                except ImageReadError as e:
+                    rejected.append({"name": name, "error": str(e),
+                                     "status": 413 if isinstance(e, ImageTooLargeError) else 400})
+            if not decoded:
+                continue
+            pixels = sum(d[3].shape[0] * d[3].shape[1] for d in decoded)
+            emb = await self.infer(lambda r: r.embed([(name, rgb) for name, _, _, rgb in decoded]), pixels)
+            rejected += [{"name": decoded[pos][0], "error": why, "status": 400} for pos, why in emb.refused.items()]
+            kept += [decoded[pos][:3] for pos in emb.index]
+            vectors.append(emb.vectors)
+            boxes += emb.boxes
+            decoded = None  # the decoded pixels are not needed past embedding
+        return kept, vectors, boxes, rejected
 
 
 def sha256(data):
