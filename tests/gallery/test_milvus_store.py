@@ -1,9 +1,9 @@
-"""The Milvus gallery store on Milvus Lite, by the FAISS gallery's own test cases where they apply
-(tests/gallery/test_gallery.py): open-set append, remove by label / path, re-append without
-duplicates, ids, search parameters, IP / L2 scores, empty slots, model checks; plus what only Milvus
-has: index methods the server does not build, atomic `new` behind an alias, a SIGKILLed append and
-its rerun, a database another process holds, the same top-1 as a FAISS Flat gallery, and two shard
-processes filling one collection at once through Milvus Lite's server mode."""
+"""The Milvus gallery store on Milvus Lite: what only Milvus has (what every store does is
+tests/gallery/test_store_contract.py, run on this store too): ids that are path hashes, a revision token,
+the Milvus index a method maps to, Milvus-specific input limits and locations, index methods the server does
+not build, atomic `new` behind an alias, a SIGKILLed append and its rerun, a database another process holds,
+the same top-1 as a FAISS Flat gallery, and two shard processes filling one collection at once through
+Milvus Lite's server mode."""
 import os
 import signal
 import socket
@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-
+from gallery_helpers import DIM, class_vectors, paths_for, top1
 
 from ppshitu.errors import ConfigError  # noqa: E402
 from ppshitu.gallery import Gallery, GalleryError  # noqa: E402
@@ -22,27 +22,6 @@ from ppshitu.gallery import milvus_store  # noqa: E402
 from ppshitu.gallery.milvus_store import MilvusStore  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-METHODS = ["Flat", "HNSW32", "IVF"]  # what Milvus Lite builds (IVFPQ -> IVF_PQ is refused, tested below)
-DIM = 32
-
-
-def class_vectors(n_classes, per_class, seed, first=0, noise=0.25, dim=DIM):
-    rng = np.random.default_rng(seed)
-    centres = np.random.default_rng(1000 + first).standard_normal((n_classes, dim))
-    vecs, labels = [], []
-    for c in range(n_classes):
-        vecs.append(centres[c] + noise * rng.standard_normal((per_class, dim)))
-        labels += [f"class {first + c}"] * per_class
-    return np.concatenate(vecs).astype(np.float32), labels
-
-
-def paths_for(labels, tag):
-    return [f"{lab}/{tag}_{i}.jpg" for i, lab in enumerate(labels)]
-
-
-def top1(gallery, vectors):
-    labels, _, _ = gallery.search(vectors, k=1)
-    return [row[0] for row in labels]
 
 
 @pytest.fixture
@@ -63,107 +42,30 @@ def db(tmp_path):
             g.close()
 
 
-@pytest.fixture(params=METHODS)
-def method(request):
-    return request.param
-
-
-# ---------------------------------------------------------------- the FAISS gallery's cases
-def test_append_recognises_new_classes_without_retraining(db, method):
-    old_v, old_l = class_vectors(6, 40, seed=1)
-    g = MilvusStore.create(db, DIM, index_method=method, vectors=old_v, labels=old_l, paths=paths_for(old_l, "a"))
-    new_v, new_l = class_vectors(4, 40, seed=2, first=6)
-    query_v, query_l = class_vectors(4, 5, seed=3, first=6)
-    assert not set(top1(g, query_v)) & set(query_l)
-    ids = g.add(new_v, new_l, paths_for(new_l, "b"))
-    assert (ids >= 0).all() and len(set(ids.tolist())) == len(ids)
-    reopened = MilvusStore.open(db)
-    for gal in (g, reopened):
-        assert len(gal) == 400
-        assert gal.labels() == sorted(set(old_l + new_l))
-        hits = np.mean([p == t for p, t in zip(top1(gal, query_v), query_l)])
-        assert hits >= 0.95, (method, hits)
-
-
-def test_remove_by_label_and_path_on_every_index_type(db, method):
-    v, labels = class_vectors(5, 40, seed=4)
-    paths = paths_for(labels, "x")
-    g = MilvusStore.create(db, DIM, index_method=method, vectors=v, labels=labels, paths=paths)
-    removed = g.remove(labels=["class 2"])
-    assert len(removed) == 40 and len(g) == 160
-    first = g.remove(paths=[paths[0], "not/there.jpg"])          # one image of class 0
-    assert first.tolist() == [base.path_hash(paths[0])]
-    for gal in (g, MilvusStore.open(db)):
-        found, _, ids = gal.search(v, k=10)
-        flat = [lab for row in found for lab in row]
-        assert "class 2" not in flat and "class 2" not in gal.labels()
-        assert base.path_hash(paths[0]) not in ids
-        assert set(removed.tolist()).isdisjoint(ids.ravel().tolist())
-        assert len(gal) == 159
-    assert g.compact() == 159
-    found, _, _ = g.search(v[80:120], k=5)
-    assert all(lab != "class 2" for row in found for lab in row)
-
-
-def test_rerun_append_adds_nothing_twice(db):
-    v, labels = class_vectors(3, 10, seed=5)
-    paths = paths_for(labels, "p")
-    g = MilvusStore.create(db, DIM, vectors=v[:20], labels=labels[:20], paths=paths[:20])
-    ids = g.add(v, labels, paths)
-    assert (ids[:20] == -1).all() and (ids[20:] >= 0).all()
-    again = g.add(v, labels, paths)
-    assert (again == -1).all() and len(g) == 30
-    assert g.existing_paths(paths + ["other.jpg"]) == set(paths)
-    twice = g.add(v[:1], labels[:1], ["new.jpg"])
-    dup_in_call = g.add(v[:2], labels[:2], ["dup.jpg", "dup.jpg"])
-    assert twice[0] >= 0 and dup_in_call[0] >= 0 and dup_in_call[1] == -1 and len(g) == 32
-    no_path = g.add(v[:2], labels[:2])                          # without paths nothing dedups (as FAISS)
-    assert (no_path >= 0).all() and len(g) == 34
-
-
-def test_labels_paths_and_boxes_are_stored_with_the_vectors(db):
-    v, labels = class_vectors(2, 3, seed=6)
-    boxes = [[1.0, 2.0, 30.5, 40.0], None, [0, 0, 5, 5], None, None, [3, 4, 5, 6]]
-    paths = ["a/1.jpg", "a/2.jpg", "ünïcode/ä b.jpg", 'quote"d.jpg', "back\\slash.jpg", "b/6.jpg"]
-    labels = ["class 0", "with 'quotes' \"and\" spaces", "类别", "class 1", "class 1", "class 1"]
-    g = MilvusStore.create(db, DIM, index_method="Flat", vectors=v, labels=labels, paths=paths, boxes=boxes)
-    recs = {r["path"]: r for r in MilvusStore.open(db).records()}
-    for p, lab, b in zip(paths, labels, boxes):
-        assert recs[p]["label"] == lab and recs[p]["id"] == base.path_hash(p)
-        assert recs[p]["box"] == (None if b is None else [float(x) for x in b])
-    assert g.label_counts() == {"class 0": 1, "with 'quotes' \"and\" spaces": 1, "类别": 1, "class 1": 3}
-    assert len(g.remove(labels=["with 'quotes' \"and\" spaces", "类别"])) == 2
-    assert len(g.remove(paths=['quote"d.jpg', "back\\slash.jpg"])) == 2 and len(g) == 2
-    only = g.records(ids=[base.path_hash("b/6.jpg")])
-    assert [r["path"] for r in only] == ["b/6.jpg"]
-
-
-def test_ids_are_stable_per_path_across_remove_and_compact(db):
+# ---------------------------------------------------------------- Milvus's side of the contract
+def test_ids_are_path_hashes_so_a_path_added_again_gets_its_old_id(db):
     v, labels = class_vectors(4, 10, seed=6)
     paths = paths_for(labels, "s")
     g = MilvusStore.create(db, DIM, index_method="HNSW32", vectors=v, labels=labels, paths=paths)
+    assert {r["path"]: r["id"] for r in g.records()} == {p: base.path_hash(p) for p in paths}
     _, _, before = g.search(v[10:20], k=1)
     assert before[:, 0].tolist() == [base.path_hash(p) for p in paths[10:20]]
+    assert g.remove(paths=[paths[0]]).tolist() == [base.path_hash(paths[0])]
     g.remove(labels=["class 0"])
     g.compact()
-    _, _, after = g.search(v[10:20], k=1)
-    assert (before == after).all()
     again = g.add(v[:1], ["class 0"], paths[:1])   # a path added again gets its old id (FAISS: a new one)
     assert again[0] == base.path_hash(paths[0])
+    unpathed = g.add(v[:2], ["class 0"] * 2)       # no path: a random 63-bit id each
+    assert (unpathed >= 0).all() and unpathed[0] != unpathed[1]
 
 
-def test_vectors_read_back_by_id_and_a_revision_that_every_write_changes(db):
-    """get_vectors (the service's rename) and `version`: a token in its own collection property, read by
-    open / refresh() (what the service's catalog caches by), new after each write by any store object."""
+def test_a_revision_that_every_write_changes(db):
+    """`version`: a token in its own collection property, read by open / refresh() (what the service's
+    catalog caches by), new after each write by any store object, unchanged by a write that changes nothing."""
     v, labels = class_vectors(3, 5, seed=7)
     paths = paths_for(labels, "r")
     g = MilvusStore.create(db, DIM, index_method="HNSW32", ef_search=300, vectors=v, labels=labels, paths=paths)
     reader = MilvusStore.open(db).set_search_params(ef_search=64)
-    ids = [base.path_hash(p) for p in paths[::-4]]
-    unit = v / np.linalg.norm(v, axis=1, keepdims=True)
-    assert np.allclose(reader.get_vectors(ids), unit[::-4], atol=1e-6) and reader.get_vectors([]).shape == (0, DIM)
-    with pytest.raises(GalleryError, match="no gallery item 12345"):
-        reader.get_vectors(ids[:1] + [12345])
     seen = [reader.version]
     assert seen[0] == g.version and isinstance(seen[0], str)
     for write in (lambda: g.add(v[:1], ["new"], ["new.jpg"]), lambda: g.remove(labels=["new"]), g.compact):
@@ -175,7 +77,7 @@ def test_vectors_read_back_by_id_and_a_revision_that_every_write_changes(db):
     assert reader.refresh().version == seen[-1] and reader._search == {"ef": 64}  # refresh keeps its params
 
 
-def test_search_params_are_configurable_and_persisted(db):
+def test_each_method_maps_to_its_milvus_index_and_search_params(db):
     v, labels = class_vectors(2, 50, seed=9)
     MilvusStore.create(db, DIM, collection="h", index_method="HNSW32", ef_search=300, vectors=v, labels=labels)
     MilvusStore.create(db, DIM, collection="i", index_method="IVF", nprobe=2, nlist=3, vectors=v, labels=labels)
@@ -188,73 +90,26 @@ def test_search_params_are_configurable_and_persisted(db):
     assert described["index_type"] == "IVF_FLAT" and described["params"] == {"nlist": 3}  # Lite got it
     default = MilvusStore.create(db, DIM, collection="d", index_method="IVF", vectors=v, labels=labels)
     assert default.meta["milvus_index"]["params"] == {"nlist": 2}   # FAISS's rule: >= 39 vectors per list
+    empty = MilvusStore.create(db, DIM, collection="e", index_method="IVF")
+    assert empty.meta["milvus_index"]["params"] == {"nlist": 128}   # created empty: Milvus fixes nlist now
+    flat = MilvusStore.create(db, DIM, collection="f", index_method="FLAT", vectors=v, labels=labels)
+    assert flat.meta["milvus_index"] == {"index_type": "FLAT", "params": {}, "search_params": {}}
     h.set_search_params(ef_search=64)
     assert h._search == {"ef": 64} and MilvusStore.open(db, collection="h")._search == {"ef": 300}
+    assert h.method.milvus_search_params(h._search, 100) == {"ef": 100}  # Milvus refuses ef < limit
     assert top1(h, v[:5]) == labels[:5]
-    with pytest.raises(GalleryError, match="nprobe does not apply to a HNSW32"):
-        h.set_search_params(nprobe=3)
-    with pytest.raises(Exception, match="efsearch"):
-        MilvusStore.create(db, DIM, collection="x", index_method="HNSW32", efsearch=3)
-    with pytest.raises(Exception, match="HNSW32"):
-        MilvusStore.create(db, DIM, collection="y", index_method="HNSW")
 
 
-def test_l2_scores_are_squared_distances_and_ip_scores_are_cosines(db):
-    v, labels = class_vectors(3, 10, seed=10)
-    ip = MilvusStore.create(db, DIM, collection="ip", dist_type="IP", index_method="Flat", vectors=v, labels=labels,
-                            paths=paths_for(labels, "i"))
-    l2 = MilvusStore.create(db, DIM, collection="l2", dist_type="L2", index_method="HNSW32", vectors=v,
-                            labels=labels, paths=paths_for(labels, "l"))
-    _, s_ip, i_ip = ip.search(v[:3] * 7.0, k=4)
-    _, s_l2, i_l2 = l2.search(v[:3], k=4)
-    assert ip.higher_is_better and not l2.higher_is_better
-    assert np.allclose(s_ip[:, 0], 1.0, atol=1e-5) and (np.diff(s_ip, axis=1) <= 1e-6).all()
-    assert np.allclose(s_l2[:, 0], 0.0, atol=1e-4) and (np.diff(s_l2, axis=1) >= -1e-6).all()
-    by_id = {base.path_hash(p): row for p, row in zip(paths_for(labels, "l"), v)}
-    expected = ((by_id[int(i_l2[0, 1])] - v[0]) ** 2).sum()          # squared, as FAISS's L2
-    assert s_l2[0, 1] == pytest.approx(expected, rel=1e-4)
-    unit = v / np.linalg.norm(v, axis=1, keepdims=True)
-    by_id = {base.path_hash(p): row for p, row in zip(paths_for(labels, "i"), unit)}
-    assert s_ip[0, 1] == pytest.approx(float(by_id[int(i_ip[0, 1])] @ unit[0]), abs=1e-5)
-    faiss_l2 = Gallery.create(os.path.dirname(db) + "/faiss_l2", DIM, dist_type="L2", index_method="Flat",
-                              vectors=v, labels=labels)
-    _, s_faiss, _ = faiss_l2.search(v[:3], k=4)
-    assert np.allclose(s_faiss, s_l2, rtol=1e-4, atol=1e-4)          # score_thres means the same
-
-
-def test_more_k_than_items_pads_with_empty_slots(db):
-    v, labels = class_vectors(1, 3, seed=11)
-    g = MilvusStore.create(db, DIM, index_method="Flat", vectors=v, labels=labels)
-    found, scores, ids = g.search(v[0], k=5)
-    assert ids[0, 3:].tolist() == [-1, -1] and found[0][3:] == [None, None] and np.isneginf(scores[0, 4])
-    empty = MilvusStore.create(db, DIM, collection="empty")
-    found, _, ids = empty.search(v[:2], k=2)
-    assert found == [[None, None], [None, None]] and (ids == -1).all() and len(empty) == 0
-
-
-def test_model_mismatch_and_bad_input_are_clear_errors(db):
+def test_milvus_limits_and_locations_are_clear_errors(db):
     v, labels = class_vectors(2, 5, seed=12)
-    MilvusStore.create(db, DIM, model_fingerprint="aaaa", vectors=v, labels=labels)
-    with pytest.raises(GalleryError, match="built with model aaaa, not bbbb"):
-        MilvusStore.open(db, model_fingerprint="bbbb")
-    with pytest.raises(GalleryError, match="holds 32-d vectors but the model makes 64-d"):
-        MilvusStore.open(db, embedding_size=64)
-    g = MilvusStore.open(db, model_fingerprint="aaaa", embedding_size=DIM)
-    with pytest.raises(GalleryError, match=r"expected shape \[n, 32\].*\[2, 16\]"):
-        g.search(np.zeros((2, 16), np.float32))
-    with pytest.raises(GalleryError, match="built with model aaaa"):
-        g.add(v[:1], ["x"], model_fingerprint="cccc")
-    with pytest.raises(GalleryError, match="2 vectors but 1 labels"):
-        g.add(v[:2], ["x"])
-    with pytest.raises(GalleryError, match="non-empty strings"):
-        g.add(v[:1], [""])
-    with pytest.raises(GalleryError, match="NaN"):
-        g.search(np.full(DIM, np.nan))
+    g = MilvusStore.create(db, DIM, model_fingerprint="aaaa", vectors=v, labels=labels)
     with pytest.raises(GalleryError, match="longer than 1024 bytes"):
         g.add(v[:1], ["x" * 1025])
+    with pytest.raises(GalleryError, match="empty path"):
+        g.add(v[:1], ["x"], [""])
+    with pytest.raises(GalleryError, match="ids are not kept on Milvus"):
+        MilvusStore.create(db, DIM, collection="ids", ids=[1])
     assert len(MilvusStore.open(db)) == 10
-    with pytest.raises(GalleryError, match="already exists"):
-        MilvusStore.create(db, DIM)
     with pytest.raises(GalleryError, match="no gallery there"):
         MilvusStore.open(db, collection="nowhere")
     with pytest.raises(GalleryError, match="no Milvus Lite database"):
@@ -265,9 +120,6 @@ def test_model_mismatch_and_bad_input_are_clear_errors(db):
         MilvusStore.open(db, collection="bad-name")
     with pytest.raises(ConfigError, match="names collection 'b'"):
         MilvusStore.open(f"{db}#b", collection="a")
-    empty = MilvusStore.create(db, DIM, collection="fresh")         # the first add sets the fingerprint
-    empty.add(v[:1], ["x"], ["p.jpg"], model_fingerprint="dddd")
-    assert MilvusStore.open(db, collection="fresh").model_fingerprint == "dddd"
 
 
 def test_a_foreign_collection_is_not_read_as_a_gallery(db):
@@ -453,24 +305,6 @@ def test_the_token_comes_from_the_environment_never_the_config(monkeypatch):
     assert seen["token"] == ""
     assert milvus_store.split_location("http://h:19530#shop") == ("http://h:19530", "shop")
     assert milvus_store.split_location("g.db")[1] == milvus_store.DEFAULT_COLLECTION
-
-
-def test_the_store_interface_helpers_reach_milvus_from_an_index_process_section(db):
-    v, labels = class_vectors(3, 10, seed=16)
-    ip = {"backend": "milvus", "uri": db, "collection": "shop", "dist_type": "IP", "index_method": "HNSW32"}
-    assert not base.gallery_exists(ip)
-    base.check_creatable(ip, overwrite=False)
-    g = base.create_gallery(ip, DIM, model_fingerprint="m1", vectors=v, labels=labels, paths=paths_for(labels, "x"))
-    assert base.gallery_exists(ip) and isinstance(g, MilvusStore)
-    with pytest.raises(GalleryError, match="already exists"):
-        base.check_creatable(ip, overwrite=False)
-    opened = base.open_gallery(ip, model_fingerprint="m1", embedding_size=DIM)
-    assert len(opened) == 30 and opened.manifest["dist_type"] == "IP" and opened.index_dir == f"{db}#shop"
-    with pytest.raises(ConfigError, match="IndexProcess.uri is required"):
-        base.open_gallery({"backend": "milvus", "collection": "shop"})
-    faiss_ip = {"backend": "faiss", "index_dir": os.path.dirname(db) + "/f", "index_method": "Flat"}
-    assert isinstance(base.create_gallery(faiss_ip, DIM, vectors=v, labels=labels), Gallery)
-    assert base.gallery_exists(faiss_ip) and len(base.open_gallery(faiss_ip)) == 30
 
 
 def near_queries(base_vectors, nq, seed, noise=1.33):
