@@ -29,6 +29,8 @@ COMMANDS = {
                         "find exact and near-duplicate images; JSON and HTML report"),
     "calibrate_gallery": ("calibrate_gallery", "tools/calibrate_gallery.py",
                           "choose score_thres for a target precision on the gallery's own items; record it"),
+    "gallery_doctor": ("gallery_doctor", "tools/gallery_doctor.py",
+                       "check a gallery's labels: recall per label, confusions, mislabels, duplicates, outliers"),
     "migrate_gallery": ("migrate_gallery", "tools/migrate_gallery.py",
                         "copy a gallery between backends (FAISS <-> Milvus)"),
     "convert_ppshitu_index": ("convert_ppshitu_index", "tools/convert_ppshitu_index.py",

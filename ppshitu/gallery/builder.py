@@ -222,6 +222,9 @@ def build_gallery(cfg, rec=None, det=None, shard=None):
             if len(emb.vectors) else 0
     summary = {"operation": op, "added": added, "already_present": skipped,
                "unreadable": len(emb.unreadable), "count": len(gallery), "labels": len(gallery.labels())}
+    if shard is None:  # (a shard leaves it to a run after all shards: the others may still be adding)
+        from .calibrate import after_update  # IndexProcess.calibrate, or a stale-calibration warning
+        summary.update(after_update(cfg, gallery, op))
     if shard is not None:
         summary["shard"] = f"{shard[0]}/{shard[1]}"
     return summary
