@@ -8,10 +8,10 @@ import time
 
 import numpy as np
 import pytest
-from gallery_helpers import DIM, class_vectors
 
 from ppshitu.gallery import Gallery, GalleryError
 from ppshitu.gallery import layout
+from tests.gallery.gallery_helpers import DIM, class_vectors
 
 
 def test_compact_drops_the_filtered_ids_from_the_hnsw_index(tmp_path):

@@ -13,13 +13,13 @@ import time
 
 import numpy as np
 import pytest
-from gallery_helpers import DIM, class_vectors, paths_for, top1
 
 from ppshitu.errors import ConfigError  # noqa: E402
 from ppshitu.gallery import Gallery, GalleryError  # noqa: E402
 from ppshitu.gallery import base  # noqa: E402
 from ppshitu.gallery import milvus_store  # noqa: E402
 from ppshitu.gallery.milvus_store import MilvusStore  # noqa: E402
+from tests.gallery.gallery_helpers import DIM, class_vectors, paths_for, top1
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -10,11 +10,11 @@ import sys
 
 import numpy as np
 import pytest
-from gallery_helpers import DIM, class_vectors, paths_for, top1
 
 from ppshitu.errors import ConfigError
 from ppshitu.gallery import base
 from ppshitu.gallery.errors import GalleryError
+from tests.gallery.gallery_helpers import DIM, class_vectors, paths_for, top1
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
