@@ -165,6 +165,18 @@ def test_loss_neck_and_pooling_a_class_and_their_registration(monkeypatch):
         assert float(terms["ToyLoss"]) == pytest.approx(expected, rel=1e-5) == float(terms["loss"])
 
 
+def test_other_components_a_class_and_the_decorator_of_their_registry():
+    from ppshitu.rec.data.transforms import TRANSFORMS, build_transforms
+
+    with decorated(TRANSFORMS, toy_rec_parts.ToyInvert):
+        ops = build_transforms([{"ResizeImage": {"size": 4}}, {"ToyInvert": {"keep_alpha": False}}],
+                               "DataLoader.Train.dataset.transform_ops")               # transform_ops
+        out = ops(np.full((8, 8, 3), 10, np.uint8), np.random.default_rng(0))
+        assert out.shape == (4, 4, 3) and (out == 245).all()
+        with pytest.raises(ConfigError, match="did you mean ToyInvert"):
+            build_transforms([{"ToyInvrt": {}}], "DataLoader.Train.dataset.transform_ops")
+
+
 def test_training_task_a_module_and_one_line_in_TASKS(tmp_path):
     from ppshitu.commands import eval as eval_command
     from ppshitu.commands import export_model, train

@@ -32,3 +32,13 @@ class ToyPool(nn.Layer):
 
     def forward(self, x):
         return x.max(axis=[2, 3])
+
+
+class ToyInvert:
+    """A data transform (rec/data/transforms.py's shape: (image, rng) -> image): the photographic negative."""
+
+    def __init__(self, keep_alpha=True):
+        self.keep_alpha = keep_alpha
+
+    def __call__(self, img, rng):
+        return 255 - img
