@@ -101,7 +101,7 @@ class Gallery(GalleryStore):
         """A new gallery, optionally filled with a first set of vectors in the same atomic step.
         `overwrite=True` replaces an existing gallery (atomically: the old one stays current until
         the new one is complete). `ids`: keep existing ids (imports); by default 0, 1, 2, ...
-        `index_params`: ef_search, nprobe, nlist, ... (see indexes.py)."""
+        `index_params`: ef_search, nprobe, nlist, ... (see index_methods.py)."""
         if not isinstance(embedding_size, int) or embedding_size <= 0:
             raise GalleryError(f"embedding_size must be a positive int, got {embedding_size!r}")
         method = INDEX_METHODS.build(index_method, index_params, where="IndexProcess",
@@ -221,6 +221,15 @@ class Gallery(GalleryStore):
         """The subset of `paths` already in the gallery."""
         with self._lock:
             return store.existing_paths(self._con, [str(p) for p in paths])
+
+    def iter_items(self, batch_size=8192):
+        """Yield (ids int64 [b], vectors float32 [b, D], records [b]) over every item, in id order."""
+        records = self.records()
+        if [r["id"] for r in records] != self.ids.tolist():  # rows of the raw vectors are in id order
+            raise GalleryError(f"{self.index_dir}: its records and vectors disagree; run compact or rebuild it")
+        for start in range(0, len(records), batch_size):
+            stop = start + batch_size
+            yield self.ids[start:stop], np.asarray(self.vectors[start:stop], np.float32), records[start:stop]
 
     def set_search_params(self, ef_search=None, nprobe=None):
         """Tune HNSW efSearch / IVF nprobe for this object's searches (the manifest keeps its own)."""

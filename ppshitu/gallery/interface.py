@@ -79,6 +79,10 @@ class GalleryStore:
         """The subset of `paths` already in the gallery (append is idempotent by path)."""
         raise NotImplementedError
 
+    def iter_items(self, batch_size=8192):
+        """Yield (ids int64 [b], vectors float32 [b, D], records [b]) over every item (migrate_gallery)."""
+        raise NotImplementedError
+
     def search(self, vectors, k=5):
         """(labels [n][k] (None in empty slots), scores float32 [n, k], ids int64 [n, k] (-1 when empty))."""
         raise NotImplementedError

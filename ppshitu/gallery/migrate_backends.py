@@ -47,21 +47,14 @@ def open_target(text, collection=None):
 
 
 def read_items(gallery):
-    """(vectors float32 [n, D], records [{id, label, path, box}]) of every item of a gallery of either store."""
-    if hasattr(gallery, "iter_items"):  # Milvus
-        vectors, records = [], []
-        for _, vecs, recs in gallery.iter_items():
-            vectors.append(vecs)
-            records += recs
-        if not vectors:
-            return np.zeros((0, gallery.embedding_size), np.float32), []
-        return np.concatenate(vectors), records
-    # FAISS: rows of the raw vectors are in id order, like records()
-    ids = np.asarray(gallery.ids)
-    records = gallery.records()
-    if [r["id"] for r in records] != ids.tolist():
-        raise GalleryError(f"{gallery.index_dir}: its records and vectors disagree; run compact or rebuild it")
-    return np.asarray(gallery.vectors, np.float32), records
+    """(vectors float32 [n, D], records [{id, label, path, box}]) of every item of a gallery of any store."""
+    vectors, records = [], []
+    for _, vecs, recs in gallery.iter_items():
+        vectors.append(vecs)
+        records += recs
+    if not vectors:
+        return np.zeros((0, gallery.embedding_size), np.float32), []
+    return np.concatenate(vectors), records
 
 
 def index_params_for(method_name, source_manifest):
@@ -82,8 +75,7 @@ def migrate(src, dst, src_collection=None, dst_collection=None, index_method=Non
         method = index_method or manifest["index_method"]
         backend, location, options = parse_target(dst, dst_collection)
         cls = store_class(backend)
-        cls.check_creatable(location, overwrite=overwrite, **({**options, "index_method": method}
-                                                             if backend != "faiss" else {}))
+        cls.check_creatable(location, overwrite=overwrite, index_method=method, **options)
         dest = cls.create(location, int(manifest["embedding_size"]), dist_type=manifest["dist_type"],
                           index_method=method, model_fingerprint=manifest.get("model_fingerprint"),
                           overwrite=overwrite, vectors=vectors if len(vectors) else None,

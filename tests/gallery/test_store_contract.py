@@ -201,6 +201,23 @@ def test_vectors_read_back_by_id_in_the_order_asked(store):
         store.create(DIM, name="empty").get_vectors([99])
 
 
+def test_every_item_is_read_back_in_batches(store):
+    v, labels = class_vectors(3, 5, seed=8)
+    paths = paths_for(labels, "b")
+    g = store.create(DIM, index_method="Flat", vectors=v, labels=labels, paths=paths, boxes=[[0, 0, 1, 1]] * 15)
+    batches = list(g.iter_items(batch_size=4))
+    assert sorted(len(ids) for ids, _, _ in batches) == [3, 4, 4, 4]
+    ids = np.concatenate([ids for ids, _, _ in batches])
+    vectors = np.concatenate([vecs for _, vecs, _ in batches])
+    records = [r for _, _, recs in batches for r in recs]
+    assert [r["id"] for r in records] == ids.tolist() and sorted(ids.tolist()) == [r["id"] for r in g.records()]
+    unit = v / np.linalg.norm(v, axis=1, keepdims=True)
+    rows = [paths.index(r["path"]) for r in records]
+    assert np.allclose(vectors, unit[rows], atol=1e-6) and vectors.dtype == np.float32
+    assert [r["label"] for r in records] == [labels[i] for i in rows] and records[0]["box"] == [0.0, 0.0, 1.0, 1.0]
+    assert list(store.create(DIM, name="empty").iter_items()) == []
+
+
 def test_search_params_are_configurable_and_persisted(store):
     v, labels = class_vectors(2, 50, seed=9)
     store.create(DIM, name="h", index_method="HNSW32", ef_search=300, vectors=v, labels=labels)

@@ -82,6 +82,12 @@ class ToyStore(GalleryStore):
         stored = {item[2] for item in self._g["items"].values()}
         return {p for p in paths if p in stored}
 
+    def iter_items(self, batch_size=8192):
+        ids = np.array(sorted(self._g["items"]), np.int64)
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start:start + batch_size]
+            yield chunk, self.get_vectors(chunk), self.records(chunk)
+
     def search(self, vectors, k=5):
         q = self._as_matrix(vectors, "query vectors")
         ids = np.array(sorted(self._g["items"]), np.int64)
