@@ -75,6 +75,10 @@ COMMANDS = {
         (RUN, "demo"),
     "PPSHITU_TOKEN=secret python deploy/serve.py -c configs/inference/inference_general.yaml --port 8866":
         (RUN, "demo"),
+    "python tools/calibrate_gallery.py -c configs/inference/inference_general.yaml --precision 0.95":
+        (VALIDATED, "the demo's gallery (make demo); run on generated galleries by tests/gallery/test_calibrate.py"),
+    "python tools/gallery_doctor.py -c configs/inference/inference_general.yaml":
+        (VALIDATED, "the demo's gallery (make demo); run on generated galleries by tests/gallery/test_gallery_doctor.py"),
     # 4
     "python tools/predict_system.py -c configs/inference/inference_general.yaml -o Global.inference_backend=openvino "
     "-o Global.precision=bf16 -o Global.infer_imgs=photos/":

@@ -121,6 +121,11 @@ class GalleryStore:
     def compact(self):
         raise NotImplementedError
 
+    def set_calibration(self, record):
+        """Keep `record` (a JSON object: ppshitu/gallery/calibrate.py's score_thres calibration) as the gallery's
+        `manifest["calibration"]`, changing no item (None drops it); later writes carry it on."""
+        raise NotImplementedError
+
     # optional: relabel(old, new, model_fingerprint=None) -> (removed ids, new ids), one atomic update
     # (FAISS has it); without it the service renames by remove + add, two updates
 
