@@ -4,7 +4,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
-os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+import ppshitu  # noqa: E402,F401  (before any test imports paddle: threads, quiet import: ppshitu/paddle_import.py)
 
 
 def pytest_sessionstart(session):
