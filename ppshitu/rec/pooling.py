@@ -1,13 +1,24 @@
-"""Global pooling of a feature map [N, C, H, W] into a descriptor [N, C]."""
+"""Global pooling of a feature map [N, C, H, W] into a descriptor [N, C].
+
+The average is a 1x1 adaptive average pool (`pool2d`), not `mean` over H, W: an exported model's `mean` runs
+under oneDNN through a support check (phi::ReduceMeanCheckIfOneDNNSupport) that Paddle 3.3 has print its own
+name to stdout, from C++, the first time each predictor runs. Same numbers; models exported before still hold
+the `mean` (and print it once per predictor).
+"""
 import paddle
+import paddle.nn.functional as F
 from paddle import nn
 
 from ..errors import ConfigError, did_you_mean
 
 
+def _spatial_mean(x):
+    return F.adaptive_avg_pool2d(x, 1).flatten(1)
+
+
 class AvgPool(nn.Layer):
     def forward(self, x):
-        return x.mean(axis=[2, 3])
+        return _spatial_mean(x)
 
 
 class GeM(nn.Layer):
@@ -23,7 +34,7 @@ class GeM(nn.Layer):
         self.p = self.create_parameter([1], default_initializer=nn.initializer.Constant(p))
 
     def forward(self, x):
-        pooled = paddle.pow(x.clip(min=self.eps), self.p).mean(axis=[2, 3])
+        pooled = _spatial_mean(paddle.pow(x.clip(min=self.eps), self.p))
         return paddle.pow(pooled, 1.0 / self.p)
 
     def extra_repr(self):
