@@ -10,6 +10,7 @@ import os
 import paddle
 
 from ..infer.spec import write_spec
+from ..paddle_import import spend_pir_out_warning
 
 
 def export_detector(model, out_dir, preprocess, label_list, export_format="pir", openvino_ir=False):
@@ -24,6 +25,7 @@ def export_detector(model, out_dir, preprocess, label_list, export_format="pir",
     specs = [paddle.static.InputSpec([None, 3, h, w], "float32", "image"),
              paddle.static.InputSpec([None, 2], "float32", "im_shape"),
              paddle.static.InputSpec([None, 2], "float32", "scale_factor")]
+    spend_pir_out_warning()
     static = paddle.jit.to_static(model, input_spec=specs, full_graph=True)
     os.makedirs(out_dir, exist_ok=True)
     paddle.jit.save(static, os.path.join(out_dir, "inference"))

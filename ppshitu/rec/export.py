@@ -14,6 +14,7 @@ import tempfile
 from ..config import dump_config
 from ..errors import PPShiTuError
 from ..infer.spec import write_spec
+from ..paddle_import import spend_pir_out_warning
 
 PROGRAM_FILES = ("inference.json", "inference.pdmodel", "inference.pdiparams", "inference.pdiparams.info")
 
@@ -41,6 +42,7 @@ def save_program(model, out_dir, image_shape):
     net.eval()
     _, h, w = image_shape
     spec = [paddle.static.InputSpec([None, 3, h, w], "float32", "x")]
+    spend_pir_out_warning()
     static = paddle.jit.to_static(net, input_spec=spec, full_graph=True)
     paddle.jit.save(static, os.path.join(out_dir, "inference"))
     return int(model.embedding_size)
