@@ -179,8 +179,8 @@ INDEX_PROCESS = {
                              "(tools/calibrate_gallery.py), else 0.5"),
     "calibrate": Field(bool, False, doc="build_gallery: calibrate score_thres on the gallery (for target_precision) "
                        "after new, and after an update that leaves the calibration stale or absent"),
-    "target_precision": Field(NUM, 0.95, min_value=0, max_value=1, min_exclusive=True,
-                              doc="the precision a calibrated score_thres is chosen for (below 1)"),
+    "target_precision": Field(NUM, 0.95, min_value=0, max_value=0.999, min_exclusive=True,
+                              doc="the precision a calibrated score_thres is chosen for (above 0, below 1)"),
     "min_crop_std": Field(NUM, 1.0, min_value=0, max_value=255, doc="a crop whose per-channel pixel std (0-255, "
                           "32x32 thumbnail) is below this has no detail: 'unknown' in queries, skipped in galleries; "
                           "0: off"),

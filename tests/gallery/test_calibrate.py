@@ -195,6 +195,8 @@ def test_bad_input_gets_the_default_and_a_reason(tmp_path, capsys):
         main(_tool_args(tmp_path, tmp_path / "g", "--unknown-share", "1"))
     with pytest.raises(ConfigError, match="target_precision"):
         cal.calibrate_vectors(v, list("aabbcc"), target_precision=1.0)
+    with pytest.raises(ConfigError, match="IndexProcess.target_precision"):  # refused before build_gallery embeds
+        _cfg(tmp_path, tmp_path / "g", "IndexProcess.target_precision=1")
 
 
 def test_l2_galleries_get_a_distance_threshold_of_the_same_precision(tmp_path):
