@@ -1,1 +1,2 @@
-"""Training engine: the task-agnostic trainer, checkpoints, optimizers/LR, retrieval metrics, rec task."""
+"""Training engine, what both models share: the task-agnostic trainer and its hooks, checkpoints, optimizers/LR,
+the Task type (task.py) and the one backbone registry (backbones.py, with backbone_base.py)."""
