@@ -52,7 +52,7 @@ def main(argv=None, rec=None, det=None):
     from ppshitu.errors import ConfigError
     from ppshitu.library import common
     from ppshitu.library.duplicates import find_duplicates, gallery_items, move_duplicates
-    from ppshitu.library.folder import read_state, sync_folder
+    from ppshitu.library.folder import read_state, refuse_inside, sync_folder
     from ppshitu.library.report import check_report, write_report
     from ppshitu.library.duplicates import NearRule
     from ppshitu.library.similarity import near_duplicate_rule
@@ -75,6 +75,7 @@ def main(argv=None, rec=None, det=None):
                               f"or measure one with python -m ppshitu.library.calibrate -c CONFIG")
     ip = cfg.IndexProcess
     out = args.out or os.path.join(cfg.Global.output_dir, "duplicates")
+    refuse_inside(out, args.dir, "--out" if args.out else "the report folder (Global.output_dir/duplicates)")
     check_report(None, out)  # a report folder in the way fails now, not after the indexing
     tmp = None
     try:

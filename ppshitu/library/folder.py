@@ -11,7 +11,10 @@ A run makes the gallery match the folder:
     removed    gallery items whose file is gone (a rename is removed + added)
     unchanged  nothing is done; an unchanged run writes nothing at all (the gallery version stays)
     skipped    files that are not images (by extension: utils.image.IMAGE_EXTENSIONS, GIF included),
-               hidden files and hidden folders: counted and listed, never indexed
+               hidden files and hidden folders, and ppshitu's own folders and files (own_folder_reason:
+               a folder holding the record of the outputs ppshitu wrote there -- a duplicates report
+               and its thumbnails, drawings, contact sheets --, a folder state or a gallery; the
+               outputs the record of --dir itself lists): counted and listed, never indexed
 
 Mass removal: a folder that vanished (an unmounted drive, a moved or emptied folder) looks like every
 file deleted. A run that would remove more than MAX_REMOVAL (50 %) of the gallery's items, or all of
@@ -90,13 +93,45 @@ def sha256_file(path):
     return h.hexdigest()
 
 
+def own_folder_reason(path):
+    """Why the folder `path` is ppshitu's own, never indexed (None when it is not): it holds the record of
+    the files ppshitu wrote there (utils/outputs.py: drawings, contact sheets, a duplicates report and its
+    thumbnails), a folder state, or a gallery."""
+    from ..gallery.layout import CURRENT, VERSIONS
+    from ..utils.outputs import MANIFEST
+
+    if os.path.lexists(os.path.join(path, MANIFEST)):
+        return f"ppshitu's output folder (it holds {MANIFEST}): never indexed"
+    if os.path.lexists(os.path.join(path, STATE_FILE)):
+        return f"a ppshitu index (it holds {STATE_FILE}): never indexed"
+    if os.path.isfile(os.path.join(path, CURRENT)) and os.path.isdir(os.path.join(path, VERSIONS)):
+        return "a ppshitu gallery: never indexed"
+    return None
+
+
+def refuse_inside(path, root, what):
+    """ConfigError when the folder `path` (an output: a report, moved files) is `root` or inside it: the
+    next scan of `root` would meet what was written there. No `root`: nothing to check."""
+    if not root:
+        return
+    real, root = os.path.realpath(os.fspath(path)), os.path.realpath(os.fspath(root))
+    if _inside(real, root):
+        raise ConfigError(f"{what} {path} is inside the indexed folder {root}: what is written there would be "
+                          f"taken for photos of the folder; choose a folder outside it")
+
+
 def scan(root, exclude=(), skipped=None, unlisted=None):
     """({relpath: (size, mtime_ns)}, {relpath: error}) of the images under `root`, recursively.
-    Hidden entries (names starting with '.') and the directories in `exclude` are skipped; every
-    other file or folder passed over goes into `skipped` ({relpath: why}) when given, and the folders
-    that could not be listed (also in the errors; '.' for `root` itself) into the set `unlisted`."""
+    Hidden entries (names starting with '.'), the directories in `exclude` and ppshitu's own folders
+    (own_folder_reason: outputs, indexes, galleries) are skipped, as are the files the record of root's
+    own outputs lists; every other file or folder passed over goes into `skipped` ({relpath: why}) when
+    given, and the folders that could not be listed (also in the errors; '.' for `root` itself) into the
+    set `unlisted`."""
+    from ..utils.outputs import recorded_outputs
+
     root = os.path.abspath(root)
     excluded = {os.path.realpath(e) for e in exclude if e}
+    written = recorded_outputs(root)  # (--dir an output folder itself: its outputs are still not photos)
     found, errors = {}, {}
     skipped = {} if skipped is None else skipped
     unlisted = set() if unlisted is None else unlisted
@@ -111,19 +146,24 @@ def scan(root, exclude=(), skipped=None, unlisted=None):
     for d, dirs, files in os.walk(root, onerror=walk_error):
         kept = []
         for x in sorted(dirs):
-            if os.path.realpath(os.path.join(d, x)) in excluded:
+            full = os.path.join(d, x)
+            if os.path.realpath(full) in excluded:
                 continue
-            if x.startswith("."):
-                skipped[relpath(os.path.join(d, x))] = "hidden folder"
+            why = "hidden folder" if x.startswith(".") else own_folder_reason(full)
+            if why:
+                skipped[relpath(full)] = why
             else:
                 kept.append(x)
         dirs[:] = kept
         for name in files:
-            if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
-                skipped[relpath(os.path.join(d, name))] = "hidden file" if name.startswith(".") else "not an image file"
-                continue
             full = os.path.join(d, name)
             rel = relpath(full)
+            if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
+                skipped[rel] = "hidden file" if name.startswith(".") else "not an image file"
+                continue
+            if rel in written:
+                skipped[rel] = "written by ppshitu (listed in the folder's record of its outputs): never indexed"
+                continue
             try:
                 st = os.stat(full)
             except OSError as e:  # e.g. a broken symbolic link

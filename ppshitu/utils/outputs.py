@@ -78,6 +78,15 @@ def _open_regular_nofollow(path):
     return fd
 
 
+def recorded_outputs(folder):
+    """The files (paths relative to `folder`, '/'-separated) the record in `folder` lists as written by
+    ppshitu; empty when it holds no record, or one that is not ppshitu's. (Folder scans never index these.)"""
+    try:
+        return set(OutputGuard(folder)._record()) if os.path.isdir(folder) else set()
+    except (OutputError, OSError):
+        return set()
+
+
 class OutputGuard:
     """Writes into `folder` (see the module docstring). `what` names the folder in errors (e.g.
     "Global.output_dir"); `inputs`: files this run reads, never written whatever the record says."""
