@@ -132,12 +132,27 @@ def gallery_vectors(gallery, records, cfg=None, rec=None, root=None):
 
 
 def resolve(path, root):
-    """A gallery path as a file: absolute as it is, relative to `root` otherwise."""
+    """A gallery path as a file: absolute as it is, relative to `root` otherwise. A key of a file whose
+    name is not UTF-8 (its bytes written `\\xNN`: utils/text.py) is the file of that name, unless a file
+    is literally named so."""
+    from ..utils.text import name_from_text
+
     if path is None:
         return None
-    if os.path.isabs(path) or not root:
-        return path
-    return os.path.join(root, path)
+    file = path if (os.path.isabs(path) or not root) else os.path.join(root, path)
+    real = name_from_text(file)
+    if real != file and not os.path.lexists(file) and os.path.lexists(real):
+        return real
+    return file
+
+
+def file_relpath(key, file):
+    """The relative path the gallery key `key` stands for, spelt as its file `file` (resolve's answer) is on
+    disk: the same number of trailing components (a key of a name that is not UTF-8 has its bytes written
+    `\\xNN`; a file moved or copied by its key would get another name)."""
+    if not file:
+        return key
+    return os.path.join(*os.path.normpath(file).split(os.sep)[-len(key.split("/")):])
 
 
 def image_root(ip, state=None):

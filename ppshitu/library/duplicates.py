@@ -267,7 +267,8 @@ def move_duplicates(report, move_to, library_root=None):
                 continue
             if os.path.samefile(src, keeper["file"]):
                 continue  # the same file under two names: moving one would not free anything
-            rel = m["path"] if m["path"] and not os.path.isabs(m["path"]) else os.path.basename(src)
+            from .common import file_relpath  # (as the file is spelt on disk: a name that is not UTF-8 keeps its bytes)
+            rel = file_relpath(m["path"], src) if m["path"] and not os.path.isabs(m["path"]) else os.path.basename(src)
             dst = os.path.join(move_to, rel)
             stem, ext = os.path.splitext(dst)
             n = 1

@@ -57,6 +57,7 @@ from tqdm import tqdm
 from ..errors import ConfigError, PPShiTuError
 from ..gallery.errors import GalleryError
 from ..utils.image import IMAGE_EXTENSIONS, image_file_chunks, not_regular_reason
+from ..utils.text import is_undecodable, name_from_text, name_text
 from . import common
 
 log = logging.getLogger("ppshitu.library")
@@ -131,13 +132,13 @@ def scan(root, exclude=(), skipped=None, unlisted=None):
 
     root = os.path.abspath(root)
     excluded = {os.path.realpath(e) for e in exclude if e}
-    written = recorded_outputs(root)  # (--dir an output folder itself: its outputs are still not photos)
+    written = {name_text(p) for p in recorded_outputs(root)}  # (--dir an output folder itself: not photos either)
     found, errors = {}, {}
     skipped = {} if skipped is None else skipped
     unlisted = set() if unlisted is None else unlisted
 
-    def relpath(path):
-        return os.path.relpath(path, root).replace(os.sep, "/")
+    def relpath(path):  # as text: a name that is not UTF-8 has its bytes written \\xNN (utils/text.py)
+        return name_text(os.path.relpath(path, root).replace(os.sep, "/"))
 
     def walk_error(e):
         errors[relpath(e.filename)] = e.strerror or str(e)
@@ -164,6 +165,10 @@ def scan(root, exclude=(), skipped=None, unlisted=None):
             if rel in written:
                 skipped[rel] = "written by ppshitu (listed in the folder's record of its outputs): never indexed"
                 continue
+            if rel in found or rel in errors:  # a name that is not UTF-8 spelt like another file's name
+                rel = _one_key(rel, is_undecodable(os.path.relpath(full, root)), found, errors, skipped)
+                if rel is None:
+                    continue
             try:
                 st = os.stat(full)
             except OSError as e:  # e.g. a broken symbolic link
@@ -175,6 +180,18 @@ def scan(root, exclude=(), skipped=None, unlisted=None):
                 continue
             found[rel] = (st.st_size, st.st_mtime_ns)
     return found, errors
+
+
+def _one_key(rel, escaped, found, errors, skipped):
+    """Two files, one key `rel`: a name that is not UTF-8 (`bad<0xff>.jpg`, its key spelt `bad\\xff.jpg`) and
+    a file literally named so. The literal name keeps the key (common.resolve opens it); the other is
+    skipped and said. Returns the key of the file met now (`escaped`: its name is the undecodable one), or None."""
+    skipped[rel + " (not UTF-8)"] = f"its name is not UTF-8 and written so, it reads as another file's: {rel}; rename it"
+    if escaped:
+        return None
+    found.pop(rel, None)
+    errors.pop(rel, None)
+    return rel
 
 
 # ------------------------------------------------------------------ state
@@ -199,7 +216,10 @@ class FolderState:
 
     @property
     def root(self):
-        return self.meta.get("root")
+        """The indexed folder (its name as the OS spells it: utils/text.py)."""
+        text = self.meta.get("root")
+        real = name_from_text(text)
+        return real if real != text and not os.path.lexists(text) and os.path.lexists(real) else text
 
     def exists(self):
         return os.path.isfile(self.path)
@@ -243,7 +263,7 @@ class FolderState:
             con.executemany("INSERT INTO files VALUES (?,?,?,?,?,?)",
                             [(r.path, r.size, r.mtime_ns, r.sha256, r.gallery_id, r.status) for r in rows.values()])
             con.execute("DELETE FROM meta")
-            con.executemany("INSERT INTO meta VALUES (?,?)", [(k, str(v)) for k, v in meta.items()])
+            con.executemany("INSERT INTO meta VALUES (?,?)", [(k, name_text(str(v))) for k, v in meta.items()])
             con.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -251,7 +271,7 @@ class FolderState:
             raise
         finally:
             con.close()
-        self.rows, self.meta = dict(rows), {k: str(v) for k, v in meta.items()}
+        self.rows, self.meta = dict(rows), {k: name_text(str(v)) for k, v in meta.items()}
 
 
 def state_path(ip, given=None):
@@ -598,7 +618,7 @@ def _embed(target, rels):
     if not rels:
         return None
     return common.embedder(target.cfg, target.rec, target.det).embed_files(
-        [os.path.join(target.root, rel) for rel in rels], desc="indexing")
+        [common.resolve(rel, target.root) for rel in rels], desc="indexing")
 
 
 def _embed_step(to_embed, target, report, why, hashes, new_rows):
@@ -670,7 +690,7 @@ def _hash_all(root, rels, workers, errors=None):
 
     def one(rel):
         try:
-            return rel, sha256_file(os.path.join(root, rel))
+            return rel, sha256_file(common.resolve(rel, root))
         except OSError as e:
             if errors is not None:
                 errors[rel] = str(e) or e.strerror or type(e).__name__

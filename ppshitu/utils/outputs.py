@@ -273,7 +273,9 @@ class OutputGuard:
         return given
 
     def write_text(self, path, text):
-        return self.write_bytes(path, text.encode("utf-8"))
+        """UTF-8; a lone surrogate (a byte of a file name that is not UTF-8) written `\\udcNN`, which in JSON is
+        the string escape json.loads reads back as that name (utils/text.py)."""
+        return self.write_bytes(path, text.encode("utf-8", "backslashreplace"))
 
     def write_json(self, path, obj, **dump_options):
         return self.write_text(path, json.dumps(obj, **dump_options))
@@ -302,7 +304,7 @@ class OutputGuard:
         self.check(path)
         tmp, fd = self._temp(path)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
+            with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:  # (as write_text)
                 yield f
         except BaseException:
             with contextlib.suppress(OSError):

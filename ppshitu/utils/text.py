@@ -8,10 +8,27 @@ Escaped: control characters (newline, carriage return, tab, escape sequences ...
 separators, and lone surrogates (the bytes of a file name that is not UTF-8, which print() cannot
 encode). A name that starts with a quote is quoted too, so that a plain name is never read as a literal.
 JSON output needs none of this (json.dumps escapes).
+
+File names that are not UTF-8 (undecodable names), one rule end to end. Python reads such a name from
+the OS with its undecodable bytes as lone surrogates (U+DC80..U+DCFF, PEP 383: `os.fsdecode`), which it
+opens fine but which SQLite, a gallery, or UTF-8 text cannot hold. So:
+
+- in memory a name stays as the OS gave it (files are opened by it);
+- stored as text -- gallery keys and labels, the folder state (SQLite) -- it is `name_text(name)`:
+  unchanged when it is valid Unicode, else each undecodable byte written `\\xNN` (`bad\\xff.jpg`).
+  `name_from_text` reverses it, and library.common.resolve opens the file such a key stands for (a file
+  literally named with that spelling, if there is one, comes first: folder scans never give one key to
+  two files);
+- written into JSON or other text outputs (results.jsonl, reports), the lone surrogates become `\\udcNN`
+  escapes (utils/outputs.py writes UTF-8 with errors="backslashreplace": in JSON that is the string
+  escape, which json.loads reads back as the very name os.fsencode turns into the original bytes);
+- printed, `printable()` (above).
 """
+import re
 import unicodedata
 
 _UNSAFE = {"Cc", "Cs", "Zl", "Zp"}
+_ESCAPED_BYTE = re.compile(r"\\x([89a-f][0-9a-f])")
 
 
 def needs_escape(text):
@@ -24,3 +41,25 @@ def printable(text):
         return ""
     text = str(text)
     return repr(text) if needs_escape(text) else text
+
+
+def is_undecodable(name):
+    """Whether `name` holds lone surrogates (the undecodable bytes of a file name, PEP 383)."""
+    return any("\ud800" <= ch <= "\udfff" for ch in name)
+
+
+def name_text(name):
+    """A file name or path from the OS as valid Unicode text (module docstring): itself, or with each
+    undecodable byte (a lone surrogate U+DC80..U+DCFF) written `\\xNN` (any other lone surrogate `\\uXXXX`)."""
+    if name is None or not is_undecodable(name):
+        return name
+    return "".join(f"\\x{ord(ch) - 0xDC00:02x}" if "\udc80" <= ch <= "\udcff" else
+                   (f"\\u{ord(ch):04x}" if "\ud800" <= ch <= "\udfff" else ch) for ch in name)
+
+
+def name_from_text(text):
+    """The name name_text made `text` from: each `\\xNN` (NN 80..ff) back to its undecodable byte (a lone
+    surrogate). A text without such escapes is returned as it is."""
+    if text is None or "\\x" not in text:
+        return text
+    return _ESCAPED_BYTE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)), text)

@@ -2,7 +2,11 @@
 
 1. ppshitu's own outputs (a duplicates report and its thumbnails, drawings, galleries) are never indexed as
    photos, and a report folder inside --dir is refused.
+2. A file name that is not UTF-8 goes through index_folder, search, find_duplicates and predict_system: stored
+   as text with its bytes written \\xNN (utils/text.py), its file found again from that, moved and written
+   under its own bytes.
 """
+import json
 import os
 import shutil
 
@@ -48,3 +52,49 @@ def test_a_report_folder_inside_dir_is_refused(folder, tmp_path, rec, capsys):
                                        rec=rec))
         assert e.value.code == 2 and "inside the indexed folder" in capsys.readouterr().err
     assert not (folder / "report").exists()
+
+
+# ------------------------------------------------------------------ 2. names that are not UTF-8
+def _bad(folder, rel):
+    return os.fsdecode(os.path.join(os.fsencode(str(folder)), rel))
+
+
+def test_names_that_are_not_utf8_end_to_end(folder, tmp_path, rec, capsys):
+    import tools.find_duplicates as dups
+    import tools.index_folder as tool
+    import tools.predict_system as predict
+    import tools.search as search
+    from library_helpers import CONFIG, overrides
+
+    bad = _bad(folder, b"class_0001/bad\xff\xfe.jpg")
+    shutil.copy(folder / "class_0001" / "000.jpg", bad)
+    os.mkdir(_bad(folder, b"caf\xe9"))
+    shutil.copy(folder / "class_0002" / "000.jpg", _bad(folder, b"caf\xe9/x.jpg"))
+    shutil.copy(folder / "class_0003" / "000.jpg", folder / "class_0003" / "bad\\xff\\xfe.jpg")  # its key's spelling
+    shutil.copy(folder / "class_0003" / "000.jpg", _bad(folder, b"class_0003/bad\xff\xfe.jpg"))   # two files, one key
+    index = tmp_path / "index"
+    r = tool.main(cli(index) + ["--dir", str(folder), "--list"], rec=rec)
+    assert "class_0001/bad\\xff\\xfe.jpg" in r.added and "caf\\xe9/x.jpg" in r.added and r.count == 27
+    assert "class_0003/bad\\xff\\xfe.jpg" in r.added and "class_0003/bad\\xff\\xfe.jpg (not UTF-8)" in dict(r.skipped)
+    again = tool.main(cli(index) + ["--dir", str(folder)], rec=rec)
+    assert again.unchanged == 27 and not (again.added or again.removed or again.changed)
+    capsys.readouterr()
+
+    hits = search.main(cli(index) + ["--image", bad, "--k", "3", "--out", str(tmp_path / "sheet.jpg")], rec=rec)
+    hit = next(h for h in hits if h["path"] == "class_0001/bad\\xff\\xfe.jpg")
+    assert hit["file"] == bad and hit["label"] == "class_0001" and (tmp_path / "sheet.jpg").is_file()
+
+    report = dups.main(cli(index) + ["--threshold", "0.999", "--out", str(tmp_path / "r"),
+                                     "--move-to", str(tmp_path / "moved")], rec=rec)
+    group = next(g for g in report["groups"] if any(m["path"] == "class_0001/bad\\xff\\xfe.jpg" for m in g["members"]))
+    assert len(group["members"]) == 2
+    moved = json.loads((tmp_path / "r" / "duplicates.json").read_text(encoding="utf-8"))["moves"]
+    assert moved and all(os.path.basename(m["to"]) == os.path.basename(m["from"]) and os.path.exists(m["to"])
+                         for m in moved)
+
+    cafe = _bad(folder, b"caf\xe9")
+    args = ["-c", CONFIG] + [a for o in overrides(index) + [f"Global.infer_imgs={cafe}",
+                                                            f"Global.output_dir={tmp_path / 'out'}"] for a in ("-o", o)]
+    assert predict.main(args) == 0
+    lines = (tmp_path / "out" / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [os.fsencode(json.loads(line)["image"]) for line in lines] == [os.fsencode(_bad(folder, b"caf\xe9/x.jpg"))]
