@@ -1,7 +1,7 @@
 """Every command README.md shows works as written, or is checked as far as it can be without the user's data.
 
 The README's code blocks are parsed (```bash: one command per line, `\\` continuations joined, comments dropped;
-```yaml: config snippets; ```python: the API snippet, run by tests/test_api.py; an indented code block fails: it
+```yaml: config snippets; ```python: the API snippet, run by tests/test_python_api.py; an indented code block fails: it
 would escape this test). Each command must be listed
 in COMMANDS below, so a command added or changed in the README fails here until someone decides how it is
 tested:
