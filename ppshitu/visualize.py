@@ -93,9 +93,17 @@ def label_colour(label):
     """A bright colour, stable per label across runs (not Python's salted hash); grey for unknown."""
     if label is None or str(label) == UNKNOWN:
         return UNKNOWN_COLOUR
-    h = int.from_bytes(hashlib.md5(str(label).encode("utf-8")).digest()[:4], "little")
+    h = int.from_bytes(hashlib.md5(str(label).encode("utf-8", "surrogatepass")).digest()[:4], "little")
     r, g, b = colorsys.hsv_to_rgb((h % 360) / 360.0, 0.85, 0.95)
     return int(r * 255), int(g * 255), int(b * 255)
+
+
+def drawable(text):
+    """Text as it is drawn (labels, captions, titles): utils/text.printable's one line -- a newline, a tab or
+    a control character would break PIL's layout ("can't measure length of multiline text") or the picture."""
+    from .utils.text import printable
+
+    return printable(text)
 
 
 def draw_results(image_rgb, results, font_path=None):
@@ -117,7 +125,7 @@ def draw_results(image_rgb, results, font_path=None):
         colour = label_colour(label)
         draw.rectangle([x1, y1, x2, y2], outline=colour, width=thick)
         score = r.get("rec_scores")
-        text = label if score is None else f"{label} {float(score):.2f}"
+        text = drawable(label) if score is None else f"{drawable(label)} {float(score):.2f}"
         tx1, ty1, tx2, ty2 = draw.textbbox((0, 0), text, font=font)
         tw, th = tx2 - tx1 + 4, ty2 - ty1 + 4
         ty = y1 - th if y1 - th >= 0 else y1  # above the box, inside it at the top edge

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..utils.image import as_rgb_uint8
-from ..visualize import label_colour, load_font
+from ..visualize import drawable, label_colour, load_font
 
 QUERY_COLOUR = (40, 40, 40)
 MISSING = (200, 200, 200)
@@ -29,6 +29,9 @@ def fit_tile(rgb, tile):
 
 
 def _fit_text(draw, text, font, width):
+    """`text` on one line (visualize.drawable: a newline or a control character escaped), its start cut to
+    fit `width`."""
+    text = drawable(text)
     if draw.textlength(text, font=font) <= width:
         return text
     while text and draw.textlength("…" + text, font=font) > width:

@@ -5,6 +5,8 @@
 2. A file name that is not UTF-8 goes through index_folder, search, find_duplicates and predict_system: stored
    as text with its bytes written \\xNN (utils/text.py), its file found again from that, moved and written
    under its own bytes.
+3. Every drawn text (contact-sheet captions and titles, labels on drawings) is one printable line: a name with
+   a newline no longer breaks every search's sheet.
 """
 import json
 import os
@@ -98,3 +100,24 @@ def test_names_that_are_not_utf8_end_to_end(folder, tmp_path, rec, capsys):
     assert predict.main(args) == 0
     lines = (tmp_path / "out" / "results.jsonl").read_text(encoding="utf-8").splitlines()
     assert [os.fsencode(json.loads(line)["image"]) for line in lines] == [os.fsencode(_bad(folder, b"caf\xe9/x.jpg"))]
+
+
+# ------------------------------------------------------------------ 3. drawn text is one printable line
+def test_drawn_text_with_newlines_and_control_characters(folder, tmp_path, rec, capsys):
+    import tools.search as search
+    from ppshitu.library.sheet import contact_sheet
+    from ppshitu.visualize import draw_results, label_colour
+
+    shutil.copy(folder / "class_0001" / "000.jpg", folder / "new\nline.jpg")   # in the folder itself: label 'new\nline'
+    index = tmp_path / "index"
+    _sync(folder, index, rec)
+    for query in (folder / "class_0001" / "001.jpg", folder / "new\nline.jpg"):
+        sheet = tmp_path / f"sheet{len(query.name)}.jpg"
+        hits = search.main(cli(index) + ["--image", str(query), "--k", "5", "--out", str(sheet)], rec=rec)
+        assert any(h["label"] == "new\nline" for h in hits) and Image.open(sheet).size[0] > 100
+    rgb = np.full((64, 64, 3), 200, np.uint8)
+    odd = ["a\nb", "tab\there", "esc\x1b[31m", "\u2028x", "bad\udcff"]
+    drawn = draw_results(rgb, [{"bbox": [2, 2, 40, 40], "rec_docs": lab, "rec_scores": 0.5} for lab in odd])
+    assert drawn.shape == rgb.shape and label_colour("bad\udcff")
+    sheet = contact_sheet(rgb, [(rgb, [lab, "x\ny"], lab) for lab in odd], title="t\ni\ntle")
+    assert sheet.ndim == 3
