@@ -57,6 +57,17 @@ class Embedded:
         self.refused[position] = str(error)
 
 
+def skipped_summary(out, total, first=5):
+    """"N of M images could not be read and were skipped: NAME (why); ..." naming the first `first` of an
+    Embedded's refused inputs (the per-file warnings scroll by under a progress bar)."""
+    from .utils.text import printable
+
+    named = [printable(why if str(name) in why else f"{name}: {why}")
+             for name, (_, why) in zip(out.unreadable, sorted(out.refused.items())[:first])]
+    more = f"; and {len(out.unreadable) - first} more" if len(out.unreadable) > first else ""
+    return f"{len(out.unreadable)} of {total} images could not be read and were skipped: {'; '.join(named)}{more}"
+
+
 def image_options(cfg):
     """The Embedder's image and batching options from a config: Global's reader limits and
     reduced_decode, IndexProcess's min_crop_std, batch_size and num_workers."""
@@ -171,10 +182,11 @@ class Embedder:
         return Embedded(np.zeros((0, self.embedding_size), np.float32))
 
     # ------------------------------------------------------------------ pipelines
-    def embed_files(self, paths, desc="embedding", detect=None):
+    def embed_files(self, paths, desc="embedding", detect=None, warn=True):
         """Embed image files (their main objects with `detect`), `batch_size` at a time, decoding the next
         batch in worker threads while the model runs; a file refused (unreadable, past the pixel limit,
-        too small, without detail) is skipped with a warning and listed in `unreadable` / `refused`."""
+        too small, without detail) is skipped and listed in `unreadable` / `refused`, with a warning each
+        and, at the end, their count naming the first few (`warn` False: the caller reports them)."""
         from tqdm import tqdm
 
         detect = self._detect(detect)
@@ -197,7 +209,8 @@ class Embedder:
                     if detect and not isinstance(item, ImageReadError):
                         box, item = self._prepared_subject(item, paths[pos])
                     if isinstance(item, ImageReadError):
-                        log.warning("skipped unreadable image: %s", item)
+                        if warn:
+                            log.warning("skipped unreadable image: %s", item)
                         out.refuse(pos, paths[pos], item)
                         continue
                     inputs.append(item)
@@ -208,8 +221,8 @@ class Embedder:
                 bar.update(len(loaded))
         if chunks:
             out.vectors = np.concatenate(chunks)
-        if out.unreadable:
-            log.warning("%d of %d images could not be read and were skipped", len(out.unreadable), len(paths))
+        if out.unreadable and warn:
+            log.warning("%s", skipped_summary(out, len(paths)))
         return out
 
     def _prepared_subject(self, rgb, where):

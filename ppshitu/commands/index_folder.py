@@ -45,7 +45,7 @@ def main(argv=None, rec=None, det=None):
 
     setup_tool(cfg, index=args.index, detect=args.detect)
     report = sync_folder(cfg, args.dir, rec=rec, det=det, state_file=args.state, rebuild=args.rebuild,
-                         allow_mass_removal=args.allow_mass_removal)
+                         allow_mass_removal=args.allow_mass_removal, log_unreadable=False)  # (listed below)
     if args.list:
         for what in ("added", "changed", "removed"):
             for rel in getattr(report, what):

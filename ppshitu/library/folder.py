@@ -20,7 +20,9 @@ Mass removal: a folder that vanished (an unmounted drive, a moved or emptied fol
 file deleted. A run that would remove more than MAX_REMOVAL (50 %) of the gallery's items, or all of
 them, stops before changing anything (MassRemovalError: exit 2 from the tools, naming how many and
 which) unless `allow_mass_removal` (--allow-mass-removal); with --rebuild the same holds for the
-files the folder state indexed. A sub-folder that cannot be listed (permissions, I/O error) is
+files the folder state indexed. Indexed files still there but no longer usable -- truncated to 0 bytes
+by a failed sync, cloud placeholders, unreadable, not an image any more -- count as removals too (their
+vectors would go), checked again after embedding, before the gallery changes. A sub-folder that cannot be listed (permissions, I/O error) is
 reported unreadable and its items are kept, not removed; a --dir that does not exist, or cannot be
 listed at all, is an error.
 
@@ -351,8 +353,10 @@ def needs_allow(n, total, max_removal=MAX_REMOVAL):
     return bool(n and total and (n >= total or n > max_removal * total))
 
 
-def _check_removal(removing, total, root, loc, allow, max_removal):
-    """Raise MassRemovalError when removing `removing` (paths) of `total` items needs allow_mass_removal."""
+def _check_removal(removing, total, root, loc, allow, max_removal, unusable=()):
+    """Raise MassRemovalError when removing `removing` (paths) of `total` items needs allow_mass_removal;
+    `unusable`: those of them whose files are there but can no longer be embedded (empty, unreadable, not
+    an image), the rest are gone from the folder."""
     n = len(removing)
     if allow or not needs_allow(n, total, max_removal):
         return
@@ -360,10 +364,15 @@ def _check_removal(removing, total, root, loc, allow, max_removal):
 
     share = "all of them" if n >= total else f"{100 * n / total:.0f} %, more than {100 * max_removal:g} %"
     names = ", ".join(printable(p) for p in sorted(removing)[:5]) + (", ..." if n > 5 else "")
+    unusable = set(unusable) & set(removing)
+    why = [f"{n - len(unusable)} because their files are not in the folder"] if n > len(unusable) else []
+    if unusable:  # cloud placeholders, a failed sync, a damaged disk: the photos are not really gone
+        why.append(f"{len(unusable)} because their files can no longer be read as images (empty, unreadable or "
+                   f"damaged: cloud placeholders not downloaded, a failed sync?)")
     raise MassRemovalError(
-        f"{root}: this run would remove {n} of the {total} items of the gallery {loc} ({share}) because their "
-        f"files are not in the folder: {names}. Nothing was changed. Is this the right folder, and is its drive "
-        f"mounted? If the files were deleted or moved on purpose, run again with --allow-mass-removal")
+        f"{root}: this run would remove {n} of the {total} items of the gallery {loc} ({share}): {'; '.join(why)}: "
+        f"{names}. Nothing was changed. Is this the right folder, is its drive mounted, are its files all there? "
+        f"If the files were deleted, moved or spoilt on purpose, run again with --allow-mass-removal")
 
 
 @dataclass
@@ -408,8 +417,10 @@ class SyncPlan:
         return needs_allow(len(self.removal | set(extra)), self.removal_total, self.max_removal)
 
     def check_removal(self, root, loc, allow, extra=()):
-        """MassRemovalError unless `allow` or the removal is small enough (needs_allow)."""
-        _check_removal(self.removal | set(extra), self.removal_total, root, loc, allow, self.max_removal)
+        """MassRemovalError unless `allow` or the removal is small enough (needs_allow); `extra`: indexed files
+        still there but no longer usable (their vectors would go)."""
+        _check_removal(self.removal | set(extra), self.removal_total, root, loc, allow, self.max_removal,
+                       unusable=set(extra) - self.removal)
 
 
 def plan_sync(files, rows, held, unlisted=(), rebuild=False, max_removal=MAX_REMOVAL, root=None,
@@ -451,11 +462,12 @@ def plan_sync(files, rows, held, unlisted=(), rebuild=False, max_removal=MAX_REM
 
 
 def sync_folder(cfg, root, rec=None, det=None, state_file=None, rebuild=False, hash_workers=2,
-                allow_mass_removal=False, max_removal=MAX_REMOVAL):
+                allow_mass_removal=False, max_removal=MAX_REMOVAL, log_unreadable=True):
     """Make the gallery `cfg.IndexProcess` names hold exactly the images under `root` (see the module
     docstring); returns a SyncReport. `rebuild`: start the gallery again from nothing.
     `allow_mass_removal`: remove more than `max_removal` of the gallery (or all of it) when the
-    folder says so (MassRemovalError otherwise, before anything is changed)."""
+    folder says so (MassRemovalError otherwise, before anything is changed). `log_unreadable`: warn of
+    each file found unreadable, and their count (False: the caller lists report.unreadable itself)."""
     t0 = time.time()
     ip = cfg["IndexProcess"]
     root = _check_dir(ip, root)
@@ -473,11 +485,20 @@ def sync_folder(cfg, root, rec=None, det=None, state_file=None, rebuild=False, h
         target = SyncTarget(cfg, root, rec, det, fingerprint, state, gallery, held, files)
         apply_plan(plan, target, report, scan_errors, unlisted, hash_workers, allow_mass_removal)
     report.seconds = time.time() - t0
+    if log_unreadable:
+        _log_unreadable(report)
+    return report
+
+
+def _log_unreadable(report):
+    """One warning per file found unreadable this run, then their count: the `unreadable` of the summary."""
     from ..utils.text import printable
 
     for rel, err in report.unreadable:
         log.warning("unreadable, skipped: %s (%s)", printable(rel), err)
-    return report
+    if report.unreadable:
+        log.warning("%d unreadable (listed above), not indexed; %d known unreadable and unchanged, not tried again",
+                    len(report.unreadable), report.still_unreadable)
 
 
 def _check_dir(ip, root):
@@ -571,9 +592,12 @@ def apply_plan(plan, target, report, scan_errors=None, unlisted=(), hash_workers
     to_embed, hashes = _hash_step(plan, target, report, why, new_rows, hash_workers)
     for rel, err in (scan_errors or {}).items():
         report.unreadable.append((rel, err + (" (its gallery items are kept)" if rel in unlisted else "")))
-    # before anything changes: refuse to empty the library because its folder vanished
-    plan.check_removal(target.root, report.index, allow_mass_removal, extra=report.removed)
+    # before anything changes: refuse to empty the library because its folder vanished ...
+    plan.check_removal(target.root, report.index, allow_mass_removal, extra=_lost(plan, target, report))
     embedded, emb = _embed_step(sorted(to_embed), target, report, why, hashes, new_rows)
+    # ... or because its files are there but no longer images (truncated to 0 bytes by a failed sync, cloud
+    # placeholders): counted as removals as unreadable ones are, checked again before the gallery changes
+    plan.check_removal(target.root, report.index, allow_mass_removal, extra=_lost(plan, target, report))
     report.removed.extend(plan.remove)
     stale = sorted(set(report.removed) | {rel for rel in embedded if rel in target.held})
     ids = _write_gallery(target, report, embedded, emb, stale)
@@ -584,6 +608,15 @@ def apply_plan(plan, target, report, scan_errors=None, unlisted=(), hash_workers
     report.count = len(target.gallery)
     report.version_after = common.gallery_version(target.gallery)
     return report
+
+
+def _lost(plan, target, report):
+    """The indexed files (held by the gallery; with --rebuild, indexed by the state) still in the folder whose
+    vectors this run would drop: found unreadable, empty or not an image so far."""
+    if plan.rebuild:
+        indexed = {p for p, r in target.state.rows.items() if r.status == "indexed"}
+        return set(report.removed) | {rel for rel, _ in report.unreadable if rel in indexed}
+    return set(report.removed)
 
 
 def _hash_step(plan, target, report, why, new_rows, workers):
@@ -618,15 +651,16 @@ def _embed(target, rels):
     if not rels:
         return None
     return common.embedder(target.cfg, target.rec, target.det).embed_files(
-        [common.resolve(rel, target.root) for rel in rels], desc="indexing")
+        [common.resolve(rel, target.root) for rel in rels], desc="indexing", warn=False)  # (the sync reports them)
 
 
 def _embed_step(to_embed, target, report, why, hashes, new_rows):
     """(the paths embedded, their Embedded): the rest are unreadable (a changed one's old vector goes)."""
     emb = _embed(target, to_embed)
     embedded = [to_embed[i] for i in emb.index] if emb is not None else []
+    refused = {to_embed[i]: why for i, why in emb.refused.items()} if emb is not None else {}
     for rel in sorted(set(to_embed) - set(embedded)):
-        report.unreadable.append((rel, "not a usable image (see the warning above)"))
+        report.unreadable.append((rel, refused.get(rel) or "not a usable image"))
         size, mtime = target.files[rel]
         new_rows[rel] = Row(rel, size, mtime, hashes[rel], None, "unreadable")
         if why[rel] == "changed":

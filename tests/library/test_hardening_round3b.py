@@ -7,6 +7,9 @@
    under its own bytes.
 3. Every drawn text (contact-sheet captions and titles, labels on drawings) is one printable line: a name with
    a newline no longer breaks every search's sheet.
+4. Indexed files that are still there but can no longer be embedded (truncated to 0 bytes, not an image any
+   more) count toward the mass-removal guard as removals, as unreadable ones do.
+13. index_folder's counts agree: every unreadable file is listed once, and the summary counts the same ones.
 """
 import json
 import os
@@ -121,3 +124,63 @@ def test_drawn_text_with_newlines_and_control_characters(folder, tmp_path, rec, 
     assert drawn.shape == rgb.shape and label_colour("bad\udcff")
     sheet = contact_sheet(rgb, [(rgb, [lab, "x\ny"], lab) for lab in odd], title="t\ni\ntle")
     assert sheet.ndim == 3
+
+
+# ------------------------------------------------------------------ 4. files there but spoilt are removals too
+def _snapshot(index):
+    from ppshitu.gallery import Gallery, layout
+    from ppshitu.library.folder import STATE_FILE
+
+    return layout.current_version(str(index)), os.stat(index / STATE_FILE).st_mtime_ns, len(Gallery.open(str(index)))
+
+
+def test_files_truncated_to_nothing_are_not_silently_removed(folder, tmp_path, rec, capsys):
+    import tools.index_folder as tool
+
+    index = tmp_path / "index"
+    assert _sync(folder, index, rec).count == 24
+    before = _snapshot(index)
+    files = sorted(p for p in folder.rglob("*.jpg"))
+    for p in files[:14]:                        # a failed sync: 0 bytes (cloud placeholders) ...
+        p.write_bytes(b"")
+    for p in files[14:]:                        # ... and damaged
+        p.write_bytes(b"not a jpeg at all")
+    with pytest.raises(PPShiTuError) as e:
+        _sync(folder, index, rec)
+    assert "24 of the 24" in str(e.value) and "no longer be read as images" in str(e.value)
+    assert _snapshot(index) == before
+    with pytest.raises(SystemExit) as e:
+        run_main(lambda: tool.main(cli(index) + ["--dir", str(folder)], rec=rec))
+    assert e.value.code == 2 and "--allow-mass-removal" in capsys.readouterr().err and _snapshot(index) == before
+    r = _sync(folder, index, rec, allow_mass_removal=True)
+    assert r.count == 0 and len(r.removed) == 24
+
+
+def test_a_rebuild_of_spoilt_files_is_refused_too(folder, tmp_path, rec):
+    index = tmp_path / "index"
+    _sync(folder, index, rec)
+    before = _snapshot(index)
+    for p in folder.rglob("*.jpg"):
+        p.write_bytes(b"")
+    with pytest.raises(PPShiTuError, match="24 of the 24"):
+        _sync(folder, index, rec, rebuild=True)
+    assert _snapshot(index) == before
+
+
+# ------------------------------------------------------------------ 13. one count of unreadable files
+def test_unreadable_counts_agree(folder, tmp_path, rec, capfd):
+    import tools.index_folder as tool
+
+    c = folder / "class_0001"
+    (c / "empty.jpg").write_bytes(b"")
+    (c / "text.jpg").write_bytes(b"hello")
+    Image.new("RGB", (4, 4)).save(c / "tiny.png")
+    Image.new("RGB", (64, 64), (7, 7, 7)).save(c / "flat.png")
+    os.symlink(c / "gone.jpg", c / "broken.jpg")
+    os.mkfifo(c / "pipe.jpg")
+    report = tool.main(cli(tmp_path / "index") + ["--dir", str(folder)], rec=rec)
+    err = capfd.readouterr()
+    listed = [line for line in err.err.splitlines() if line.startswith("unreadable\t")]
+    assert len(report.unreadable) == len(listed) == 6 and "unreadable=6" in err.out
+    assert "could not be read" not in err.err                   # no other count of another set of files
+    assert not [line for line in listed if "see the warning" in line]   # each says why
