@@ -29,7 +29,9 @@ listed at all, is an error.
 Folder state (`folder_state.sqlite`, inside a FAISS index directory; `--state` elsewhere) holds one
 row per file: path, size, mtime_ns, sha256, and the gallery id its vector has (or `unreadable`,
 so a broken file is reported once, not re-tried each run until it changes). Plus the folder's
-absolute path and the model fingerprint.
+absolute path and the model fingerprint. It carries ppshitu's mark (SQLite's application_id,
+APPLICATION_ID): `--state` naming any other existing file -- a user's own SQLite database, a document --
+is refused (one line, exit 2) before anything is written, the gallery included.
 
 A run is planned, then applied: plan_sync decides from the scan, the state and the gallery's items alone
 what to embed, verify by hash, remove or keep, and whether the mass-removal guard stops it (a SyncPlan);
@@ -66,6 +68,10 @@ log = logging.getLogger("ppshitu.library")
 MAX_REMOVAL = 0.5   # the largest share of a gallery one sync removes without allow_mass_removal
 STATE_FILE = "folder_state.sqlite"
 STATE_FORMAT = "ppshitu-folder-state-1"
+# the mark of ppshitu's folder states: SQLite's application_id header field ("PPsf"); a file without it
+# is someone else's and never written (check_state_file)
+APPLICATION_ID = int.from_bytes(b"PPsf", "big")
+SQLITE_HEADER = b"SQLite format 3\x00"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY,          -- relative to the folder, '/'-separated
@@ -207,9 +213,58 @@ class Row:
     status: str
 
 
+class StateFileError(ConfigError):
+    """--state names an existing file that is not a ppshitu folder state: refused, nothing written."""
+
+
+def check_state_file(path):
+    """Refuse (StateFileError, one line: exit 2 from the tools) an existing `path` that is not ppshitu's folder
+    state, before anything is written: a folder state carries APPLICATION_ID in its SQLite header (one made
+    before the mark: its `meta` table says STATE_FORMAT and it has no other tables). An empty file is taken
+    as a new state (it holds nothing to lose)."""
+    path = os.fspath(path)
+    if not os.path.lexists(path):
+        return
+    why = not_regular_reason(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(100) if why is None else b""
+    except OSError as e:
+        why = why or e.strerror or str(e)
+    if why is None and head and not head.startswith(SQLITE_HEADER):
+        why = "not a SQLite database"
+    elif why is None and head and int.from_bytes(head[68:72], "big") != APPLICATION_ID and not _legacy_state(path):
+        why = "a SQLite database without ppshitu's folder-state mark: another program's"
+    if why:
+        raise StateFileError(f"--state {path}: an existing file that is not a ppshitu folder state ({why}); "
+                             f"nothing was written. Give the path of a new file, or of a state index_folder made")
+
+
+def _legacy_state(path):
+    """Whether the SQLite file `path` is a folder state written before the mark: tables `files` and `meta`
+    only, its meta's format STATE_FORMAT, and application_id 0."""
+    try:
+        with contextlib.closing(sqlite3.connect(_read_only_uri(path), uri=True)) as con:
+            if con.execute("PRAGMA application_id").fetchone()[0] != 0:
+                return False
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables != {"files", "meta"}:
+                return False
+            return con.execute("SELECT value FROM meta WHERE key = 'format'").fetchone() == (STATE_FORMAT,)
+    except sqlite3.Error:
+        return False
+
+
+def _read_only_uri(path):
+    import pathlib
+
+    return pathlib.Path(os.path.abspath(path)).as_uri() + "?mode=ro"  # (a '#' or '?' in a name is escaped)
+
+
 class FolderState:
     """The SQLite sidecar (see the module docstring). Use as a context manager: it holds an exclusive
-    lock on `<path>.lock` so two runs on one index cannot interleave."""
+    lock on `<path>.lock` so two runs on one index cannot interleave. A file at its path that is not
+    ppshitu's is refused before anything is written (check_state_file)."""
 
     def __init__(self, path):
         self.path = os.fspath(path)
@@ -227,6 +282,7 @@ class FolderState:
         return os.path.isfile(self.path)
 
     def __enter__(self):
+        check_state_file(self.path)  # before the lock file or anything else is made
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         self._lock_file = open(self.path + ".lock", "a+")
         fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX)
@@ -241,10 +297,11 @@ class FolderState:
 
     def load(self):
         self.rows, self.meta = {}, {}
-        if not self.exists():
+        check_state_file(self.path)
+        if not self.exists() or not os.path.getsize(self.path):
             return self
         try:
-            with contextlib.closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as con:
+            with contextlib.closing(sqlite3.connect(_read_only_uri(self.path), uri=True)) as con:
                 self.meta = dict(con.execute("SELECT key, value FROM meta"))
                 for r in con.execute("SELECT path, size, mtime_ns, sha256, gallery_id, status FROM files"):
                     self.rows[r[0]] = Row(*r)
@@ -257,8 +314,10 @@ class FolderState:
 
     def write(self, rows, meta):
         """Replace the whole state in one transaction (a crash leaves the old state or the new one)."""
+        check_state_file(self.path)  # (never another program's database)
         con = sqlite3.connect(self.path, isolation_level=None)
         try:
+            con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             con.executescript(SCHEMA)
             con.execute("BEGIN IMMEDIATE")
             con.execute("DELETE FROM files")
@@ -474,6 +533,7 @@ def sync_folder(cfg, root, rec=None, det=None, state_file=None, rebuild=False, h
     report = SyncReport(root=root, index=common.location(ip))
     rec, det = common.predictors(cfg, rec=rec, det=det)
     fingerprint = common.model_id(rec)
+    check_state_file(state_path(ip, state_file))  # someone else's file: refused before the gallery changes
     _ensure_store(ip, rec, fingerprint)
     with FolderState(state_path(ip, state_file)) as state:
         _check_root(state, root, rebuild)

@@ -9,6 +9,8 @@
    a newline no longer breaks every search's sheet.
 4. Indexed files that are still there but can no longer be embedded (truncated to 0 bytes, not an image any
    more) count toward the mass-removal guard as removals, as unreadable ones do.
+5. `--state` naming a file that is not ppshitu's folder state (a user's SQLite database, any other file) is
+   refused before anything is written, the gallery included: ppshitu's states carry a mark.
 13. index_folder's counts agree: every unreadable file is listed once, and the summary counts the same ones.
 """
 import json
@@ -184,3 +186,39 @@ def test_unreadable_counts_agree(folder, tmp_path, rec, capfd):
     assert len(report.unreadable) == len(listed) == 6 and "unreadable=6" in err.out
     assert "could not be read" not in err.err                   # no other count of another set of files
     assert not [line for line in listed if "see the warning" in line]   # each says why
+
+
+# ------------------------------------------------------------------ 5. --state never takes a user's file
+def test_state_that_is_not_ppshitus_is_refused_before_anything_is_written(folder, tmp_path, rec, capsys):
+    import sqlite3
+
+    import tools.index_folder as tool
+    from ppshitu.library.folder import APPLICATION_ID, STATE_FILE
+
+    user = tmp_path / "user.sqlite"
+    with sqlite3.connect(user) as con:
+        con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        con.execute("INSERT INTO meta VALUES ('mine', 'precious')")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    index = tmp_path / "index"
+    for state in (user, notes, notes):                        # (a retry changes nothing either)
+        with pytest.raises(SystemExit) as e:
+            run_main(lambda: tool.main(cli(index) + ["--dir", str(folder), "--state", str(state)], rec=rec))
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "not a ppshitu folder state" in err and len(err.strip().splitlines()) == 1
+        assert not index.exists()                            # no gallery published
+    with sqlite3.connect(user) as con:
+        assert list(con.execute("SELECT * FROM meta")) == [("mine", "precious")]
+    assert notes.read_text() == "my notes\n"
+
+    own = tmp_path / "own.sqlite"                             # ppshitu's own state: marked, used again
+    assert tool.main(cli(index) + ["--dir", str(folder), "--state", str(own)], rec=rec).count == 24
+    with sqlite3.connect(own) as con:
+        assert con.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        con.execute("PRAGMA application_id = 0")              # a state written before the mark still works
+    (folder / "class_0001" / "000.jpg").unlink()
+    assert tool.main(cli(index) + ["--dir", str(folder), "--state", str(own)], rec=rec).removed == ["class_0001/000.jpg"]
+    with sqlite3.connect(own) as con:
+        assert con.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert not (index / STATE_FILE).exists()
