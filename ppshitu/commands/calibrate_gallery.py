@@ -15,25 +15,28 @@ import os
 
 from ppshitu.cli import config_parser, load_cli_config, run_main
 from ppshitu.schemas import INFER_SCHEMA
+from ppshitu.utils.argtypes import finite_float, int_range, ranged
 
 
 def parser():
     p = config_parser(__doc__.splitlines()[0])
-    p.add_argument("--precision", type=float, default=None,
+    p.add_argument("--precision", type=finite_float(0, 0.999, low_open=True, what="a precision"), default=None,
                    help="the precision score_thres must reach, between 0 and 1 exclusive (default: "
                         "IndexProcess.target_precision, 0.95)")
-    p.add_argument("--unknown-share", type=float, default=0.5,
+    p.add_argument("--unknown-share", type=finite_float(0, 1, high_open=True, what="a share of the queries"),
+                   default=0.5,
                    help="share of queries that show objects the gallery lacks, for which precision is computed "
                         "(default 0.5; 0: every query shows a gallery object)")
-    p.add_argument("--stale-fraction", type=float, default=0.2,
+    p.add_argument("--stale-fraction", type=finite_float(0, 10, low_open=True, what="a share of the gallery"),
+                   default=0.2,
                    help="the value is stale once added + removed items exceed this share of the gallery (default 0.2)")
-    p.add_argument("--max-queries", type=int, default=20000,
+    p.add_argument("--max-queries", type=int_range(1, 10 ** 9, "queries"), default=20000,
                    help="query at most this many items (a seeded sample), each against the whole gallery")
     p.add_argument("--index", help="the gallery directory (default: IndexProcess.index_dir; another backend: its uri)")
     p.add_argument("--out", help="folder for calibration.json and calibration.png (default: "
                                  "Global.output_dir/calibration)")
     p.add_argument("--no-record", action="store_true", help="measure and report only; leave the gallery unchanged")
-    return p
+    return ranged(p)
 
 
 def main(argv=None):

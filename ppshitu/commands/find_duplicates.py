@@ -18,6 +18,11 @@ import tempfile
 
 from ppshitu.cli import apply_threads, config_parser, load_cli_config, run_main
 from ppshitu.schemas import INFER_SCHEMA
+from ppshitu.utils.argtypes import finite_float, int_range, ranged
+
+# the numeric flags' ranges (utils/argtypes.py: a value outside, NaN or an infinity is refused as parsed)
+K, COSINE = int_range(1, 1000, "neighbours"), finite_float(0, 1, low_open=True, what="cosine")
+PRECISION, WORKERS = finite_float(0.5, 1, high_open=True, what="a precision"), int_range(1, 1024, "threads")
 
 
 def parser():
@@ -27,11 +32,11 @@ def parser():
                    "alone, searched as it is (default: the config's IndexProcess.index_dir, or for another "
                    "backend its uri/collection)")
     p.add_argument("--state", help="the folder-state file (default: INDEX/folder_state.sqlite)")
-    p.add_argument("--threshold", type=float, help="link images by this embedding cosine alone (default: the "
+    p.add_argument("--threshold", type=COSINE, help="link images by this embedding cosine alone (default: the "
                    "model's calibrated rule: embedding + pHash)")
     p.add_argument("--no-phash", action="store_true", help="the calibrated embedding-only threshold, no pHash check")
     p.add_argument("--calibration", help="calibration file (default: ppshitu/library/calibration.json)")
-    p.add_argument("--k", type=int, default=10, help="nearest neighbours searched per image (default 10)")
+    p.add_argument("--k", type=K, default=10, help="nearest neighbours searched per image (default 10)")
     p.add_argument("--keep", default="largest", choices=("largest", "first", "oldest"),
                    help="which copy of a group is kept: the largest file (default), the first path, the oldest")
     p.add_argument("--out", help="report folder (default: Global.output_dir/duplicates)")
@@ -42,7 +47,7 @@ def parser():
                    "more than half of the gallery, or all of it (see tools/index_folder.py)")
     p.add_argument("--root", help="folder a gallery's relative paths are under (--index alone; default: the "
                    "indexed folder, else IndexProcess.image_root)")
-    return p
+    return ranged(p)
 
 
 def main(argv=None, rec=None, det=None):

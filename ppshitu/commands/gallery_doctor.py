@@ -13,38 +13,34 @@ import os
 
 from ppshitu.cli import config_parser, load_cli_config, run_main
 from ppshitu.schemas import INFER_SCHEMA
+from ppshitu.utils.argtypes import finite_float, int_range, ranged
 
 
 def parser():
     p = config_parser(__doc__.splitlines()[0])
     p.add_argument("--index", help="the gallery directory (default: IndexProcess.index_dir; another backend: its uri)")
     p.add_argument("--root", help="folder the gallery's relative paths are under (default: IndexProcess.image_root)")
-    p.add_argument("--k", type=int, default=3, help="neighbours that must all carry another label for a suspected "
-                                                    "mislabel (default 3)")
-    p.add_argument("--mislabel-z", type=float, default=2.5, help="robust z of the centroid margin above which an "
+    z = finite_float(0, 1000, low_open=True, what="a robust z")
+    p.add_argument("--k", type=int_range(1, 1000, "neighbours"), default=3,
+                   help="neighbours that must all carry another label for a suspected mislabel (default 3)")
+    p.add_argument("--mislabel-z", type=z, default=2.5, help="robust z of the centroid margin above which an "
                    "item is a suspected mislabel (default 2.5)")
-    p.add_argument("--outlier-z", type=float, default=3.0, help="robust z below which an item is an outlier of its "
+    p.add_argument("--outlier-z", type=z, default=3.0, help="robust z below which an item is an outlier of its "
                    "label (default 3)")
     p.add_argument("--out", help="report folder (default: Global.output_dir/doctor)")
     p.add_argument("--no-hash", action="store_true", help="do not read image files to compare their bytes")
-    return p
+    return ranged(p)
 
 
 def main(argv=None):
     args = parser().parse_args(argv)
     cfg = load_cli_config(args, INFER_SCHEMA)
-    from ppshitu.errors import ConfigError
     from ppshitu.gallery.base import open_gallery
     from ppshitu.gallery.doctor import diagnose, report_paths, write_report
     from ppshitu.gallery.neighbours import gallery_arrays
     from ppshitu.utils.outputs import OutputGuard
     from ppshitu.utils.text import printable
 
-    if args.k < 1:
-        raise ConfigError(f"--k must be >= 1, got {args.k}")
-    for name in ("mislabel_z", "outlier_z"):
-        if not getattr(args, name) > 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
     ip = cfg.IndexProcess
     if args.index:
         ip["index_dir"] = args.index

@@ -17,6 +17,7 @@ import sys
 
 from ppshitu.cli import apply_threads, config_parser, load_cli_config, run_main
 from ppshitu.schemas import INFER_SCHEMA
+from ppshitu.utils.argtypes import ranged
 
 
 def parser():
@@ -32,7 +33,7 @@ def parser():
                    "gallery, or all of it, when those files are really gone from --dir (refused otherwise: a "
                    "vanished folder, e.g. an unmounted drive, looks like every file deleted)")
     p.add_argument("--list", action="store_true", help="print every added, changed, removed and skipped file")
-    return p
+    return ranged(p)  # (no numeric flag yet: one added gets its range checked)
 
 
 def main(argv=None, rec=None, det=None):

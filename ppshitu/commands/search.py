@@ -11,12 +11,16 @@ import os
 
 from ppshitu.cli import apply_threads, config_parser, load_cli_config, run_main
 from ppshitu.schemas import INFER_SCHEMA
+from ppshitu.utils.argtypes import int_range, ranged
+
+MAX_K = 1000  # results: a contact sheet of 1000 tiles is 200 rows, ~43000 px tall (JPEG's limit is 65535)
 
 
 def parser():
     p = config_parser(__doc__.splitlines()[0])
     p.add_argument("--image", required=True, help="the query image")
-    p.add_argument("--k", type=int, default=10, help="how many results (default 10)")
+    p.add_argument("--k", type=int_range(1, MAX_K, "results"), default=10,
+                   help=f"how many results, 1 to {MAX_K} (default 10; at most the gallery's items)")
     p.add_argument("--index", help="the gallery (default: IndexProcess.index_dir)")
     p.add_argument("--out", help="the contact sheet to write (default: Global.output_dir/search_<query>.jpg)")
     p.add_argument("--no-sheet", action="store_true", help="print only")
@@ -24,7 +28,7 @@ def parser():
     p.add_argument("--root", help="folder the gallery's relative paths are under (default: the folder "
                    "index_folder indexed, else IndexProcess.image_root)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    return p
+    return ranged(p)
 
 
 def main(argv=None, rec=None, det=None):
@@ -39,8 +43,6 @@ def main(argv=None, rec=None, det=None):
     from ppshitu.utils.text import printable
     from ppshitu.visualize import save_image
 
-    if args.k < 1:
-        raise ConfigError(f"--k must be >= 1, got {args.k}")
     common.setup_tool(cfg, index=args.index)
     rec, det = common.predictors(cfg, detect=args.detect, rec=rec, det=det)
     ip = cfg.IndexProcess

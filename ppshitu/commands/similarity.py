@@ -8,6 +8,7 @@ import json
 
 from ppshitu.cli import apply_threads, config_parser, load_cli_config, run_main
 from ppshitu.schemas import INFER_SCHEMA
+from ppshitu.utils.argtypes import ranged
 
 
 def parser():
@@ -17,7 +18,7 @@ def parser():
     p.add_argument("--detect", action="store_true", help="compare the images' main objects (detector)")
     p.add_argument("--calibration", help="calibration file (default: ppshitu/library/calibration.json)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    return p
+    return ranged(p)  # (no numeric flag yet: one added gets its range checked)
 
 
 def main(argv=None, rec=None, det=None):

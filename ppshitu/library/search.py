@@ -9,10 +9,10 @@ from . import common
 
 
 def search_image(cfg, rec, gallery, path, k=10, det=None, root=None):
-    """Embed `path` (its main object with `det`) and search `gallery`; ([hit dicts], the query's box,
-    the query image)."""
+    """Embed `path` (its main object with `det`) and search `gallery` for its `k` nearest (at most the gallery's
+    items: an absurd k costs nothing); ([hit dicts], the query's box, the query image)."""
     vec, box, rgb = common.embedder(cfg, rec, det).embed_file(path)
-    labels, scores, ids = gallery.search(vec[None, :], int(k))
+    labels, scores, ids = gallery.search(vec[None, :], max(1, min(int(k), len(gallery))))
     valid = [(int(i), float(s), lab) for i, s, lab in zip(ids[0], scores[0], labels[0]) if i >= 0]
     records = {r["id"]: r for r in gallery.records([i for i, _, _ in valid])} if valid else {}
     hits = []

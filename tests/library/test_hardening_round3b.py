@@ -11,6 +11,8 @@
    more) count toward the mass-removal guard as removals, as unreadable ones do.
 5. `--state` naming a file that is not ppshitu's folder state (a user's SQLite database, any other file) is
    refused before anything is written, the gallery included: ppshitu's states carry a mark.
+6, 7. Every numeric flag of the library tools has a declared range (utils/argtypes.py), tried outside for each
+   flag of each tool's parser; search's k is also clamped to the gallery's size.
 13. index_folder's counts agree: every unreadable file is listed once, and the summary counts the same ones.
 """
 import json
@@ -222,3 +224,69 @@ def test_state_that_is_not_ppshitus_is_refused_before_anything_is_written(folder
     with sqlite3.connect(own) as con:
         assert con.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     assert not (index / STATE_FILE).exists()
+
+
+# ------------------------------------------------------------------ 6, 7. numeric flags: declared ranges
+LIBRARY_TOOLS = ("search", "similarity", "find_duplicates", "index_folder", "calibrate_gallery", "gallery_doctor")
+
+
+def _minimal_args(parser):
+    """The arguments a parser requires, filled with text (no numeric flag is required)."""
+    args = []
+    for a in parser._actions:
+        if not a.option_strings and a.nargs is None:
+            args.append("x")
+        elif a.required:
+            args += [a.option_strings[0], "x"]
+    return args
+
+
+def test_every_numeric_flag_of_the_library_tools_has_a_range(capsys):
+    import importlib
+
+    from ppshitu.utils.argtypes import Bounded
+
+    tried = 0
+    for name in LIBRARY_TOOLS:
+        parser = importlib.import_module(f"ppshitu.commands.{name}").parser()
+        assert getattr(parser, "checks_ranges", False), f"{name}: parser() must return argtypes.ranged(p)"
+        for action in parser._actions:
+            assert action.type not in (int, float), f"{name} {action.option_strings}: a number without a range"
+            if not isinstance(action.type, Bounded):
+                continue
+            flag = action.option_strings[-1]
+            assert action.default is None or action.type.contains(action.default), (name, flag)
+            for bad in action.type.outside():
+                try:                               # (--k=-1: a value, not an option)
+                    parser.parse_args(_minimal_args(parser) + [f"{flag}={bad}"])
+                except ConfigError as e:           # a number outside: one line naming the flag (run_main)
+                    assert str(e).startswith(f"{flag} must be "), (name, flag, bad, str(e))
+                except SystemExit as e:            # no number at all: argparse's error
+                    assert e.code == 2 and f"argument {flag}: must be" in capsys.readouterr().err, (name, flag, bad)
+                else:
+                    pytest.fail(f"{name} {flag}={bad!r} accepted")
+                tried += 1
+    assert tried > 100
+
+
+def test_absurd_k_and_thresholds_are_refused_and_k_is_clamped(folder, tmp_path, rec, capsys):
+    import tools.find_duplicates as dups
+    import tools.search as search
+
+    index = tmp_path / "index"
+    _sync(folder / "class_0001", index, rec)                     # 4 images
+    for k in ("1000000000", "99999999999999999999", "0"):
+        with pytest.raises(SystemExit) as e:
+            run_main(lambda: search.main(cli(index) + ["--image", str(folder / "class_0001" / "000.jpg"), "--k", k],
+                                         rec=rec))
+        assert e.value.code == 2 and "--k must be an integer from 1 to 1000" in capsys.readouterr().err
+    hits = search.main(cli(index) + ["--image", str(folder / "class_0001" / "000.jpg"), "--k", "1000",
+                                     "--out", str(tmp_path / "s.jpg")], rec=rec)
+    assert len(hits) == 4 and Image.open(tmp_path / "s.jpg").size[1] < 1000
+    for flag, value in (("--k", "1000000000"), ("--threshold", "nan"), ("--threshold", "inf"), ("--threshold", "2"),
+                        ("--threshold", "-1"), ("--threshold", "0")):
+        with pytest.raises(SystemExit) as e:
+            run_main(lambda: dups.main(cli(index) + [f"{flag}={value}", "--out", str(tmp_path / "r")], rec=rec))
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and f"{flag} must be" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
