@@ -19,8 +19,9 @@ The steps, each one method:
   need the pixels); a query file always in full (the tools show it);
 - checks: an image with a side under `min_side` px is refused (ImageTooSmallError); a gallery image
   (or its main object) without detail (blank, flat colour: utils.image.is_uniform under
-  `min_crop_std`; 0 turns it off) is refused (UniformImageError); the system instead answers such a
-  crop "unknown" (`is_uniform`);
+  `min_crop_std`; 0 turns it off) is refused (UniformImageError), and so is each of the two images
+  library/similarity.py compares (`embed_file(gallery_checks=True)`: no verdict on what a gallery would
+  refuse); the system instead answers such a crop "unknown" (`is_uniform`);
 - main object (`detect`, default: when the Embedder has a detector): the detector's best box and its
   crop; the whole image when it finds none (or a box under 2 px);
 - batching: files are decoded (and pre-processed) in `num_workers` threads while the model runs the
@@ -256,11 +257,15 @@ class Embedder:
         box, crop = self._subject(self.check(rgb, where), self._detect(detect))
         return self.embed_crops([crop]), box
 
-    def embed_file(self, path, detect=None):
+    def embed_file(self, path, detect=None, gallery_checks=False):
         """(unit vector [D], main-object box or None, the RGB image read in full) of one query file;
-        ImageReadError when it cannot be read or the model makes no usable vector of it."""
+        ImageReadError when it cannot be read or the model makes no usable vector of it. `gallery_checks`:
+        the image (its main object) must also have the detail a gallery image needs (UniformImageError: a
+        blank or flat image), as for two images compared with each other (library/similarity.py)."""
         rgb = self.read(path)
         box, crop = self._subject(rgb, self._detect(detect))
+        if gallery_checks:
+            self.refuse_uniform(crop, path)
         vec = self.embed_crops([crop])[0]
         norm = float(np.linalg.norm(vec))
         if not norm or not np.isfinite(vec).all():

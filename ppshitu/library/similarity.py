@@ -106,10 +106,12 @@ def _have_imagehash():
 
 def compare(cfg, rec, a, b, det=None):
     """{cosine, phash_distance, a: {path, box}, b: {path, box}} for two image files (the pHash distance
-    of the whole images, None without the ImageHash package or with a detector)."""
+    of the whole images, None without the ImageHash package or with a detector). Each image gets the checks
+    a gallery image gets (ppshitu/embedder.py): one index_folder or the service refuses (too small, no detail)
+    gets no verdict either."""
     embedder = common.embedder(cfg, rec, det)
-    va, box_a, rgb_a = embedder.embed_file(a)
-    vb, box_b, rgb_b = embedder.embed_file(b)
+    va, box_a, rgb_a = embedder.embed_file(a, gallery_checks=True)
+    vb, box_b, rgb_b = embedder.embed_file(b, gallery_checks=True)
     distance = None
     if det is None and _have_imagehash():
         from PIL import Image

@@ -13,6 +13,8 @@
    refused before anything is written, the gallery included: ppshitu's states carry a mark.
 6, 7. Every numeric flag of the library tools has a declared range (utils/argtypes.py), tried outside for each
    flag of each tool's parser; search's k is also clamped to the gallery's size.
+12. similarity applies the checks a gallery image gets (through the Embedder): a near-black 16-bit PNG that
+   index_folder and the service refuse as flat gets no verdict either.
 13. index_folder's counts agree: every unreadable file is listed once, and the summary counts the same ones.
 """
 import json
@@ -290,3 +292,26 @@ def test_absurd_k_and_thresholds_are_refused_and_k_is_clamped(folder, tmp_path, 
         err = capsys.readouterr().err
         assert e.value.code == 2 and f"{flag} must be" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------------ 12. similarity: the gallery's checks
+def test_similarity_refuses_what_the_gallery_refuses(folder, tmp_path, rec, capsys):
+    import cv2
+
+    import tools.similarity as tool
+    from ppshitu.embedder import Embedder
+
+    dark = (np.random.default_rng(0).integers(0, 200, (64, 64, 3))).astype(np.uint16)   # 16-bit, near black
+    path = tmp_path / "dark16.png"
+    cv2.imwrite(str(path), dark)
+    r = _sync(tmp_path, tmp_path / "index", rec)
+    assert dict(r.unreadable).get("dark16.png", "").find("no detail") >= 0            # index_folder: refused
+    from ppshitu.utils.image import read_image
+    served = Embedder.from_config(make_cfg(), rec).embed_images([("upload", read_image(path))])
+    assert "no detail" in served.refused[0]                                            # the service: refused
+    with pytest.raises(SystemExit) as e:
+        run_main(lambda: tool.main(cli() + [str(path), str(folder / "class_0001" / "000.jpg")], rec=rec))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "no detail" in err and "dark16.png" in err
+    out = tool.main(cli() + [str(folder / "class_0001" / "000.jpg"), str(folder / "class_0001" / "001.jpg")], rec=rec)
+    assert out["cosine"] > 0
