@@ -8,6 +8,7 @@ Override values are parsed as YAML scalars/lists; nothing is ever eval()'d.
 """
 import copy
 import math
+import os
 import re
 
 import yaml
@@ -159,15 +160,15 @@ def parse_number(value, where="value"):
 
 
 def load_yaml(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a directory; give a YAML file") from None
-    except OSError as e:  # a name too long, a symlink loop, no permission ...
-        raise ConfigError(f"config file {path}: {e.strerror or e}") from None
+    """The mapping in the YAML file `path`: a regular file of at most MAX_CONFIG_BYTES (utils/files.py: a FIFO
+    would block the read forever, /dev/zero never end it); every refusal is a ConfigError naming the file."""
+    from .utils.files import MAX_CONFIG_BYTES, read_input_text
+
+    if os.path.isdir(path):
+        raise ConfigError(f"config file {path} is a directory; give a YAML file")
+    try:  # a missing file, a name too long, a symlink loop, no permission, a FIFO, a device ...
+        data = yaml.safe_load(read_input_text(path, "config file", MAX_CONFIG_BYTES, ConfigError,
+                                              missing=f"config file not found: {path}"))
     except UnicodeDecodeError as e:
         raise ConfigError(f"config file {path} is not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at "
                           f"offset {e.start}); save it as UTF-8") from None

@@ -59,9 +59,11 @@ def find_font(font_path=None):
     A given `font_path` must exist (FontError naming it otherwise)."""
     if font_path:
         path = os.path.abspath(os.path.expanduser(str(font_path)))
-        if not os.path.isfile(path):
-            raise FontError(f"font_path {font_path}: no such font file (give a .ttf/.ttc/.otf file, "
-                            f"or leave Global.font_path empty to use a system font)")
+        from .utils.files import check_input_file
+
+        check_input_file(path, f"font_path {font_path}:", FontError,  # a FIFO or a device is said to be one
+                         missing=f"font_path {font_path}: no such font file (give a .ttf/.ttc/.otf file, "
+                                 f"or leave Global.font_path empty to use a system font)")
         return path
     ranked = sorted((r, _is_styled(p), p) for p in _system_fonts() if (r := _rank(p)) is not None)
     if ranked:

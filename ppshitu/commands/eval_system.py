@@ -37,8 +37,10 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.limit is not None and args.limit < 1:
         raise PPShiTuError(f"--limit must be >= 1, got {args.limit}")
-    if not os.path.isfile(args.scenes):
-        raise PPShiTuError(f"--scenes {args.scenes}: no such file")
+    from ppshitu.utils.files import check_input_file
+
+    # a regular file (a FIFO is said to be one, not "no such file"), checked before any model loads
+    check_input_file(args.scenes, "--scenes", PPShiTuError, missing=f"--scenes {args.scenes}: no such file")
     cfg = load_cli_config(args, INFER_SCHEMA)
     from ppshitu.utils.outputs import OutputGuard
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import PPShiTuError
+from ..utils.files import MAX_ANNOTATION_BYTES, read_input_text
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,9 @@ class CocoSet:
 
 
 def _load_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise DetDataError(f"annotation file not found: {path}") from None
+    try:  # regular files only (a FIFO would block the read), at most MAX_ANNOTATION_BYTES (utils/files.py)
+        data = json.loads(read_input_text(path, "annotation file", MAX_ANNOTATION_BYTES, DetDataError,
+                                          missing=f"annotation file not found: {path}"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DetDataError(f"{path}: not valid JSON: {e}") from None
     if not isinstance(data, dict):

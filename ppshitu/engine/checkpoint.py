@@ -11,6 +11,7 @@ import paddle
 
 from .. import weights
 from ..config import dump_config
+from ..utils.files import MAX_CONFIG_BYTES, read_input_text
 from ..weights import WeightsError
 
 
@@ -98,8 +99,8 @@ def load_checkpoint(prefix, model, optimizer=None, lr_scheduler=None, scaler=Non
         lr_scheduler.set_state_dict(opt["lr_scheduler"])
     if scaler is not None and "scaler" in opt:
         scaler.load_state_dict(opt["scaler"])
-    with open(prefix + ".pdstates", encoding="utf-8") as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{prefix}.pdstates: not a ppshitu checkpoint state file ({e})") from None
+    try:  # regular files only, at most MAX_CONFIG_BYTES (utils/files.py)
+        return json.loads(read_input_text(prefix + ".pdstates", "checkpoint state file", MAX_CONFIG_BYTES,
+                                          CheckpointError))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{prefix}.pdstates: not a ppshitu checkpoint state file ({e})") from None

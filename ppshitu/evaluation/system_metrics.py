@@ -130,12 +130,14 @@ def load_coco_scenes(json_path, image_root=None):
 
     Labels come from each annotation's `object_name` (else `object_label`); images are looked
     up under `image_root` (default: the json's folder + "images/"). Images without objects are kept."""
-    try:
-        with open(json_path, encoding="utf-8") as f:
-            coco = json.load(f)
-    except FileNotFoundError:
-        raise ScenesError(f"scenes json {json_path}: no such file") from None
-    except (OSError, ValueError) as e:
+    from ..utils.files import MAX_ANNOTATION_BYTES, read_input_text
+
+    try:  # regular files only (a FIFO would block the read), at most MAX_ANNOTATION_BYTES (utils/files.py)
+        coco = json.loads(read_input_text(json_path, "scenes json", MAX_ANNOTATION_BYTES, ScenesError,
+                                          missing=f"scenes json {json_path}: no such file"))
+    except ScenesError:
+        raise
+    except ValueError as e:  # not JSON, not UTF-8
         raise ScenesError(f"scenes json {json_path}: cannot read it as JSON ({e})") from None
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
         raise ScenesError(f"scenes json {json_path}: expected a COCO object with an 'images' list")

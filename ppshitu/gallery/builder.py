@@ -25,6 +25,7 @@ import os
 
 from ..embedder import Embedder
 from ..errors import ConfigError
+from ..utils.files import MAX_LIST_BYTES, read_input_text
 from .errors import GalleryError
 from .base import (check_creatable, create_gallery, gallery_location, in_shard, open_gallery,
                    open_or_create_gallery, parse_shard)
@@ -36,11 +37,10 @@ OPERATIONS = ("new", "append", "remove", "compact")
 
 def _read_lines(data_file):
     """The lines of a list file (UTF-8, a byte-order mark at its start ignored), numbered from 1."""
-    try:
-        with open(data_file, encoding="utf-8-sig") as f:
-            lines = list(enumerate(f.read().splitlines(), 1))
-    except FileNotFoundError:
-        raise ConfigError(f"IndexProcess.data_file: {data_file} does not exist") from None
+    try:  # regular files only, at most MAX_LIST_BYTES (utils/files.py: a FIFO, /dev/zero are refused)
+        text = read_input_text(data_file, "IndexProcess.data_file: list file", MAX_LIST_BYTES, ConfigError,
+                               missing=f"IndexProcess.data_file: {data_file} does not exist", encoding="utf-8-sig")
+        lines = list(enumerate(text.splitlines(), 1))
     except UnicodeDecodeError as e:
         raise ConfigError(f"IndexProcess.data_file: {data_file} is not UTF-8 text ({e})") from None
     nul = next((no for no, line in lines if "\0" in line), None)

@@ -19,6 +19,7 @@ import os
 import shutil
 import time
 
+from ..utils.files import MAX_LIST_BYTES, NotRegularError, open_regular, read_input_text
 from .errors import GalleryError
 
 CURRENT = "CURRENT"
@@ -47,7 +48,7 @@ def write_json(path, obj):
 
 def sha256_file(path):
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:  # regular files only (utils/files.py): a FIFO put in a version cannot block us
         for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -61,13 +62,11 @@ def content_sha256(obj, without=()):
 
 
 def read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise GalleryError(f"{path}: missing") from None
-    except IsADirectoryError:
-        raise GalleryError(f"{path}: damaged gallery version (a directory, not a file)") from None
+    if os.path.isdir(path):
+        raise GalleryError(f"{path}: damaged gallery version (a directory, not a file)")
+    try:  # regular files only, at most MAX_LIST_BYTES (utils/files.py): a FIFO put there cannot block a reader
+        return json.loads(read_input_text(path, "gallery file", MAX_LIST_BYTES, GalleryError,
+                                          missing=f"{path}: missing"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise GalleryError(f"{path}: damaged gallery version (not valid JSON: {e})") from None
 
@@ -80,10 +79,11 @@ def current_version(index_dir):
     """Name of the published version, e.g. 'v000007'."""
     path = os.path.join(index_dir, CURRENT)
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:  # regular files only (utils/files.py): a FIFO cannot block the read
             name = f.read(64).decode("ascii", "replace").strip()
-    except IsADirectoryError:
-        raise GalleryError(f"{path}: damaged, a directory instead of the file naming the current version") from None
+    except NotRegularError as e:
+        what = "a directory" if os.path.isdir(path) else e.reason
+        raise GalleryError(f"{path}: damaged, {what} instead of the file naming the current version") from None
     except FileNotFoundError:
         hint = (" (a PP-ShiTu index: import it with tools/convert_ppshitu_index.py)"
                 if os.path.isfile(os.path.join(index_dir, "id_map.pkl")) else "")

@@ -46,11 +46,11 @@ class IdMapUnpickler(pickle.Unpickler):
 
 def read_id_map(path):
     """{int id: str doc} from PP-ShiTu's id_map.pkl, refusing anything else."""
-    try:
-        with open(path, "rb") as f:
-            data = IdMapUnpickler(io.BytesIO(f.read())).load()
-    except FileNotFoundError:
-        raise GalleryError(f"{path}: missing") from None
+    from ..utils.files import MAX_LIST_BYTES, read_input_bytes
+
+    raw = read_input_bytes(path, "PP-ShiTu id map", MAX_LIST_BYTES, GalleryError, missing=f"{path}: missing")
+    try:  # (regular files only, at most MAX_LIST_BYTES: utils/files.py)
+        data = IdMapUnpickler(io.BytesIO(raw)).load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
         raise GalleryError(f"{path}: not a plain PP-ShiTu id map ({e})") from None
     if not isinstance(data, dict):

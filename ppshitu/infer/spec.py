@@ -15,7 +15,9 @@ _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
 def fingerprint(params_path):
     """A short, stable id of the weights: galleries refuse vectors from another model."""
     h = hashlib.sha256()
-    with open(params_path, "rb") as f:
+    from ..utils.files import open_regular
+
+    with open_regular(params_path) as f:  # regular files only (utils/files.py): a FIFO would block the hash
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:16]
@@ -35,8 +37,9 @@ def read_spec(model_dir):
     path = os.path.join(model_dir, SPEC_FILE)
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        spec = yaml.safe_load(f) or {}
+    from ..utils.files import MAX_CONFIG_BYTES, read_input_text
+
+    spec = yaml.safe_load(read_input_text(path, "model spec", MAX_CONFIG_BYTES, ConfigError)) or {}
     check_spec(spec, path)
     return spec
 

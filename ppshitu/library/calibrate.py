@@ -110,7 +110,10 @@ def demo_unseen(data=None):
         root = os.path.join(ROOT, "bench", ".cache", "demo_rec")
         if not os.path.isfile(os.path.join(root, "test_list.txt")):
             make_recognition_set(root, **DEMO_SET)
-    rows = [line.split() for line in open(os.path.join(root, "test_list.txt"), encoding="utf-8") if line.strip()]
+    from ..utils.files import MAX_LIST_BYTES, read_input_text
+
+    text = read_input_text(os.path.join(root, "test_list.txt"), "list file", MAX_LIST_BYTES)
+    rows = [line.split() for line in text.splitlines() if line.strip()]
     return [(read_image(os.path.join(root, r[0])), int(r[1])) for r in rows], root
 
 

@@ -60,6 +60,7 @@ from tqdm import tqdm
 
 from ..errors import ConfigError, PPShiTuError
 from ..gallery.errors import GalleryError
+from ..utils.files import open_regular
 from ..utils.image import IMAGE_EXTENSIONS, image_file_chunks, not_regular_reason
 from ..utils.text import is_undecodable, name_from_text, name_text
 from . import common
@@ -225,10 +226,11 @@ def check_state_file(path):
     path = os.fspath(path)
     if not os.path.lexists(path):
         return
-    why = not_regular_reason(path)
+    why, head = not_regular_reason(path), b""
     try:
-        with open(path, "rb") as f:
-            head = f.read(100) if why is None else b""
+        if why is None:  # utils/files.py's opener: a FIFO swapped in meanwhile cannot block the open
+            with open_regular(path) as f:
+                head = f.read(100)
     except OSError as e:
         why = why or e.strerror or str(e)
     if why is None and head and not head.startswith(SQLITE_HEADER):

@@ -28,9 +28,12 @@ def load_calibration(path=None):
     path = path or CALIBRATION
     if not os.path.isfile(path):
         return {"format": FORMAT, "models": {}}
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+    from ..utils.files import MAX_CONFIG_BYTES, read_input_text
+
+    try:  # regular files only, at most MAX_CONFIG_BYTES (utils/files.py)
+        data = json.loads(read_input_text(path, "similarity calibration", MAX_CONFIG_BYTES, ConfigError))
+    except ConfigError:
+        raise
     except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: cannot read the similarity calibration ({e})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("models"), dict):

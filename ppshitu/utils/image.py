@@ -17,7 +17,8 @@ after it. Other formats decode in full. Only whole-image embeddings use it (a ga
 detection, the library tools): a detector's crops need the full image.
 
 Files: `open_image_file(path)` is the one way an image FILE is opened (read_image, the folder
-scan's content hashing, pHashes, report thumbnails). It accepts regular files only (a symbolic link
+scan's content hashing, pHashes, report thumbnails), through utils/files.py's `open_regular` (which
+opens every other input too: configs, lists, JSON). It accepts regular files only (a symbolic link
 to one is fine): a FIFO would block the reader forever, a device (`z.jpg -> /dev/zero`) would be read
 without end. It checks with stat() before opening (opening a device can itself do something), opens
 with O_NONBLOCK (so that a FIFO swapped in meanwhile cannot block the open) and checks the opened
@@ -32,7 +33,6 @@ black) — the system reports those "unknown" instead of the confident nonsense 
 import io
 import logging
 import os
-import stat
 import struct
 import warnings
 
@@ -41,6 +41,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import PPShiTuError
+from .files import (MAX_LIST_BYTES, NotRegularError, TooLargeError, not_regular_reason,  # noqa: F401 (re-exported)
+                    open_regular, read_input_text)
 
 # the one set of file extensions read as images: folder scans, directory and list inputs; the decoder
 # (OpenCV, PIL for the header) reads every one of them, GIF (its first frame) included
@@ -109,43 +111,11 @@ def max_image_bytes(max_pixels=None):
     return BYTES_PER_PIXEL * limit + IMAGE_BYTES_SLACK
 
 
-def _kind(mode):
-    if stat.S_ISDIR(mode):
-        return "directory"
-    if stat.S_ISFIFO(mode):
-        return "FIFO"
-    if stat.S_ISCHR(mode):
-        return "character device"
-    if stat.S_ISBLK(mode):
-        return "block device"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    return "special file"
-
-
-def not_regular_reason(path, st=None):
-    """None when `path` (symbolic links followed) is a regular file, else why not, e.g. "not a regular
-    file (FIFO)", "not a regular file (symbolic link to a character device)", or the stat error."""
-    try:
-        st = st if st is not None else os.stat(path)
-    except OSError as e:
-        return e.strerror or type(e).__name__
-    if stat.S_ISREG(st.st_mode):
-        return None
-    kind = _kind(st.st_mode)
-    if os.path.islink(path):
-        kind = f"symbolic link to a {kind}"
-    return f"not a regular file ({kind})"
-
-
 def _too_many_bytes(path, size, limit):
     return ImageFileTooLargeError(
         f"cannot read image {path}: larger than {limit} bytes (limit from Global.max_image_pixels: "
         f"{BYTES_PER_PIXEL} bytes per pixel + {IMAGE_BYTES_SLACK >> 20} MiB); "
         f"{'it grew past that while read' if size is None else f'it has {size} bytes'}; {_RAISE_IT}")
-
-
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def open_image_file(path, max_pixels=None, max_bytes=None):
@@ -158,29 +128,16 @@ def open_image_file(path, max_pixels=None, max_bytes=None):
 
 
 def _open_checked(path, limit):
+    """files.open_regular (stat, O_NONBLOCK open, fstat: regular files only, at most `limit` bytes), its
+    refusals as ImageReadError naming the image."""
     try:
-        st = os.stat(path)  # first: never open a device or a FIFO at all
+        return open_regular(path, limit)
+    except NotRegularError as e:
+        raise NotRegularFileError(f"cannot read image {path}: {e.reason}") from None
+    except TooLargeError as e:
+        raise _too_many_bytes(path, e.size, limit) from None
     except (OSError, ValueError) as e:
         raise ImageReadError(f"cannot read image {path}: {getattr(e, 'strerror', None) or e}") from None
-    why = not_regular_reason(path, st)
-    if why:
-        raise NotRegularFileError(f"cannot read image {path}: {why}")
-    if st.st_size > limit:
-        raise _too_many_bytes(path, st.st_size, limit)
-    try:
-        fd = os.open(path, _OPEN_FLAGS)  # O_NONBLOCK: a FIFO put there since the stat cannot block us
-    except OSError as e:
-        raise ImageReadError(f"cannot read image {path}: {e.strerror or e}") from None
-    try:
-        st = os.fstat(fd)  # what was opened, not what the path named a moment ago
-        if not stat.S_ISREG(st.st_mode):
-            raise NotRegularFileError(f"cannot read image {path}: not a regular file ({_kind(st.st_mode)})")
-        if st.st_size > limit:
-            raise _too_many_bytes(path, st.st_size, limit)
-        return os.fdopen(fd, "rb", buffering=0)  # unbuffered: reads go straight into the result
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def read_image_bytes(path, max_pixels=None, max_bytes=None):
@@ -380,13 +337,14 @@ def list_images(path):
                 " ".join(IMAGE_EXTENSIONS))
         return sorted(found)
     if not os.path.isfile(path):
-        raise ImageReadError(f"{path}: no such image, directory or list file")
+        why = not_regular_reason(path) if os.path.lexists(path) else None  # a FIFO, a device: said so
+        raise ImageReadError(f"{path}: {why or 'no such image, directory or list file'}")
     if path.lower().endswith(IMAGE_EXTENSIONS):
         return [path]
     root = os.path.dirname(os.path.abspath(path))
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            lines = f.read().splitlines()
+    try:  # regular files only, at most MAX_LIST_BYTES (utils/files.py)
+        text = read_input_text(path, "list file", MAX_LIST_BYTES, ImageReadError, encoding="utf-8-sig")
+        lines = text.splitlines()
     except UnicodeDecodeError as e:
         raise ImageReadError(f"{path}: not a UTF-8 list file of image paths ({e})") from None
     nul = next((no for no, line in enumerate(lines, 1) if "\0" in line), None)

@@ -9,6 +9,7 @@ uses and refuses everything else before it can run.
 Tensors keep their own size, stride and offset into the storage; many checkpoints converted from
 TensorFlow store permuted strides, so reading the bytes as contiguous arrays silently scrambles them.
 """
+import io
 import os
 import pickle
 import struct
@@ -18,6 +19,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..errors import WeightsError
+from ..utils.files import open_regular
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
@@ -146,7 +148,8 @@ def load_torch_legacy(path, honour_strides=True):
     to show the strides matter)."""
     path = str(path)
     try:
-        with open(path, "rb") as f:
+        # regular files only (utils/files.py): a FIFO would block the read, a device never end it
+        with io.BufferedReader(open_regular(path)) as f:
             if f.read(4) == b"PK\x03\x04":
                 raise ValueError("this is the zip-based torch format (torch >= 1.6), not the legacy one")
             f.seek(0)

@@ -30,6 +30,7 @@ import sys
 import tempfile
 
 from ...errors import ConfigError
+from ...utils.files import open_regular
 from ..runtime_base import model_files
 from ..spec import SPEC_FILE, read_spec
 from . import OpenVINOError, _ov
@@ -93,7 +94,7 @@ def _converter_versions():
 def conversion_key(prog, params):
     h = hashlib.sha256(json.dumps(_converter_versions(), sort_keys=True).encode())
     for path in (prog, params):
-        with open(path, "rb") as f:
+        with open_regular(path) as f:  # regular files only (utils/files.py): a FIFO would block the hash
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()[:24]

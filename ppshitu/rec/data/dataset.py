@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from ...errors import PPShiTuError
+from ...utils.files import MAX_LIST_BYTES, open_input_text
 from ...utils.image import ImageReadError, read_image
 from .transforms import build_transforms
 
@@ -24,11 +25,10 @@ class ListFileError(PPShiTuError):
 
 def read_list_file(path, delimiter=None):
     """[(relpath, label, uid or None)] from a `relpath label [uid]` file; errors name the line."""
-    if not os.path.isfile(path):
-        raise ListFileError(f"list file not found: {path}")
     rows = []
-    try:
-        with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is not part of the first path
+    try:  # regular files only, at most MAX_LIST_BYTES (utils/files.py); a byte-order mark is not part of a path
+        with open_input_text(path, "list file", MAX_LIST_BYTES, ListFileError,
+                             missing=f"list file not found: {path}", encoding="utf-8-sig") as f:
             lines = f.read().split("\n")  # (as iterating the file splits them)
     except UnicodeDecodeError as e:
         raise ListFileError(f"{path}: not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at offset "

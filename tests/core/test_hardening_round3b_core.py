@@ -1,0 +1,213 @@
+"""Issue 23, a fresh probe round (3b), fixed by class:
+
+1. Special files given as inputs: `mkfifo f.yaml; tools/similarity.py -c f.yaml a b` hung forever (every tool,
+   deploy/serve.py), so did `build_gallery -o IndexProcess.data_file=<fifo>`; `=/dev/zero` read until
+   MemoryError; a FIFO given as --scenes or Global.infer_imgs was called "no such file". Every non-image input
+   (configs, lists, JSON) now goes through utils/files.py's one opener: regular files only, at most a cap per
+   kind of file; a static rule keeps bare open() out of ppshitu's readers.
+(2. SIGINT and 8. a file where a folder must be: tests/core/test_hardening_errors.py.)
+
+Every probe that could hang runs in a child process with a timeout: a regression fails, it does not hang.
+"""
+import ast
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "configs" / "inference" / "inference_general.yaml"
+REC_MODEL = ROOT / "models" / "demo" / "rec"
+TIMEOUT = 120   # s: each probe is refused in well under 20 s (a tool's start-up); a hang is killed here
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"),
+                                reason="needs FIFOs and /dev/zero")
+
+
+def _env():
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    env.pop("PPSHITU_TOKEN", None)
+    return env
+
+
+def run_tool(script, *args, timeout=TIMEOUT):
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, env=_env(), timeout=timeout)
+
+
+def one_error_line(proc, *names):
+    from tests.core.test_hardening_errors import assert_one_error_line
+    return assert_one_error_line(proc, *names)
+
+
+@pytest.fixture()
+def specials(tmp_path):
+    """A FIFO and a symbolic link to /dev/zero, each under several names."""
+    out = {}
+    for name in ("f.yaml", "list.txt", "scenes.json"):
+        os.mkfifo(tmp_path / name)
+        out[("fifo", name)] = tmp_path / name
+        os.symlink("/dev/zero", tmp_path / f"zero_{name}")
+        out[("zero", name)] = tmp_path / f"zero_{name}"
+    return out
+
+
+# ------------------------------------------------------------------ 1. every reader, in a child process
+READERS = {
+    # name: (the call, the file name the input gets)
+    "config.load_yaml": ("from ppshitu.config import load_yaml as f; f(P)", "f.yaml"),
+    "image.list_images": ("from ppshitu.utils.image import list_images as f; f(P)", "list.txt"),
+    "builder.read_data_file": ("from ppshitu.gallery.builder import read_data_file as f; f(P)", "list.txt"),
+    "builder.read_labels": ("from ppshitu.gallery.builder import read_labels as f; f(P)", "list.txt"),
+    "rec.read_list_file": ("from ppshitu.rec.data.dataset import read_list_file as f; f(P)", "list.txt"),
+    "system_metrics.load_coco_scenes": ("from ppshitu.evaluation.system_metrics import load_coco_scenes as f; f(P)",
+                                        "scenes.json"),
+    "det.load_coco": ("from ppshitu.det.coco import load_coco as f; f(P)", "scenes.json"),
+    "migrate.read_id_map": ("from ppshitu.gallery.migrate import read_id_map as f; f(P)", "list.txt"),
+    "layout.read_json": ("from ppshitu.gallery.layout import read_json as f; f(P)", "scenes.json"),
+    "visualize.find_font": ("from ppshitu.visualize import find_font as f; f(P)", "f.yaml"),
+    "files.read_input_text": ("from ppshitu.utils.files import read_input_text as f; f(P)", "f.yaml"),
+}
+
+CHILD = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, {root!r})
+    P = {path!r}
+    try:
+        {call}
+        print(json.dumps({{"ok": True}}))
+    except BaseException as e:
+        print(json.dumps({{"ok": False, "type": type(e).__name__, "message": str(e)}}))
+""")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero"])
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_every_input_reader_refuses_a_fifo_and_a_device_naming_it(specials, reader, kind):
+    call, name = READERS[reader]
+    path = specials[(kind, name)]
+    proc = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT), path=str(path), call=call)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT, env=_env())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not result["ok"], f"{reader} read {path}"
+    want = "not a regular file (FIFO)" if kind == "fifo" else "character device"
+    assert want in result["message"] and str(path) in result["message"], result
+    assert result["type"] not in ("MemoryError", "KeyboardInterrupt"), result
+
+
+def test_a_file_over_the_cap_is_refused_unread_and_one_that_grows_past_it_while_read(tmp_path):
+    from ppshitu.errors import ConfigError
+    from ppshitu.utils.files import open_input_text, read_input_bytes, read_input_text
+
+    big = tmp_path / "big.txt"
+    big.write_text("x" * 2000)
+    with pytest.raises(ConfigError, match=r"list file .*big\.txt: larger than 1000 bytes.*it has 2000 bytes"):
+        read_input_text(big, "list file", 1000, ConfigError)
+    assert read_input_bytes(big, "list file", 2000) == b"x" * 2000
+    growing = tmp_path / "growing.txt"
+    growing.write_text("y" * 10)
+    with open_input_text(growing, "list file", 100, ConfigError) as f:
+        with open(growing, "a") as w:   # a log still being written, say
+            w.write("z" * 500)
+        with pytest.raises(ConfigError, match="grew past that while read"):
+            f.read()
+
+
+def test_the_caps_are_documented_and_used():
+    from ppshitu.utils import files
+    doc = files.__doc__
+    for name in ("MAX_CONFIG_BYTES", "MAX_LIST_BYTES", "MAX_ANNOTATION_BYTES"):
+        assert name in doc and getattr(files, name) >= 64 << 20, name
+
+
+# ------------------------------------------------------------------ 1. the probes, as a user runs them
+@pytest.mark.parametrize("tool,args", [
+    ("tools/similarity.py", ("a.jpg", "b.jpg")),
+    ("tools/search.py", ("--image", "x.jpg")),
+    ("deploy/serve.py", ()),
+])
+@pytest.mark.parametrize("kind", ["fifo", "zero"])
+def test_a_fifo_or_a_device_as_the_config_is_one_line(specials, tool, args, kind):
+    cfg = specials[(kind, "f.yaml")]
+    t0 = time.monotonic()
+    proc = run_tool(tool, "-c", cfg, *args)
+    line = one_error_line(proc, cfg)
+    assert ("FIFO" if kind == "fifo" else "character device") in line, line
+    assert time.monotonic() - t0 < 60
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero"])
+def test_build_gallery_with_a_fifo_or_a_device_as_data_file_is_one_line(specials, tmp_path, kind):
+    data_file = specials[(kind, "list.txt")]
+    proc = run_tool("tools/build_gallery.py", "-c", CONFIG, "-o", f"Global.rec_inference_model_dir={REC_MODEL}",
+                    "-o", "Global.det_inference_model_dir=", "-o", f"IndexProcess.index_dir={tmp_path / 'index'}",
+                    "-o", f"IndexProcess.image_root={tmp_path}", "-o", f"IndexProcess.data_file={data_file}",
+                    "-o", "IndexProcess.index_operation=new", "-o", "Global.cpu_num_threads=1")
+    line = one_error_line(proc, data_file)
+    assert "not a regular file" in line, line
+
+
+def test_a_fifo_as_infer_imgs_or_scenes_is_called_a_fifo(specials, tmp_path):
+    fifo = specials[("fifo", "scenes.json")]
+    for proc in (run_tool("tools/predict_system.py", "-c", CONFIG, "-o", f"Global.infer_imgs={fifo}",
+                          "-o", f"Global.output_dir={tmp_path / 'out'}"),
+                 run_tool("tools/eval_system.py", "-c", CONFIG, "--scenes", fifo)):
+        line = one_error_line(proc, fifo)
+        assert "not a regular file (FIFO)" in line and "no such" not in line, line
+
+
+# ------------------------------------------------------------------ 1. the rule: no bare open() for reading
+# files opened with the builtin open() for reading, and why that is safe
+OPEN_ALLOWED = {
+    "ppshitu/utils/cpu.py": "/proc/cpuinfo, a kernel file",
+    "ppshitu/serving/routers/page.py": "the package's own static files",
+    "ppshitu/utils/outputs.py": "a temporary file it has just written itself",
+    "ppshitu/library/dupcalibrate.py": "its own cache file, under ppshitu's cache folder",
+}
+
+
+def _read_opens(path):
+    """Line numbers of open(...) / io.open(...) calls whose mode reads (no w, a, x, +)."""
+    tree = ast.parse(path.read_text(), str(path))
+    lines = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = ast.unparse(node.func)
+        if name not in ("open", "io.open", "codecs.open", "builtins.open"):
+            continue
+        mode = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "mode"), None)
+        text = mode.value if isinstance(mode, ast.Constant) and isinstance(mode.value, str) else "r"
+        if not set(text) & set("wax+"):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_every_input_file_is_opened_by_the_one_opener():
+    """ppshitu reads a file a user can name only through utils/files.py (open_regular / open_input / ...,
+    images through utils/image.py's open_image_file, which uses it): a bare open() would block on a FIFO
+    and read /dev/zero without end."""
+    bad = []
+    for path in sorted((ROOT / "ppshitu").rglob("*.py")):
+        rel = str(path.relative_to(ROOT))
+        if rel in OPEN_ALLOWED or rel == "ppshitu/utils/files.py":
+            continue
+        bad += [f"{rel}:{n}" for n in _read_opens(path)]
+    assert not bad, ("open() for reading outside utils/files.py (use open_input / read_input_text / open_regular, "
+                     "or add the file to OPEN_ALLOWED saying why it is safe): " + ", ".join(bad))
+
+
+def test_a_fifo_as_the_folder_state_is_one_line(specials, tmp_path):
+    fifo = specials[("fifo", "scenes.json")]
+    (tmp_path / "photos").mkdir()
+    proc = run_tool("tools/index_folder.py", "-c", CONFIG, "-o", f"Global.rec_inference_model_dir={REC_MODEL}",
+                    "-o", "Global.det_inference_model_dir=", "--dir", tmp_path / "photos",
+                    "--index", tmp_path / "index", "--state", fifo)
+    line = one_error_line(proc, fifo)
+    assert "not a regular file (FIFO)" in line, line
