@@ -5,7 +5,11 @@ naming the file or value, exit 2: a NUL byte in a list file; a symlink loop or a
 given to tools/similarity.py / tools/search.py; `-c` naming a directory or a non-UTF-8 file; the disk
 full during an append (the old gallery intact, FAISS's RuntimeError never shown); Global.output_dir
 naming an existing file; deploy/serve.py --port 99999. Each probe runs the real tool in a child
-process. Unexpected bugs may still show a traceback (run_main does not swallow them)."""
+process. Unexpected bugs may still show a traceback (run_main does not swallow them).
+
+Round 3b: Ctrl-C (SIGINT) printed a KeyboardInterrupt traceback: now one line `interrupted`, exit 130, the
+gallery old or new; a path under a regular file (`--state q.jpg/x`) said "q.jpg: File exists": now it says
+q.jpg is a file where a folder must be."""
 import errno
 import os
 import re
@@ -14,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -383,3 +388,97 @@ def test_run_main_leaves_unexpected_bugs_alone():
         raise KeyError("a bug")
     with pytest.raises(KeyError):
         run_main(main)
+
+
+# ------------------------------------------------------------------ SIGINT (round 3b, 2)
+# `timeout -s INT 3.5 tools/index_folder.py ...` printed a 36-80-line KeyboardInterrupt traceback
+SIGINT_TIMEOUT = 120
+
+
+def _images(folder, n):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    for i in range(n):
+        small = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+        cv2.imwrite(str(folder / f"{i:04d}.jpg"), cv2.resize(small, (160, 120), interpolation=cv2.INTER_NEAREST))
+
+
+def test_sigint_is_one_line_exit_130_and_the_gallery_stays_usable(tmp_path):
+    folder, index = tmp_path / "photos", tmp_path / "index"
+    _images(folder, 400)
+    args = [sys.executable, str(ROOT / "tools" / "index_folder.py"), "-c", str(CONFIG),
+            "-o", f"Global.rec_inference_model_dir={MODELS / 'rec'}", "-o", "Global.det_inference_model_dir=",
+            "-o", "Global.cpu_num_threads=1", "--dir", str(folder), "--index", str(index)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_env())
+    deadline = time.monotonic() + SIGINT_TIMEOUT
+    while not (index / "CURRENT").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)   # the gallery is made first; then the embedding runs for a while
+    time.sleep(1.0)
+    assert proc.poll() is None, "index_folder finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=SIGINT_TIMEOUT)
+    assert proc.returncode == 130, (proc.returncode, err[-3000:])
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    assert err.rstrip().splitlines()[-1] == "interrupted", err[-3000:]
+    from ppshitu.gallery.gallery import Gallery
+    with Gallery.open(str(index)) as g:   # the old gallery (empty) or a complete new one
+        assert len(g) in (0, 400), len(g)
+    # and the next run completes the job
+    done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with Gallery.open(str(index)) as g:
+        assert len(g) == 400
+
+
+def test_run_main_turns_keyboard_interrupt_into_one_line(capsys, monkeypatch):
+    from ppshitu.cli import run_main
+    monkeypatch.setattr(signal, "signal", lambda *a: None)  # leave pytest's own SIGINT handler alone
+
+    def main():
+        raise KeyboardInterrupt
+    with pytest.raises(SystemExit) as e:
+        run_main(main)
+    assert e.value.code == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+
+
+# ------------------------------------------------------------------ a file where a folder must be (round 3b, 8)
+# `--state q.jpg/x` said "q.jpg: File exists"; the system's words name neither the culprit nor the cause
+def _line(exc_from, capsys):
+    from ppshitu.cli import run_main
+    with pytest.raises(SystemExit) as e:
+        run_main(exc_from)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_a_parent_that_is_a_file_is_named(tmp_path, capsys):
+    blocker = tmp_path / "q.jpg"
+    blocker.write_text("a photo")
+    line = _line(lambda: os.makedirs(blocker / "x" / "y"), capsys)        # ENOTDIR
+    assert f"parent {blocker} is a file, not a folder" in line, line
+    line = _line(lambda: os.makedirs(blocker, exist_ok=True), capsys)     # EEXIST (makedirs of the file)
+    assert f"{blocker}: is a file, not a folder" in line and "File exists" not in line, line
+    line = _line(lambda: open(blocker / "state.sqlite", "w"), capsys)     # ENOTDIR from open()
+    assert f"parent {blocker} is a file" in line, line
+    line = _line(lambda: os.open(blocker, os.O_CREAT | os.O_EXCL | os.O_WRONLY), capsys)  # a real EEXIST stays
+    assert "File exists" in line, line
+    assert blocker.read_text() == "a photo"
+    from ppshitu.cli import describe_error
+    e = OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(tmp_path / "nothing" / "x"))
+    assert describe_error(e).endswith("Not a directory")  # no file in the way: the system's words
+
+
+def test_index_folder_state_under_a_file_names_the_file(tmp_path):
+    folder = tmp_path / "photos"
+    _images(folder, 2)
+    blocker = tmp_path / "q.jpg"
+    blocker.write_text("a photo")
+    for state in (blocker / "x", blocker / "x" / "y"):
+        proc = run_tool("tools/index_folder.py", "-c", CONFIG, "-o", f"Global.rec_inference_model_dir={MODELS / 'rec'}",
+                        "-o", "Global.det_inference_model_dir=", "--dir", folder, "--index", tmp_path / "index",
+                        "--state", state)
+        line = assert_one_error_line(proc, blocker)
+        assert "is a file, not a folder" in line and "File exists" not in line, line
+    assert blocker.read_text() == "a photo"
