@@ -24,15 +24,19 @@ class Field:
     `choices`: the valid values, or a callable giving them (a registry's names, read when checked).
     `only` + `why`: a key kept so that PaddleClas / PP-ShiTu configs load, whose other values ppshitu
     does not honour: any value outside `only` is refused, saying why (never silently ignored).
-    `min_value` / `max_value`: bounds of a number (`min_exclusive`: the value must be above min_value).
-    A float is always finite (.nan / .inf are refused). Every numeric key declares its range
-    (tests/core/test_schema_ranges.py checks that).
+    `min_value` / `max_value`: bounds of a number (`min_exclusive` / `max_exclusive`: the value must be
+    above min_value / below max_value). A float is always finite (.nan / .inf are refused). Every numeric
+    key declares its range (tests/core/test_schema_ranges.py checks that), the keys of components too
+    (a class's CONFIG_SCHEMA, checked by ppshitu/registry.py when the component is built).
+    `text_number`: a string is read as a number first (parse_number: YAML reads `1e-4` as text,
+    PP-ShiTu configs write `1.0/255.0`), then checked like one.
     `range_by(section) -> (min, max, why)`: bounds that depend on the section's other keys (read from
     the section as written; the static min_value / max_value hold whatever it says).
     `item` + `length`: a list of numbers: each element checked by the Field `item`, `length` of them."""
 
     def __init__(self, types=object, default=MISSING, choices=None, doc="", only=None, why="",
-                 min_value=None, max_value=None, min_exclusive=False, range_by=None, item=None, length=None):
+                 min_value=None, max_value=None, min_exclusive=False, range_by=None, item=None, length=None,
+                 max_exclusive=False, text_number=False):
         self.types = types if isinstance(types, tuple) else (types,)
         self.default = default
         self._choices = choices
@@ -40,6 +44,7 @@ class Field:
         self.why = why
         self.doc = doc or why
         self.min_value, self.max_value, self.min_exclusive = min_value, max_value, min_exclusive
+        self.max_exclusive, self.text_number = max_exclusive, text_number
         self.range_by, self.item, self.length = range_by, item, length
 
     @property
@@ -54,6 +59,8 @@ class Field:
         """The value, checked (`section`: the mapping holding it, for range_by)."""
         if value is None and type(None) in self.types:
             return value
+        if self.text_number and isinstance(value, str) and str not in self.types:
+            value = parse_number(value, f"{source}: {path}")
         ok = any(_isinstance(value, t) for t in self.types)
         if not ok:
             names = "/".join("null" if t is type(None) else t.__name__ for t in self.types)
@@ -82,14 +89,15 @@ class Field:
             lo, hi, why = self.range_by(section)
         why = f" ({why})" if why else ""
         below = lo is not None and (value <= lo if self.min_exclusive else value < lo)
-        above = hi is not None and value > hi
+        above = hi is not None and (value >= hi if self.max_exclusive else value > hi)
         if not (below or above):
             return
         low = f"> {lo}" if self.min_exclusive else f">= {lo}"
+        high = f"< {hi}" if self.max_exclusive else f"<= {hi}"
         if lo is not None and hi is not None:
-            wanted = f"from {lo} to {hi}" if not self.min_exclusive else f"{low} and <= {hi}"
+            wanted = f"from {lo} to {hi}" if not (self.min_exclusive or self.max_exclusive) else f"{low} and {high}"
         else:
-            wanted = low if lo is not None else f"<= {hi}"
+            wanted = low if lo is not None else high
         raise ConfigError(f"{source}: {path} must be {wanted}{why}, got {value!r}")
 
 

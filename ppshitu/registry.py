@@ -24,13 +24,25 @@ a family whose names are only known once its module is imported (PaddleClas's ba
 when a lookup misses, or by `load_providers()`.
 
 Constructor arguments are checked against the signature, so an unknown or
-misspelled key is reported with its config path and the nearest valid name.
+misspelled key is reported with its config path and the nearest valid name. Their values are checked
+against the class's `CONFIG_SCHEMA` ({argument: config.Field, or SUPPLIED for one the code passes
+itself}): types and ranges, e.g. `Arch.Head.ArcMargin: scale must be > 0 and <= 1000, got -30`, before
+anything is built. Every component of the training registries (heads, necks, losses, optimizers, LR
+schedules, samplers, datasets, transforms, metrics) declares one for every argument, and every numeric
+one has a range (tests/core/test_schema_ranges.py walks them).
+
+    class ArcMargin(nn.Layer):
+        CONFIG_SCHEMA = {"embedding_size": SUPPLIED, "margin": Field(NUM, min_value=0, max_value=1.5), ...}
 """
 import importlib
 import inspect
 import re
 
+from .config import Field
 from .errors import ConfigError, did_you_mean
+
+# a CONFIG_SCHEMA entry for a constructor argument that ppshitu's code passes (a config may not set it)
+SUPPLIED = "supplied by the code that builds the component"
 
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -136,6 +148,7 @@ class Registry:
         cls = self.get(name, where)
         kwargs = dict(kwargs or {})
         check_kwargs(cls, kwargs, where or f"{self.kind} {name}", supplied=extra)
+        kwargs = check_values(cls, kwargs, where or f"{self.kind} {name}")
         return cls(**kwargs, **extra)
 
     def build_spec(self, spec, where="", **extra):
@@ -189,3 +202,20 @@ def check_kwargs(cls, kwargs, where, supplied=()):
         if (p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
                 and p.name not in kwargs and p.name not in supplied):
             raise ConfigError(f"{where}: missing required key '{p.name}'")
+
+
+def check_values(cls, kwargs, where):
+    """`kwargs` with each value checked by the Field its key has in `cls.CONFIG_SCHEMA` (types, ranges;
+    a text number converted); a value outside is a ConfigError naming `where` and the key. A key the code
+    supplies (SUPPLIED) may not come from a config. Keys the schema does not know are passed as given."""
+    schema = getattr(cls, "CONFIG_SCHEMA", None)
+    if not schema:
+        return kwargs
+    out = dict(kwargs)
+    for key, value in kwargs.items():
+        spec = schema.get(key)
+        if spec is SUPPLIED:
+            raise ConfigError(f"{where}: '{key}' is set by ppshitu, not by a config; remove it")
+        if isinstance(spec, Field):
+            out[key] = spec.check(value, key, where, section=kwargs)
+    return out

@@ -25,6 +25,10 @@ def _index_methods():
     return INDEX_METHODS.names()
 STR_OR_NONE = (str, NONE)
 NUM = (int, float)
+# The most threads (or worker processes) any key may ask for: Global.cpu_num_threads, Global.num_threads,
+# IndexProcess.num_workers, DataLoader.*.loader.num_workers, deploy/serve.py --workers. Far above any machine's
+# cores, far below what breaks: `cpu_num_threads=100000` made Paddle's C++ abort the process (SIGABRT).
+MAX_THREADS = 1024
 
 
 def _image_shape(default):
@@ -60,7 +64,8 @@ TRAIN_GLOBAL = {
     "seed": Field((int, NONE), 42, min_value=0, max_value=2 ** 32 - 1),
     "to_static": Field(bool, False, only=(False,), why="training runs in dygraph; export traces the model"),
     "use_dali": Field(bool, False, only=(False,), why="DALI data loading is not built in"),
-    "num_threads": Field((int, NONE), None, min_value=1, doc="CPU threads for training (default: all cores)"),
+    "num_threads": Field((int, NONE), None, min_value=1, max_value=MAX_THREADS,
+                         doc="CPU threads for training (default: all cores); at most MAX_THREADS (1024)"),
     "max_iters_per_epoch": Field((int, NONE), None, min_value=1, doc="cut each epoch short (smoke tests, quick "
                                  "demos)"),
     "export_format": Field(str, "pir", choices=("pir", "legacy"), doc="inference.json (pir) or inference.pdmodel (legacy)"),
@@ -118,7 +123,8 @@ INFER_GLOBAL = {
     "use_gpu": Field(bool, False),
     "enable_mkldnn": Field(bool, True),
     "enable_mkldnn_bfloat16": Field(bool, False),
-    "cpu_num_threads": Field(int, 2, min_value=1),
+    "cpu_num_threads": Field(int, 2, min_value=1, max_value=MAX_THREADS,
+                             doc="threads of each predictor, from 1 to MAX_THREADS (1024)"),
     "enable_benchmark": Field(bool, False, doc="predict_system prints its images/s and ms/image at the end"),
     "use_fp16": Field(bool, False, only=(False,), why="half precision needs TensorRT, which no ppshitu runtime "
                       "uses; on CPU, enable_mkldnn_bfloat16 gives reduced precision"),
@@ -194,7 +200,8 @@ INDEX_PROCESS = {
     "pq_m": Field((int, NONE), None, min_value=1, doc="IVFPQ sub-quantizers (must divide embedding_size)"),
     "rerank_factor": Field((int, NONE), None, min_value=1, doc="IVFPQ: candidates re-scored exactly, per result"),
     "use_det": Field(bool, False, doc="index the detector's main object instead of the whole image"),
-    "num_workers": Field(int, 2, min_value=1, doc="image-decoding threads while the model runs"),
+    "num_workers": Field(int, 2, min_value=1, max_value=MAX_THREADS,
+                         doc="image-decoding threads while the model runs (at most MAX_THREADS, 1024)"),
 }
 
 INFER_SCHEMA = {

@@ -18,7 +18,7 @@ says what each one bounds.
 import sys
 
 from ppshitu.cli import config_parser, load_cli_config, run_main
-from ppshitu.schemas import INFER_SCHEMA
+from ppshitu.schemas import INFER_SCHEMA, MAX_THREADS
 
 MiB = 1 << 20
 
@@ -57,7 +57,7 @@ def parse_args(argv=None):
 
 
 # each numeric flag's range: (flag, low, high, what); every float must also be finite
-FLAG_RANGES = (("port", 0, 65535, "a TCP port; 0: any free port"), ("workers", 1, 1024, "threads"),
+FLAG_RANGES = (("port", 0, 65535, "a TCP port; 0: any free port"), ("workers", 1, MAX_THREADS, "threads"),
                ("queue", 1, None, "jobs"), ("queue_timeout", 0, None, "seconds"),
                ("max_body_mb", 0, 1 << 20, "MiB"), ("max_pixels", 1, None, "pixels"), ("max_files", 1, None, "images"),
                ("header_timeout", 0, None, "seconds"), ("read_timeout", 0, None, "seconds"),

@@ -25,6 +25,7 @@ import numpy as np
 from ..config import Field, validate
 from ..errors import ConfigError
 from ..infer.det import DetPreprocess
+from ..schemas import MAX_THREADS
 from ..utils.image import ImageReadError, read_image
 from .coco import load_coco
 from .transforms import BATCH_TRANSFORMS, SAMPLE_TRANSFORMS
@@ -47,7 +48,8 @@ SAMPLER_SCHEMA = {
     "drop_last": Field(bool, True),
 }
 LOADER_SCHEMA = {
-    "num_workers": Field(int, 2, min_value=0, doc="threads decoding and augmenting images (0: 1)"),
+    "num_workers": Field(int, 2, min_value=0, max_value=MAX_THREADS,
+                         doc="threads decoding and augmenting images (0: 1; at most MAX_THREADS, 1024)"),
     "use_shared_memory": Field(bool, False, doc="accepted for PaddleClas compatibility"),
 }
 SECTION_SCHEMA = {"dataset": DATASET_SCHEMA, "sampler": SAMPLER_SCHEMA, "loader": LOADER_SCHEMA}

@@ -8,11 +8,13 @@ of samples of one batch (multi-scale training picks one size per batch).
 import cv2
 import numpy as np
 
+from ..config import Field
 from ..errors import ConfigError
 from ..registry import Registry
 
 SAMPLE_TRANSFORMS = Registry("det transform")
 BATCH_TRANSFORMS = Registry("det batch transform")
+NUM = (int, float)
 
 _INTERPS = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_AREA, cv2.INTER_CUBIC, cv2.INTER_LANCZOS4)
 
@@ -29,6 +31,12 @@ class RandomCrop:
     """SSD-style crop (as PaddleDetection's RandomCrop): pick a minimum-IoU constraint
     (or no crop), then try crops of `scaling` area fraction and `aspect_ratio` whose IoU
     with some box reaches it; boxes whose centre falls inside are kept and clipped."""
+
+    CONFIG_SCHEMA = {
+        "aspect_ratio": Field((list, tuple), length=2, item=Field(NUM, min_value=0, min_exclusive=True, max_value=100)),
+        "scaling": Field((list, tuple), length=2, item=Field(NUM, min_value=0, min_exclusive=True, max_value=1)),
+        "thresholds": Field((list, tuple), item=Field(NUM, min_value=0, max_value=1), doc="minimum IoUs to draw from"),
+        "num_attempts": Field(int, min_value=1, max_value=10000), "allow_no_crop": Field(bool)}
 
     def __init__(self, aspect_ratio=(0.5, 2.0), scaling=(0.3, 1.0), thresholds=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9),
                  num_attempts=50, allow_no_crop=True):
@@ -67,6 +75,8 @@ class RandomCrop:
 
 @SAMPLE_TRANSFORMS.register()
 class RandomFlip:
+    CONFIG_SCHEMA = {"prob": Field(NUM, min_value=0, max_value=1)}
+
     def __init__(self, prob=0.5):
         self.prob = prob
 
@@ -82,6 +92,12 @@ class RandomFlip:
 @SAMPLE_TRANSFORMS.register()
 class RandomDistort:
     """Brightness, contrast, saturation and hue, each applied with `prob`, in random order."""
+
+    CONFIG_SCHEMA = {
+        **{k: Field((list, tuple), length=2, item=Field(NUM, min_value=0, max_value=10), doc="[low, high] factors")
+           for k in ("brightness", "contrast", "saturation")},
+        "hue": Field((list, tuple), length=2, item=Field(NUM, min_value=-180, max_value=180), doc="degrees"),
+        "prob": Field(NUM, min_value=0, max_value=1)}
 
     def __init__(self, brightness=(0.5, 1.5), contrast=(0.5, 1.5), saturation=(0.5, 1.5), hue=(-18, 18), prob=0.5):
         self.ranges = {"brightness": brightness, "contrast": contrast, "saturation": saturation, "hue": hue}
@@ -114,6 +130,11 @@ class RandomDistort:
 class BatchRandomResize:
     """Resize every image of a batch to one size drawn from `target_size` (ints or [H, W]),
     stretched (keep_ratio false, as PicoDet trains), with a random interpolation if asked."""
+
+    CONFIG_SCHEMA = {"target_size": Field(list, item=Field((int, list), min_value=32, max_value=16384, length=2,
+                                                           item=Field(int, min_value=32, max_value=16384))),
+                     "random_interp": Field(bool), "interp": Field(int, choices=(0, 1, 2, 3, 4),
+                                                                    doc="an OpenCV interpolation flag")}
 
     def __init__(self, target_size, random_interp=True, interp=cv2.INTER_LINEAR):
         sizes = [[s, s] if isinstance(s, int) else list(s) for s in target_size]

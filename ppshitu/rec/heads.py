@@ -4,9 +4,20 @@ import math
 import paddle
 from paddle import nn
 
+from ..config import Field
 from ..registry import Registry
 
 HEADS = Registry("head")
+NUM = (int, float)
+MAX_CLASSES = 10_000_000
+MAX_WIDTH = 65536  # features of an embedding or a layer
+# what every head takes: its input width (filled in from the neck or backbone; a config value must agree)
+# and its classes (filled in from the training list when left out)
+HEAD_SCHEMA = {
+    "embedding_size": Field(int, min_value=1, max_value=MAX_WIDTH, doc="the head's input width"),
+    "class_num": Field(int, min_value=1, max_value=MAX_CLASSES, doc="classes (default: the training list's)"),
+    "bias": Field(bool),
+}
 
 
 def l2_normalize(x, axis=1, eps=1e-12):
@@ -23,6 +34,8 @@ def l2_normalize_exportable(x, eps=1e-12):
 
 @HEADS.register()
 class FC(nn.Layer):
+    CONFIG_SCHEMA = HEAD_SCHEMA
+
     def __init__(self, embedding_size, class_num, bias=True):
         super().__init__()
         self.class_num = class_num
@@ -38,6 +51,15 @@ class FC(nn.Layer):
 class ArcMargin(nn.Layer):
     """Additive angular margin (ArcFace): logits scale*cos(theta + margin) for the true class,
     scale*cos(theta) for the others; plain scaled cosines at eval or without labels."""
+
+    CONFIG_SCHEMA = {
+        **{k: HEAD_SCHEMA[k] for k in ("embedding_size", "class_num")},
+        "margin": Field(NUM, min_value=0, max_value=1.5, doc="radians added to the true class's angle (0.15-0.5 "
+                        "in practice; past pi/2 the margined logit is below every other class's)"),
+        "scale": Field(NUM, min_value=0, min_exclusive=True, max_value=1000,
+                       doc="the logits are cosines times this (PaddleClas: 30-80)"),
+        "easy_margin": Field(bool),
+    }
 
     def __init__(self, embedding_size, class_num, margin=0.5, scale=80.0, easy_margin=False):
         super().__init__()

@@ -9,16 +9,24 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
+from ..config import Field
 from ..errors import ConfigError
 from ..registry import Registry, split_spec
 from .heads import l2_normalize
 
 LOSSES = Registry("loss")
+NUM = (int, float)
+FEATURE_FROM = Field(str, choices=("features", "backbone"), doc="the embedding after the neck, or the backbone's")
+# each loss's `weight` in Loss.Train (CombinedLoss takes it before the loss is built)
+WEIGHT = Field(NUM, min_value=0, max_value=1000, doc="the loss's weight in the sum")
 
 
 @LOSSES.register()
 class CELoss(nn.Layer):
     """Cross-entropy on `logits`, with label smoothing `epsilon` (0 or None: none)."""
+
+    CONFIG_SCHEMA = {"epsilon": Field((int, float, type(None)), min_value=0, max_value=1, max_exclusive=True,
+                                      doc="label smoothing")}
 
     def __init__(self, epsilon=None):
         super().__init__()
@@ -48,6 +56,10 @@ class TripletLossV2(nn.Layer):
     """Batch-hard triplet loss: for each anchor, its farthest positive and nearest negative,
     max(0, d(a,p) - d(a,n) + margin). Anchors without a negative in the batch are skipped."""
 
+    CONFIG_SCHEMA = {"margin": Field(NUM, min_value=0, max_value=100, doc="in embedding distance (at most 2 "
+                                     "between normalized features)"),
+                     "normalize_feature": Field(bool), "feature_from": FEATURE_FROM}
+
     def __init__(self, margin=0.5, normalize_feature=True, feature_from="features"):
         super().__init__()
         self.margin, self.normalize_feature, self.feature_from = margin, normalize_feature, feature_from
@@ -76,6 +88,9 @@ class SupConLoss(nn.Layer):
 
     `learn_temperature`: T becomes a parameter (optimised and checkpointed with the model), started at
     `temperature` and kept in [0.01, 1]."""
+
+    CONFIG_SCHEMA = {"temperature": Field(NUM, min_value=0, min_exclusive=True, max_value=1),
+                     "learn_temperature": Field(bool), "feature_from": FEATURE_FROM}
 
     def __init__(self, temperature=0.05, learn_temperature=False, feature_from="features"):
         super().__init__()
@@ -121,9 +136,7 @@ class CombinedLoss(nn.Layer):
         for i, spec in enumerate(specs):
             name, kwargs = split_spec(spec, f"{where}[{i}]")
             kwargs = dict(kwargs)
-            weight = kwargs.pop("weight", 1.0)
-            if not isinstance(weight, (int, float)) or weight < 0:
-                raise ConfigError(f"{where}[{i}].{name}.weight must be a non-negative number, got {weight!r}")
+            weight = WEIGHT.check(kwargs.pop("weight", 1.0), "weight", f"{where}[{i}].{name}")
             layers.append(LOSSES.build(name, kwargs, where=f"{where}[{i}].{name}"))
             self.names.append(name if name not in self.names else f"{name}_{i}")
             self.weights.append(float(weight))

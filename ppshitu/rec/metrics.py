@@ -13,14 +13,19 @@ left out of every metric and counted (`no_positive`).
 """
 import numpy as np
 
+from ..config import Field
 from ..errors import ConfigError
 from ..registry import Registry
 
 METRICS = Registry("metric")
+_DESCENDING = Field(bool, doc="accepted for PaddleClas compatibility (scores are cosines: higher is nearer)")
 
 
 @METRICS.register()
 class Recallk:
+    CONFIG_SCHEMA = {"topk": Field((int, list, tuple), min_value=1, max_value=10000,
+                                   item=Field(int, min_value=1, max_value=10000)), "descending": _DESCENDING}
+
     def __init__(self, topk=(1, 5), descending=True):
         topk = [topk] if isinstance(topk, int) else list(topk)
         if not topk or not all(isinstance(k, int) and k > 0 for k in topk):
@@ -33,6 +38,8 @@ class Recallk:
 
 @METRICS.register()
 class mAP:  # noqa: N801 -- PaddleClas's config name
+    CONFIG_SCHEMA = {"descending": _DESCENDING}
+
     def __init__(self, descending=True):
         pass
 
@@ -44,6 +51,8 @@ class mAP:  # noqa: N801 -- PaddleClas's config name
 @METRICS.register("MAP@R")
 @METRICS.register()
 class MAPatR:
+    CONFIG_SCHEMA = {}
+
     def __init__(self):
         pass
 

@@ -2,15 +2,24 @@
 import paddle
 from paddle import nn
 
+from ..config import Field
 from ..registry import Registry
 
 NECKS = Registry("neck")
+MAX_WIDTH = 65536  # features of an embedding or a layer
 
 
 @NECKS.register()
 class FC(nn.Layer):
     """Linear projection `embedding_size` (backbone width) -> `class_num` (the embedding size:
     PaddleClas's naming)."""
+
+    CONFIG_SCHEMA = {
+        "embedding_size": Field(int, min_value=1, max_value=MAX_WIDTH, doc="input width (filled in from the "
+                                "layer before; a config value must agree)"),
+        "class_num": Field(int, min_value=1, max_value=MAX_WIDTH, doc="output width: the embedding size"),
+        "bias": Field(bool),
+    }
 
     def __init__(self, embedding_size, class_num, bias=True):
         super().__init__()
@@ -27,6 +36,9 @@ class FC(nn.Layer):
 class BNNeck(nn.Layer):
     """BatchNorm without a trainable shift (bag-of-tricks re-ID): the triplet loss sees the
     features before it, the classifier the normalized ones after it when placed last."""
+
+    CONFIG_SCHEMA = {"num_features": Field(int, min_value=1, max_value=MAX_WIDTH, doc="width (filled in from the "
+                                           "layer before; a config value must agree)")}
 
     def __init__(self, num_features):
         super().__init__()

@@ -53,6 +53,10 @@ class Settings:
                      "inflight_pixels", "max_files", "max_connections", "max_header_bytes", "thumbnail_cache"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        from ..schemas import MAX_THREADS
+        for name in ("workers", "decode_slots"):  # threads: at most MAX_THREADS (ppshitu/schemas.py)
+            if int(getattr(self, name)) > MAX_THREADS:
+                raise ValueError(f"{name} must be from 1 to {MAX_THREADS} (threads), got {getattr(self, name)!r}")
         for name in ("queue_timeout", "header_timeout", "read_timeout", "keep_alive"):
             value = float(getattr(self, name))
             if not math.isfinite(value) or value <= 0:

@@ -61,7 +61,8 @@ def test_random_transforms_depend_on_the_rng_only():
     ([{"ResizeImg": {"size": 4}}], r"transform_ops\[0\].*unknown transform 'ResizeImg'.*did you mean ResizeImage"),
     ([{"ResizeImage": {"size": 4, "interp": "nearest"}}], r"unknown key 'interp'"),
     ([{"NormalizeImage": {"scale": "1/0"}}], r"division by zero"),
-    ([{"ResizeImage": {"size": [4]}}], r"size must be a positive int or \[width, height\]"),
+    ([{"ResizeImage": {"size": [4]}}], r"ResizeImage: size must be a list of 2 values"),  # its CONFIG_SCHEMA
+    ([{"ResizeImage": {"size": 0}}], r"ResizeImage: size must be from 1 to 16384"),
 ])
 def test_transform_config_errors(ops, match):
     with pytest.raises(ConfigError, match=match):

@@ -11,7 +11,9 @@ import os
 
 import numpy as np
 
+from ...config import Field
 from ...errors import PPShiTuError
+from ...registry import SUPPLIED
 from ...utils.files import MAX_LIST_BYTES, open_input_text
 from ...utils.image import ImageReadError, read_image
 from .transforms import build_transforms
@@ -61,6 +63,10 @@ class ListDataset:
     (CHW float32 image, label int64, uid int64 (-1 if none), bad int64 (-1 or the index
     of an undecodable image it replaces)).
     """
+
+    CONFIG_SCHEMA = {"image_root": Field(str), "cls_label_path": Field(str, doc="the `relpath label [uid]` list"),
+                     "transform_ops": Field((list, type(None))), "delimiter": Field((str, type(None))),
+                     "relabel": Field(bool), "seed": SUPPLIED, "config_path": SUPPLIED}
 
     def __init__(self, image_root, cls_label_path, transform_ops=None, delimiter=None, relabel=False,
                  seed=0, config_path="dataset"):

@@ -13,8 +13,10 @@ import logging
 import numpy as np
 import paddle
 
+from ...config import Field, validate
 from ...errors import ConfigError
 from ...registry import Registry, split_spec
+from ...schemas import MAX_THREADS
 from .dataset import ListDataset
 from .sampler import SAMPLERS
 
@@ -23,6 +25,14 @@ log = logging.getLogger("ppshitu.data")
 DATASETS = Registry("dataset")
 for _name in ("ListDataset", "ImageNetDataset", "VeriWild", "LogoDataset", "CompCars"):
     DATASETS.register(_name)(ListDataset)
+
+
+# DataLoader.*.loader
+LOADER_SCHEMA = {
+    "num_workers": Field(int, 0, min_value=0, max_value=MAX_THREADS,
+                         doc="worker processes decoding and augmenting images (0: in the training process)"),
+    "use_shared_memory": Field(bool, True),
+}
 
 
 def collate(items):
@@ -53,19 +63,19 @@ def build_dataloader(section, where, seed=0, train=False, rank=None, world_size=
     unknown = sorted(set(section) - {"dataset", "sampler", "loader"})
     if unknown:
         raise ConfigError(f"{where}: unknown keys {unknown}; valid: dataset, sampler, loader")
+    loader_cfg = section.get("loader")  # checked first: nothing is read for a config that cannot run
+    if loader_cfg is not None and not isinstance(loader_cfg, dict):
+        raise ConfigError(f"{where}.loader must be a mapping (num_workers, use_shared_memory), got {loader_cfg!r}")
+    loader_cfg = validate(loader_cfg or {}, LOADER_SCHEMA, source="config", path=f"{where}.loader")
     dataset = build_dataset(section, where, seed, relabel=train)
     s_name, s_kwargs = split_spec(_section(section, "sampler", where), f"{where}.sampler")
     if not train:
         rank, world_size = 0, 1
     sampler = SAMPLERS.build(s_name, s_kwargs, where=f"{where}.sampler", dataset=dataset, seed=seed, rank=rank,
                              world_size=world_size)
-    loader_cfg = section.get("loader") or {}
-    unknown = sorted(set(loader_cfg) - {"num_workers", "use_shared_memory"})
-    if unknown:
-        raise ConfigError(f"{where}.loader: unknown keys {unknown}; valid: num_workers, use_shared_memory")
     loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
-                                  num_workers=int(loader_cfg.get("num_workers", 0)),
-                                  use_shared_memory=bool(loader_cfg.get("use_shared_memory", True)),
+                                  num_workers=loader_cfg["num_workers"],
+                                  use_shared_memory=loader_cfg["use_shared_memory"],
                                   return_list=True)
     return loader, dataset
 

@@ -18,10 +18,16 @@ seeds that item's augmentation, so an epoch's batches and pixels depend only on
 import numpy as np
 import paddle
 
+from ...config import Field
 from ...errors import ConfigError
-from ...registry import Registry
+from ...registry import SUPPLIED, Registry
 
 SAMPLERS = Registry("sampler")
+MAX_BATCH = 65536
+# what the loader passes (the data set, the seed, this process's rank), never a config
+_SUPPLIED = {"dataset": SUPPLIED, "seed": SUPPLIED, "rank": SUPPLIED, "world_size": SUPPLIED, "where": SUPPLIED}
+_BATCH = {"batch_size": Field(int, min_value=1, max_value=MAX_BATCH, doc="images per batch (per rank)"),
+          "shuffle": Field(bool), "drop_last": Field(bool)}
 
 
 def _rank_and_world(rank, world_size):
@@ -35,6 +41,14 @@ def _rank_and_world(rank, world_size):
 @SAMPLERS.register("PKSampler")
 @SAMPLERS.register("DistributedRandomIdentitySampler")
 class PKSampler:
+    CONFIG_SCHEMA = {**_BATCH, **_SUPPLIED,
+                     "num_instances": Field((int, type(None)), min_value=1, max_value=MAX_BATCH,
+                                            doc="K: images per class in a batch"),
+                     "sample_per_id": Field((int, type(None)), min_value=1, max_value=MAX_BATCH,
+                                            doc="PaddleClas's other name for num_instances"),
+                     "id_balance": Field((bool, type(None)), doc="accepted for PaddleClas compatibility: every "
+                                         "batch holds P classes x K images anyway")}
+
     def __init__(self, dataset, batch_size, num_instances=None, sample_per_id=None, drop_last=True, shuffle=True,
                  seed=0, rank=None, world_size=None, where="DataLoader.Train.sampler", id_balance=None):
         k = num_instances if num_instances is not None else sample_per_id
@@ -107,6 +121,8 @@ class PKSampler:
 @SAMPLERS.register("DistributedBatchSampler")
 @SAMPLERS.register("BatchSampler")
 class PlainBatchSampler:
+    CONFIG_SCHEMA = {**_BATCH, **_SUPPLIED}
+
     def __init__(self, dataset, batch_size, shuffle=False, drop_last=False, seed=0, rank=None, world_size=None,
                  where="DataLoader.sampler"):
         if not isinstance(batch_size, int) or batch_size < 1:

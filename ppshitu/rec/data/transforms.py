@@ -14,12 +14,22 @@ import math
 import cv2
 import numpy as np
 
-from ...config import parse_number
+from ...config import Field, parse_number
 from ...errors import ConfigError
 from ...registry import Registry
 from ...utils.image import as_rgb_uint8
 
 TRANSFORMS = Registry("transform")
+NUM = (int, float)
+MAX_SIDE = 16384
+_SIDE = Field(int, min_value=1, max_value=MAX_SIDE)
+_SIZE = Field((int, list, tuple), min_value=1, max_value=MAX_SIDE, item=_SIDE, length=2,
+              doc="px: an int (square) or [width, height]")
+_PROB = Field(NUM, min_value=0, max_value=1, doc="a probability")
+_FRACTION = Field(NUM, min_value=0, max_value=1)
+_INTERPOLATION = Field((str, type(None)), doc="nearest, bilinear, bicubic, area, lanczos or random")
+_BACKEND = Field(str, doc="accepted for PaddleClas compatibility (OpenCV decodes and resizes)")
+_CHANNEL_VALUE = Field(NUM, text_number=True, min_value=-1e4, max_value=1e4)
 
 INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC,
                   "area": cv2.INTER_AREA, "lanczos": cv2.INTER_LANCZOS4}
@@ -55,6 +65,8 @@ class DecodeImage:
     """Images are decoded (to RGB) by the dataset; this op checks them and honours
     `to_rgb: False` (BGR) and `channel_first` for PaddleClas configs."""
 
+    CONFIG_SCHEMA = {"to_rgb": Field(bool), "channel_first": Field(bool), "to_np": Field(bool), "backend": _BACKEND}
+
     def __init__(self, to_rgb=True, channel_first=False, to_np=True, backend="cv2"):
         self.to_rgb, self.channel_first = to_rgb, channel_first
 
@@ -68,6 +80,11 @@ class DecodeImage:
 @TRANSFORMS.register()
 class ResizeImage:
     """Resize to `size` ([w, h] or int), or the short side to `resize_short` (aspect kept)."""
+
+    CONFIG_SCHEMA = {"size": Field((int, list, tuple, type(None)), min_value=1, max_value=MAX_SIDE, item=_SIDE,
+                                   length=2),
+                     "resize_short": Field((int, type(None)), min_value=1, max_value=MAX_SIDE),
+                     "interpolation": _INTERPOLATION, "backend": _BACKEND, "return_numpy": Field(bool)}
 
     def __init__(self, size=None, resize_short=None, interpolation=None, backend="cv2", return_numpy=True):
         if (size is None) == (resize_short is None):
@@ -90,6 +107,8 @@ class ResizeImage:
 class CropImage:
     """Centre crop to `size`."""
 
+    CONFIG_SCHEMA = {"size": _SIZE}
+
     def __init__(self, size):
         self.w, self.h = _size_wh(size, "CropImage")
 
@@ -104,6 +123,15 @@ class CropImage:
 @TRANSFORMS.register()
 class RandCropImage:
     """Inception-style random-resized crop: area fraction in `scale`, aspect in `ratio`."""
+
+    CONFIG_SCHEMA = {"size": _SIZE,
+                     "scale": Field((list, tuple, type(None)), length=2,
+                                    item=Field(NUM, min_value=0, min_exclusive=True, max_value=1),
+                                    doc="[low, high] fractions of the image's area"),
+                     "ratio": Field((list, tuple, type(None)), length=2,
+                                    item=Field(NUM, min_value=0, min_exclusive=True, max_value=100),
+                                    doc="[low, high] aspect ratios (width / height)"),
+                     "interpolation": _INTERPOLATION, "backend": _BACKEND, "use_log_aspect": Field(bool)}
 
     def __init__(self, size, scale=None, ratio=None, interpolation=None, backend="cv2", use_log_aspect=False):
         self.w, self.h = _size_wh(size, "RandCropImage")
@@ -136,6 +164,8 @@ class RandCropImage:
 class RandFlipImage:
     """Flip with probability `prob`: flip_code 1 horizontal, 0 vertical, -1 both."""
 
+    CONFIG_SCHEMA = {"flip_code": Field(int, choices=(1, 0, -1)), "prob": _PROB}
+
     def __init__(self, flip_code=1, prob=0.5):
         if flip_code not in (-1, 0, 1):
             raise ConfigError(f"RandFlipImage.flip_code must be 1, 0 or -1, got {flip_code!r}")
@@ -150,6 +180,10 @@ class RandFlipImage:
 @TRANSFORMS.register()
 class ColorJitter:
     """Random brightness, contrast and saturation factors in [1-x, 1+x]."""
+
+    CONFIG_SCHEMA = {"brightness": _FRACTION, "contrast": _FRACTION, "saturation": _FRACTION,
+                     "hue": Field(NUM, min_value=0, max_value=0.5, doc="accepted for PaddleClas compatibility"),
+                     "prob": _PROB}
 
     def __init__(self, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, prob=1.0):
         self.b, self.c, self.s, self.prob = brightness, contrast, saturation, prob
@@ -174,6 +208,14 @@ class NormalizeImage:
     """(img * scale - mean) / std per channel, in the image's channel order; float32 HWC
     (or CHW with order: chw)."""
 
+    CONFIG_SCHEMA = {"scale": Field((int, float, type(None)), text_number=True, min_value=0, min_exclusive=True,
+                                    max_value=1e4, doc="e.g. 1.0/255.0"),
+                     "mean": Field((list, tuple, type(None)), length=3, item=_CHANNEL_VALUE),
+                     "std": Field((list, tuple, type(None)), length=3,
+                                  item=Field(NUM, text_number=True, min_value=0, min_exclusive=True, max_value=1e4)),
+                     "order": Field(str, choices=("hwc", "chw")), "output_fp16": Field(bool),
+                     "channel_num": Field(int, only=(3,), why="only 3-channel (RGB) images are read")}
+
     def __init__(self, scale=None, mean=None, std=None, order="hwc", output_fp16=False, channel_num=3):
         self.scale = parse_number(scale if scale is not None else 1.0 / 255.0, "NormalizeImage.scale")
         self.mean = [parse_number(m, "NormalizeImage.mean") for m in (mean or [0.485, 0.456, 0.406])]
@@ -195,6 +237,8 @@ class NormalizeImage:
 
 @TRANSFORMS.register()
 class ToCHWImage:
+    CONFIG_SCHEMA = {}
+
     def __init__(self):
         pass
 
@@ -207,6 +251,12 @@ class RandomErasing:
     """Erase a random rectangle (area fraction sl..sh, aspect r1..1/r1) with probability EPSILON;
     mode 'const' fills `mean`, 'pixel' per-pixel noise, 'channel' per-channel noise. Runs on
     normalized float images, HWC or CHW."""
+
+    CONFIG_SCHEMA = {"EPSILON": _PROB, "sl": _FRACTION, "sh": _FRACTION,
+                     "r1": Field(NUM, min_value=0, min_exclusive=True, max_value=1, doc="the smallest aspect ratio"),
+                     "mean": Field((list, tuple), length=3, item=_CHANNEL_VALUE),
+                     "attempt": Field(int, min_value=1, max_value=10000), "use_log_aspect": Field(bool),
+                     "mode": Field(str, choices=("const", "pixel", "channel"))}
 
     def __init__(self, EPSILON=0.5, sl=0.02, sh=0.4, r1=0.3, mean=(0.0, 0.0, 0.0), attempt=100,
                  use_log_aspect=False, mode="const"):
