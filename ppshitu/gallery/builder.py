@@ -30,6 +30,7 @@ from .errors import GalleryError
 from .base import (check_creatable, create_gallery, gallery_location, in_shard, open_gallery,
                    open_or_create_gallery, parse_shard)
 from .model_id import model_fingerprint
+from ..utils.text import nfc
 
 log = logging.getLogger("ppshitu.gallery")
 OPERATIONS = ("new", "append", "remove", "compact")
@@ -58,8 +59,8 @@ def read_data_file(data_file, delimiter="\t", line_numbers=False):
         if not line.strip():
             continue
         parts = line.strip().split(delimiter, 1)
-        if len(parts) == 2 and parts[0].strip() and parts[1].strip():
-            entries.append((parts[0].strip(), parts[1].strip()) + ((no,) if line_numbers else ()))
+        if len(parts) == 2 and parts[0].strip() and parts[1].strip():  # (labels NFC: one spelling per class)
+            entries.append((parts[0].strip(), nfc(parts[1].strip())) + ((no,) if line_numbers else ()))
         else:
             raise ConfigError(f"{data_file}:{no}: expected 'relpath{delimiter!r}label', got {line!r} "
                               f"(check IndexProcess.delimiter; remove_by: label takes one label per line)")
@@ -71,7 +72,7 @@ def read_data_file(data_file, delimiter="\t", line_numbers=False):
 def read_labels(data_file):
     """The labels of a `remove_by: label` list: each whole line (stripped) is one label, a tab in it
     included; blank lines are skipped."""
-    labels = list(dict.fromkeys(line.strip() for _, line in _read_lines(data_file) if line.strip()))
+    labels = list(dict.fromkeys(nfc(line.strip()) for _, line in _read_lines(data_file) if line.strip()))
     if not labels:
         raise ConfigError(f"IndexProcess.data_file: {data_file} lists no labels")
     return labels
@@ -80,13 +81,14 @@ def read_labels(data_file):
 def gallery_key(path, image_root=None):
     """(key, inside): a listed image path as a gallery key (module docstring) and whether it lies
     inside `image_root` (lexically: normpath, no symbolic link followed). Relative paths are relative
-    to image_root; an absolute one inside it becomes relative."""
-    p = os.path.normpath(os.fspath(path))
+    to image_root; an absolute one inside it becomes relative. Keys are NFC (`te\u0301al.jpg` and
+    `t\u00e9al.jpg` are one key); the file is read as it was listed (gallery_entries)."""
+    p = os.path.normpath(nfc(os.fspath(path)))
     if os.path.isabs(p):
         if not image_root:
             return p, False
         try:
-            rel = os.path.relpath(p, os.path.abspath(image_root))
+            rel = os.path.relpath(p, nfc(os.path.abspath(image_root)))
         except ValueError:  # another drive (Windows)
             return p, False
         if _escapes(rel):
@@ -100,8 +102,8 @@ def _escapes(rel):
 
 
 def gallery_entries(data_file, delimiter="\t", image_root=None, allow_outside_root=False, check_labels=True):
-    """[(key, label)] of a gallery list, one per image: paths become gallery keys (gallery_key), a key
-    listed again is dropped; `check_labels`: one listed with another label is a ConfigError naming the
+    """[(key, label, the path as listed)] of a gallery list, one per image: paths become gallery keys
+    (gallery_key; the file is read at the path as listed), a key listed again is dropped; `check_labels`: one listed with another label is a ConfigError naming the
     path, both labels and their lines; `allow_outside_root` False: paths outside image_root are a
     ConfigError naming them."""
     out, conflicts, outside = {}, [], []
@@ -125,7 +127,7 @@ def gallery_entries(data_file, delimiter="\t", image_root=None, allow_outside_ro
                           f"{image_root}: " + "; ".join(outside[:5]) + ("; ..." if len(outside) > 5 else "")
                           + "; move them under image_root, or set IndexProcess.allow_outside_root: true "
                           "to index them where they are")
-    return [(key, label) for key, (label, _, _) in out.items()]
+    return [(key, label, spelt) for key, (label, _, spelt) in out.items()]
 
 
 def stored_keys(gallery, keys, image_root=None):
@@ -190,7 +192,7 @@ def build_gallery(cfg, rec=None, det=None, shard=None):
     gallery = None
     skipped = 0
     if shard is not None:
-        entries = [(p, lab) for p, lab in entries if in_shard(p, shard)]
+        entries = [(p, lab, f) for p, lab, f in entries if in_shard(p, shard)]
     if op == "new":
         check_creatable(ip, overwrite=True)  # refuse before embedding anything
     if op == "append":
@@ -202,10 +204,10 @@ def build_gallery(cfg, rec=None, det=None, shard=None):
         if ip["dist_type"] != gallery.manifest["dist_type"]:
             raise ConfigError(f"IndexProcess.dist_type is {ip['dist_type']} but the gallery in {index_dir} "
                               f"uses {gallery.manifest['dist_type']}")
-        present = stored_keys(gallery, [p for p, _ in entries], image_root)
-        skipped = sum(p in present for p, _ in entries)
-        entries = [(p, lab) for p, lab in entries if p not in present]
-    emb = Embedder.from_config(cfg, rec, det).embed_files([os.path.join(image_root, p) for p, _ in entries],
+        present = stored_keys(gallery, [p for p, _, _ in entries], image_root)
+        skipped = sum(p in present for p, _, _ in entries)
+        entries = [(p, lab, f) for p, lab, f in entries if p not in present]
+    emb = Embedder.from_config(cfg, rec, det).embed_files([os.path.join(image_root, f) for _, _, f in entries],
                                                           desc=f"{op} gallery")
     labels = [entries[i][1] for i in emb.index]
     paths = [entries[i][0] for i in emb.index]
@@ -240,8 +242,8 @@ def _remove(ip, data_file):
         removed = g.remove(labels=[lab for lab in labels if lab in held]) if len(missing) < len(labels) else []
         _not_found(data_file, "labels", missing, ip["delimiter"])
         return {"operation": "remove", "removed": len(removed), "count": len(g), "labels_not_found": len(missing)}
-    keys = [k for k, _ in gallery_entries(data_file, ip["delimiter"], ip.get("image_root"),
-                                          allow_outside_root=True, check_labels=False)]
+    keys = [k for k, _, _ in gallery_entries(data_file, ip["delimiter"], ip.get("image_root"),
+                                             allow_outside_root=True, check_labels=False)]
     g = open_gallery(ip)
     stored = stored_keys(g, keys, ip.get("image_root"))
     removed = g.remove(paths=[p for k in keys for p in stored.get(k, ())]) if stored else []

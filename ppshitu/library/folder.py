@@ -88,9 +88,12 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 
 # ------------------------------------------------------------------ files
 def label_for(relpath):
-    """The sub-folder (relative, '/'-separated), or the file's stem for a file in the folder itself."""
+    """The sub-folder (relative, '/'-separated), or the file's stem for a file in the folder itself; NFC (a
+    folder named `te\u0301al` on one disk and `t\u00e9al` on another is one class)."""
+    from ..utils.text import nfc
+
     folder, name = os.path.split(relpath)
-    return folder.replace(os.sep, "/") if folder else (os.path.splitext(name)[0] or name)
+    return nfc(folder.replace(os.sep, "/") if folder else (os.path.splitext(name)[0] or name))
 
 
 def sha256_file(path):

@@ -38,6 +38,7 @@ from ..embedder import Embedder
 from ..gallery.base import gallery_exists, gallery_location, open_gallery
 from ..gallery.model_id import model_fingerprint
 from ..system import RecognitionSystem
+from ..utils.text import nfc
 from ..utils.image import (IMAGE_EXTENSIONS, MIN_IMAGE_SIDE, ImageReadError, ImageTooLargeError, decode_image,
                            read_image)
 from .errors import Conflict, NotFound, ServiceError
@@ -103,9 +104,11 @@ class Recognizer:
 
 # ---------------------------------------------------------------- writes
 def check_label(label):
+    """The label as the gallery keeps it: stripped, NFC (utils/text.nfc: one spelling per class, as gallery
+    lists and folder labels); ServiceError (400) naming what is wrong."""
     if not isinstance(label, str):
         raise ServiceError("label: a text value is required")
-    label = label.strip()
+    label = nfc(label.strip())
     if not label:
         raise ServiceError("label: must not be empty")
     if len(label) > MAX_LABEL_CHARS:

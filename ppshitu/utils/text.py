@@ -43,6 +43,12 @@ def printable(text):
     return repr(text) if needs_escape(text) else text
 
 
+def nfc(text):
+    """`text` in Unicode's composed form (NFC): `te\u0301al` and `t\u00e9al` are one label, one gallery key.
+    Labels and listed paths are normalised where they enter (gallery lists, folder labels, the service)."""
+    return unicodedata.normalize("NFC", text) if isinstance(text, str) and not text.isascii() else text
+
+
 def is_undecodable(name):
     """Whether `name` holds lone surrogates (the undecodable bytes of a file name, PEP 383)."""
     return any("\ud800" <= ch <= "\udfff" for ch in name)

@@ -13,6 +13,8 @@
    refused before anything is written, the gallery included: ppshitu's states carry a mark.
 6, 7. Every numeric flag of the library tools has a declared range (utils/argtypes.py), tried outside for each
    flag of each tool's parser; search's k is also clamped to the gallery's size.
+8. Labels (and listed paths) are NFC where they enter: `te\u0301al` and `t\u00e9al` are one class in a gallery
+   list, a folder sync and the service.
 12. similarity applies the checks a gallery image gets (through the Embedder): a near-black 16-bit PNG that
    index_folder and the service refuse as flat gets no verdict either.
 13. index_folder's counts agree: every unreadable file is listed once, and the summary counts the same ones.
@@ -315,3 +317,32 @@ def test_similarity_refuses_what_the_gallery_refuses(folder, tmp_path, rec, caps
     assert e.value.code == 2 and "no detail" in err and "dark16.png" in err
     out = tool.main(cli() + [str(folder / "class_0001" / "000.jpg"), str(folder / "class_0001" / "001.jpg")], rec=rec)
     assert out["cosine"] > 0
+
+
+# ------------------------------------------------------------------ 8. one spelling per label
+def test_labels_and_listed_paths_are_nfc(folder, tmp_path, rec):
+    from ppshitu.gallery import Gallery
+    from ppshitu.gallery.builder import build_gallery
+    from ppshitu.serving.service import check_label
+
+    nfd, nfc = "te\u0301al", "t\u00e9al"
+    shutil.copy(folder / "class_0001" / "000.jpg", folder / f"{nfd}.jpg")      # on disk: the decomposed name
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"{nfd}.jpg\t{nfd}\n{nfc}.jpg\t{nfc}\nclass_0002/000.jpg\t{nfc}\n", encoding="utf-8")
+    index = tmp_path / "g"
+    cfg = make_cfg(index, **{"IndexProcess.image_root": folder, "IndexProcess.data_file": lst,
+                             "IndexProcess.index_operation": "new"})
+    summary = build_gallery(cfg, rec=rec)
+    g = Gallery.open(str(index))
+    assert summary["added"] == 2 and summary["unreadable"] == 0 and g.labels() == [nfc]
+    assert sorted(r["path"] for r in g.records()) == ["class_0002/000.jpg", f"{nfc}.jpg"]
+    lst.write_text(f"{nfc}.jpg\t{nfd}\n", encoding="utf-8")                    # appended again in the other form
+    cfg["IndexProcess"]["index_operation"] = "append"
+    assert build_gallery(cfg, rec=rec)["already_present"] == 1
+
+    for name in (nfd, nfc):                                                     # two folders, one class
+        os.makedirs(tmp_path / "pics" / name)
+        shutil.copy(folder / "class_0003" / "000.jpg", tmp_path / "pics" / name / "a.jpg")
+    _sync(tmp_path / "pics", tmp_path / "index", rec)
+    assert Gallery.open(str(tmp_path / "index")).labels() == [nfc]
+    assert check_label(f" {nfd} ") == nfc                                       # POST /api/items, rename
