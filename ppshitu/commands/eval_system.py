@@ -18,7 +18,8 @@ from ppshitu.errors import PPShiTuError
 from ppshitu.schemas import INFER_SCHEMA
 
 METRICS = ("precision", "recall", "f1", "unknown_rejection")
-COUNTS = ("images", "tp", "fp", "fn", "known_objects", "unknown_objects", "unknown_rejected", "skipped_images")
+COUNTS = ("images", "tp", "fp", "fn", "known_objects", "unknown_objects", "unknown_rejected", "skipped_images",
+          "skipped_boxes")
 
 
 def format_table(metrics):

@@ -125,11 +125,43 @@ def evaluate(all_predictions, ground_truth, gallery_labels, iou_thr=0.5, higher_
     return summarize(totals)
 
 
-def load_coco_scenes(json_path, image_root=None):
+MAX_COORD = 100_000  # px: a box coordinate beyond this is no box of any image ppshitu reads
+
+
+def _scene_box(bbox, image, json_path, where):
+    """[x1, y1, x2, y2] of a scene annotation's COCO bbox, or (None, why) for a malformed box that is skipped
+    (det/coco.py's rule: a bbox that is not four numbers is refused; an empty, non-finite, absurd or
+    outside-its-image one is skipped with a warning and counted)."""
+    if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)):
+        raise ScenesError(f"scenes json {json_path}: {where}: bbox must be [x, y, width, height] numbers, "
+                          f"got {bbox!r}")
+    x, y, w, h = (float(v) for v in bbox)
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        return None, "not finite"
+    if w <= 0 or h <= 0:
+        return None, "empty (width and height must be > 0)"
+    if max(abs(x), abs(y), abs(x + w), abs(y + h)) > MAX_COORD:
+        return None, f"beyond {MAX_COORD} px"
+    x1, y1, x2, y2 = x, y, x + w, y + h
+    width, height = image.get("width"), image.get("height")
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in (width, height)):
+        x1, y1, x2, y2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))
+        if x2 - x1 < 1 or y2 - y1 < 1:
+            return None, f"outside its {width}x{height} image"
+    return [x1, y1, x2, y2], None
+
+
+def load_coco_scenes(json_path, image_root=None, counts=None):
     """[(image_path, boxes [[x1, y1, x2, y2]], label names)] from a scenes COCO json.
 
     Labels come from each annotation's `object_name` (else `object_label`); images are looked
-    up under `image_root` (default: the json's folder + "images/"). Images without objects are kept."""
+    up under `image_root` (default: the json's folder + "images/"). Images without objects are kept.
+    Annotations follow det/coco.py's rule: a missing key, a bbox that is not four numbers or an image_id
+    that is not in `images` is a ScenesError naming the file and the annotation; a box that is empty
+    (x2 <= x1, y2 <= y1), not finite, beyond MAX_COORD or outside its image (when the image states its
+    width and height; boxes are clipped to it) is skipped with a warning naming the file, the image and
+    the annotation, and counted in `counts["skipped_boxes"]` (eval_system reports it)."""
     from ..utils.files import MAX_ANNOTATION_BYTES, read_input_text
 
     try:  # regular files only (a FIFO would block the read), at most MAX_ANNOTATION_BYTES (utils/files.py)
@@ -141,20 +173,38 @@ def load_coco_scenes(json_path, image_root=None):
         raise ScenesError(f"scenes json {json_path}: cannot read it as JSON ({e})") from None
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
         raise ScenesError(f"scenes json {json_path}: expected a COCO object with an 'images' list")
+    annotations = coco.get("annotations", [])
+    if not isinstance(annotations, list):
+        raise ScenesError(f"scenes json {json_path}: 'annotations' must be a list")
     root = image_root if image_root is not None else os.path.join(os.path.dirname(os.path.abspath(json_path)),
                                                                   "images")
-    by_image = {}
-    for a in coco.get("annotations", []):
-        name = a.get("object_name", a.get("object_label"))
+    images = {}
+    for im in coco["images"]:
+        if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
+            raise ScenesError(f"scenes json {json_path}: image entry {im!r} needs 'id' and 'file_name'")
+        images.setdefault(im["id"], im)
+    by_image, skipped = {}, 0
+    for i, a in enumerate(annotations):
+        name = a.get("object_name", a.get("object_label")) if isinstance(a, dict) else None
         if name is None or "bbox" not in a or "image_id" not in a:
-            raise ScenesError(f"scenes json {json_path}: annotation {a.get('id', '?')} needs image_id, bbox "
-                              f"and object_name (or object_label)")
-        x, y, w, h = (float(v) for v in a["bbox"])
-        by_image.setdefault(a["image_id"], []).append(([x, y, x + w, y + h], str(name)))
+            raise ScenesError(f"scenes json {json_path}: annotation {a.get('id', '?') if isinstance(a, dict) else a!r} "
+                              f"(annotations[{i}]) needs image_id, bbox and object_name (or object_label)")
+        where = f"annotations[{i}] (id {a.get('id', '?')})"
+        image = images.get(a["image_id"])
+        if image is None:
+            raise ScenesError(f"scenes json {json_path}: {where}: image_id {a['image_id']!r} is not in images")
+        box, why = _scene_box(a["bbox"], image, json_path, where)
+        if box is None:
+            log.warning("%s: image %s: %s: skipping box %s: %s", json_path, image["file_name"], where, a["bbox"], why)
+            skipped += 1
+            continue
+        by_image.setdefault(a["image_id"], []).append((box, str(name)))
+    if skipped:
+        log.warning("%s: skipped %d malformed ground-truth boxes", json_path, skipped)
+    if counts is not None:
+        counts["skipped_boxes"] = skipped
     scenes = []
     for im in coco["images"]:
-        if "id" not in im or "file_name" not in im:
-            raise ScenesError(f"scenes json {json_path}: image entry {im!r} needs 'id' and 'file_name'")
         objs = by_image.get(im["id"], [])
         scenes.append((os.path.join(root, im["file_name"]), [b for b, _ in objs], [n for _, n in objs]))
     return scenes
@@ -164,13 +214,14 @@ def evaluate_system(system, scenes_json, limit=None, progress=True, iou_thr=0.5,
     """Run `system.predict` on the scenes (the first `limit`) and score it with `evaluate`.
 
     Unreadable images (also: past the pixel limit, too small) are skipped with one warning each;
-    their number is `skipped_images`. Raises ScenesError when no image is left to score (the
+    their number is `skipped_images`; malformed ground-truth boxes (load_coco_scenes) `skipped_boxes`. Raises ScenesError when no image is left to score (the
     metrics would all be NaN)."""
     from tqdm import tqdm
 
     from ..utils.image import ImageReadError, read_image
 
-    scenes = load_coco_scenes(scenes_json, image_root)
+    counts = {}
+    scenes = load_coco_scenes(scenes_json, image_root, counts)
     if limit is not None:
         scenes = scenes[:int(limit)]
     if not scenes:
@@ -192,4 +243,5 @@ def evaluate_system(system, scenes_json, limit=None, progress=True, iou_thr=0.5,
     metrics = evaluate(preds, kept, system.gallery.labels(), iou_thr,
                        getattr(system.gallery, "higher_is_better", True))
     metrics["skipped_images"] = len(scenes) - len(kept)
+    metrics["skipped_boxes"] = counts["skipped_boxes"]  # malformed ground-truth boxes left out (a warning each)
     return metrics

@@ -5,7 +5,11 @@
    MemoryError; a FIFO given as --scenes or Global.infer_imgs was called "no such file". Every non-image input
    (configs, lists, JSON) now goes through utils/files.py's one opener: regular files only, at most a cap per
    kind of file; a static rule keeps bare open() out of ppshitu's readers.
-(2. SIGINT and 8. a file where a folder must be: tests/core/test_hardening_errors.py.)
+5. `eval_system --scenes` with a ground-truth bbox [0, 0, -5, NaN] was accepted silently: scene annotations
+   now follow det/coco.py's rule (not four numbers: refused; empty, not finite, absurd, outside the image:
+   skipped with a warning naming the file, the image and the annotation, and counted as skipped_boxes).
+(2. SIGINT and 8. a file where a folder must be: tests/core/test_hardening_errors.py; 3 and 4, ranges:
+tests/core/test_schema_ranges.py.)
 
 Every probe that could hang runs in a child process with a timeout: a regression fails, it does not hang.
 """
@@ -18,6 +22,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -211,3 +217,74 @@ def test_a_fifo_as_the_folder_state_is_one_line(specials, tmp_path):
                     "--index", tmp_path / "index", "--state", fifo)
     line = one_error_line(proc, fifo)
     assert "not a regular file (FIFO)" in line, line
+
+
+# ------------------------------------------------------------------ 5. scene annotations
+# `eval_system --scenes bad.json` with a ground-truth bbox [0, 0, -5, NaN] was accepted silently
+def _scenes(tmp_path, bboxes, image_ids=None, size=(80, 60)):
+    """A scenes json of one 80x60 image and one annotation per bbox (written with NaN allowed, as
+    json.dumps writes it)."""
+    (tmp_path / "images").mkdir(exist_ok=True)
+    cv2.imwrite(str(tmp_path / "images" / "s1.jpg"), np.full((size[1], size[0], 3), 90, np.uint8))
+    coco = {"images": [{"id": 1, "file_name": "s1.jpg", "width": size[0], "height": size[1]}],
+            "annotations": [{"id": 10 + i, "image_id": (image_ids or {}).get(i, 1), "category_id": 1, "bbox": b,
+                             "object_name": "cat"} for i, b in enumerate(bboxes)],
+            "categories": [{"id": 1, "name": "object"}]}
+    path = tmp_path / "scenes.json"
+    path.write_text(json.dumps(coco))
+    return path
+
+
+@pytest.mark.parametrize("bbox,why", [
+    ([0, 0, -5, float("nan")], "not finite"),
+    ([0, 0, -5, 10], "empty"),
+    ([10, 10, 0, 5], "empty"),
+    ([200, 200, 10, 10], "outside its 80x60 image"),
+    ([0, 0, 1e9, 10], "beyond"),
+    ([float("inf"), 0, 5, 5], "not finite"),
+])
+def test_a_malformed_ground_truth_box_is_skipped_and_counted(tmp_path, caplog, bbox, why):
+    from ppshitu.evaluation.system_metrics import load_coco_scenes
+    path = _scenes(tmp_path, [[2, 2, 20, 20], bbox])
+    counts = {}
+    with caplog.at_level("WARNING"):
+        scenes = load_coco_scenes(path, counts=counts)
+    assert scenes[0][1] == [[2.0, 2.0, 22.0, 22.0]] and counts["skipped_boxes"] == 1
+    warning = next(r.getMessage() for r in caplog.records if "skipping box" in r.getMessage())
+    assert str(path) in warning and "s1.jpg" in warning and "annotations[1] (id 11)" in warning and why in warning
+
+
+@pytest.mark.parametrize("bbox", [[0, 0, 5], "0,0,5,5", [0, 0, "5", 5], [0, 0, True, 5], None])
+def test_a_bbox_that_is_not_four_numbers_is_refused_naming_the_annotation(tmp_path, bbox):
+    from ppshitu.evaluation.system_metrics import ScenesError, load_coco_scenes
+    path = _scenes(tmp_path, [[2, 2, 20, 20], bbox])
+    with pytest.raises(ScenesError) as e:
+        load_coco_scenes(path)
+    assert str(path) in str(e.value) and "annotations[1]" in str(e.value) and "bbox" in str(e.value), str(e.value)
+
+
+def test_an_annotation_of_an_unknown_image_is_refused(tmp_path):
+    from ppshitu.evaluation.system_metrics import ScenesError, load_coco_scenes
+    path = _scenes(tmp_path, [[2, 2, 20, 20], [3, 3, 5, 5]], image_ids={1: 7})
+    with pytest.raises(ScenesError, match=r"annotations\[1\] \(id 11\): image_id 7 is not in images"):
+        load_coco_scenes(path)
+
+
+def test_eval_system_reports_the_skipped_boxes(tmp_path):
+    from ppshitu.commands.eval_system import COUNTS
+    from ppshitu.evaluation.system_metrics import evaluate_system
+
+    class Nothing:  # a system that finds nothing: every kept ground-truth box is a false negative
+        class gallery:
+            higher_is_better = True
+
+            @staticmethod
+            def labels():
+                return ["cat"]
+
+        def predict(self, rgb):
+            return []
+    path = _scenes(tmp_path, [[2, 2, 20, 20], [0, 0, -5, float("nan")], [1, 1, 0, 0]])
+    metrics = evaluate_system(Nothing(), str(path), progress=False)
+    assert metrics["skipped_boxes"] == 2 and metrics["fn"] == 1 and metrics["known_objects"] == 1
+    assert "skipped_boxes" in COUNTS
