@@ -25,7 +25,7 @@ import os
 
 from ..embedder import Embedder
 from ..errors import ConfigError
-from ..utils.files import MAX_LIST_BYTES, read_input_text
+from ..utils.lists import read_list_lines
 from .errors import GalleryError
 from .base import (check_creatable, create_gallery, gallery_location, in_shard, open_gallery,
                    open_or_create_gallery, parse_shard)
@@ -37,17 +37,10 @@ OPERATIONS = ("new", "append", "remove", "compact")
 
 
 def _read_lines(data_file):
-    """The lines of a list file (UTF-8, a byte-order mark at its start ignored), numbered from 1."""
-    try:  # regular files only, at most MAX_LIST_BYTES (utils/files.py: a FIFO, /dev/zero are refused)
-        text = read_input_text(data_file, "IndexProcess.data_file: list file", MAX_LIST_BYTES, ConfigError,
-                               missing=f"IndexProcess.data_file: {data_file} does not exist", encoding="utf-8-sig")
-        lines = list(enumerate(text.splitlines(), 1))
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"IndexProcess.data_file: {data_file} is not UTF-8 text ({e})") from None
-    nul = next((no for no, line in lines if "\0" in line), None)
-    if nul is not None:  # no file name holds one: a binary or damaged file given as the list
-        raise ConfigError(f"IndexProcess.data_file: {data_file}:{nul}: contains a NUL byte; a list file is text")
-    return lines
+    """[(line number, line)] of a list file's entries: utils/lists.py's rules, as every list reader (UTF-8, a
+    byte-order mark ignored, blank and `#` comment lines left out, a NUL byte refused; regular files only)."""
+    return read_list_lines(data_file, ConfigError, "IndexProcess.data_file: ",
+                           missing=f"IndexProcess.data_file: {data_file} does not exist")
 
 
 def read_data_file(data_file, delimiter="\t", line_numbers=False):
@@ -56,9 +49,7 @@ def read_data_file(data_file, delimiter="\t", line_numbers=False):
     `line_numbers`: [(relpath, label, line number)]."""
     entries = []
     for no, line in _read_lines(data_file):
-        if not line.strip():
-            continue
-        parts = line.strip().split(delimiter, 1)
+        parts = line.split(delimiter, 1)
         if len(parts) == 2 and parts[0].strip() and parts[1].strip():  # (labels NFC: one spelling per class)
             entries.append((parts[0].strip(), nfc(parts[1].strip())) + ((no,) if line_numbers else ()))
         else:
@@ -71,8 +62,8 @@ def read_data_file(data_file, delimiter="\t", line_numbers=False):
 
 def read_labels(data_file):
     """The labels of a `remove_by: label` list: each whole line (stripped) is one label, a tab in it
-    included; blank lines are skipped."""
-    labels = list(dict.fromkeys(nfc(line.strip()) for _, line in _read_lines(data_file) if line.strip()))
+    included; blank and `#` comment lines are skipped (utils/lists.py)."""
+    labels = list(dict.fromkeys(nfc(line) for _, line in _read_lines(data_file)))
     if not labels:
         raise ConfigError(f"IndexProcess.data_file: {data_file} lists no labels")
     return labels

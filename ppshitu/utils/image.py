@@ -43,10 +43,15 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import PPShiTuError
 from .files import (MAX_LIST_BYTES, NotRegularError, TooLargeError, not_regular_reason,  # noqa: F401 (re-exported)
                     open_regular, read_input_text)
+from .lists import backslash_hint, read_list_lines
 
-# the one set of file extensions read as images: folder scans, directory and list inputs; the decoder
-# (OpenCV, PIL for the header) reads every one of them, GIF (its first frame) included
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+# the one set of file extensions read as images: folder scans (index_folder, find_duplicates), directory
+# and list inputs (predict_system, the `path label` split of list lines), the service's stored uploads; the
+# decoder (OpenCV, PIL for the header) reads every one of them -- JPEG under all its names, GIF (its first
+# frame), Windows DIB, the Netpbm formats -- and nothing that is read by content (search --image,
+# similarity, the service) reads anything else
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".webp", ".tif", ".tiff", ".gif",
+                    ".pbm", ".pgm", ".ppm", ".pnm")
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000   # 40 MP: 120 MB as RGB; e.g. 8000 x 5000
 MAX_PIXELS_ENV = "PPSHITU_MAX_IMAGE_PIXELS"
 MIN_IMAGE_SIDE = 8        # px; below this there is nothing to recognise (a 1x1 image was "recognised" at 0.88)
@@ -137,7 +142,8 @@ def _open_checked(path, limit):
     except TooLargeError as e:
         raise _too_many_bytes(path, e.size, limit) from None
     except (OSError, ValueError) as e:
-        raise ImageReadError(f"cannot read image {path}: {getattr(e, 'strerror', None) or e}") from None
+        raise ImageReadError(f"cannot read image {path}: {getattr(e, 'strerror', None) or e}"
+                             f"{backslash_hint(path)}") from None
 
 
 def read_image_bytes(path, max_pixels=None, max_bytes=None):
@@ -324,7 +330,8 @@ def _list_entry(line, root):
 
 def list_images(path):
     """An image file, a directory (searched recursively) or a list file (one image per line, the
-    whole line, relative to the list's folder; `path<TAB>label` lines are accepted) -> paths."""
+    whole line, relative to the list's folder; `path<TAB>label` lines are accepted; blank and `#` comment
+    lines left out: utils/lists.py) -> paths."""
     path = str(path)
     if os.path.isdir(path):
         names = [os.path.join(d, f) for d, _, files in os.walk(path) for f in files]
@@ -342,15 +349,7 @@ def list_images(path):
     if path.lower().endswith(IMAGE_EXTENSIONS):
         return [path]
     root = os.path.dirname(os.path.abspath(path))
-    try:  # regular files only, at most MAX_LIST_BYTES (utils/files.py)
-        text = read_input_text(path, "list file", MAX_LIST_BYTES, ImageReadError, encoding="utf-8-sig")
-        lines = text.splitlines()
-    except UnicodeDecodeError as e:
-        raise ImageReadError(f"{path}: not a UTF-8 list file of image paths ({e})") from None
-    nul = next((no for no, line in enumerate(lines, 1) if "\0" in line), None)
-    if nul is not None:  # no file name holds one: a binary or damaged file given as the list
-        raise ImageReadError(f"{path}:{nul}: contains a NUL byte; a list file is text, one image path a line")
-    entries = [_list_entry(line, root) for line in lines if line.strip()]
+    entries = [_list_entry(line, root) for _, line in read_list_lines(path, ImageReadError)]
     if not entries:
         raise ImageReadError(f"{path}: the list file names no images")
     return entries

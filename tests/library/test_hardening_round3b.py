@@ -15,6 +15,12 @@
    flag of each tool's parser; search's k is also clamped to the gallery's size.
 8. Labels (and listed paths) are NFC where they enter: `te\u0301al` and `t\u00e9al` are one class in a gallery
    list, a folder sync and the service.
+9. Every skipped list entry is named (the first five, and a count); a path written with backslashes that is
+   missing while its '/' spelling exists is said so (on POSIX a backslash is a file-name character).
+10. One rule for list files: blank lines and `#` comment lines are left out by every list reader (gallery lists,
+   remove lists, image lists, training lists).
+11. One set of image extensions (`.jfif`, `.jpe` ... included): folder scans find what list files, search and the
+   service read.
 12. similarity applies the checks a gallery image gets (through the Embedder): a near-black 16-bit PNG that
    index_folder and the service refuse as flat gets no verdict either.
 13. index_folder's counts agree: every unreadable file is listed once, and the summary counts the same ones.
@@ -346,3 +352,60 @@ def test_labels_and_listed_paths_are_nfc(folder, tmp_path, rec):
     _sync(tmp_path / "pics", tmp_path / "index", rec)
     assert Gallery.open(str(tmp_path / "index")).labels() == [nfc]
     assert check_label(f" {nfd} ") == nfc                                       # POST /api/items, rename
+
+
+# ------------------------------------------------------------------ 9. skipped entries named; backslashes
+def test_every_skipped_list_entry_is_named_and_backslashes_explained(folder, tmp_path, rec, caplog):
+    from ppshitu.gallery.builder import build_gallery
+
+    lines = ["images\\class_0001\\000.jpg\tone", "images/class_0002/000.jpg\ttwo"]
+    lines += [f"images/gone_{i}.jpg\tgone" for i in range(6)]
+    lst = tmp_path / "list.txt"
+    lst.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    shutil.copytree(folder, tmp_path / "root" / "images")
+    cfg = make_cfg(tmp_path / "g", **{"IndexProcess.image_root": tmp_path / "root", "IndexProcess.data_file": lst,
+                                      "IndexProcess.index_operation": "new"})
+    with caplog.at_level("WARNING"):
+        summary = build_gallery(cfg, rec=rec)
+    assert summary["added"] == 1 and summary["unreadable"] == 7
+    last = [r.getMessage() for r in caplog.records][-1]
+    assert last.startswith("7 of 8 images could not be read and were skipped: ") and last.endswith("; and 2 more")
+    assert "images\\class_0001\\000.jpg" in last and "a backslash is part of a file name here" in last
+    assert "images/class_0001/000.jpg exists" in last and "gone_0.jpg" in last
+
+
+# ------------------------------------------------------------------ 10. one rule for list files
+def test_comments_and_blank_lines_in_every_list_reader(folder, tmp_path):
+    from ppshitu.gallery.builder import read_data_file, read_labels
+    from ppshitu.rec.data.dataset import read_list_file
+    from ppshitu.utils.image import list_images
+
+    shutil.copy(folder / "class_0001" / "000.jpg", folder / "#hash.jpg")
+    head = "\ufeff# made by hand\n\n   # an indented comment\r\n"
+    (folder / "g.txt").write_text(head + "class_0001/000.jpg\tone\n./#hash.jpg\ttwo\n", encoding="utf-8")
+    assert read_data_file(folder / "g.txt") == [("class_0001/000.jpg", "one"), ("./#hash.jpg", "two")]
+    (folder / "labels.txt").write_text(head + "one\n\ttwo\n", encoding="utf-8")
+    assert read_labels(folder / "labels.txt") == ["one", "two"]
+    (folder / "q.txt").write_text(head + "class_0001/000.jpg\n./#hash.jpg\n", encoding="utf-8")
+    assert list_images(folder / "q.txt") == [str(folder / "class_0001" / "000.jpg"), str(folder / "#hash.jpg")]
+    (folder / "train.txt").write_text(head + "class_0001/000.jpg 1\n", encoding="utf-8")
+    assert read_list_file(str(folder / "train.txt")) == [("class_0001/000.jpg", 1, None)]
+
+
+# ------------------------------------------------------------------ 11. one set of image extensions
+def test_every_image_extension_is_scanned_listed_and_read(folder, tmp_path, rec):
+    from ppshitu.utils.image import IMAGE_EXTENSIONS, list_images, read_image
+
+    assert {".jfif", ".jpe", ".gif"} <= set(IMAGE_EXTENSIONS)
+    src = Image.open(folder / "class_0001" / "000.jpg")
+    formats = {".jpe": "JPEG", ".jfif": "JPEG", ".dib": "BMP", ".pbm": "PPM", ".pgm": "PPM", ".pnm": "PPM"}
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for ext in IMAGE_EXTENSIONS:
+        im = src.convert("L") if ext == ".pgm" else src.convert("1") if ext == ".pbm" else src
+        im.save(pics / f"x{ext[1:]}{ext.upper() if ext == '.jfif' else ext}", format=formats.get(ext))
+    names = sorted(os.listdir(pics))
+    assert [os.path.basename(p) for p in list_images(pics)] == names
+    assert all(read_image(pics / n).shape[2] == 3 for n in names)
+    r = _sync(pics, tmp_path / "index", rec)
+    assert sorted(r.added) == names and not r.skipped and not r.unreadable

@@ -14,7 +14,7 @@ import numpy as np
 from ...config import Field
 from ...errors import PPShiTuError
 from ...registry import SUPPLIED
-from ...utils.files import MAX_LIST_BYTES, open_input_text
+from ...utils.lists import read_list_lines
 from ...utils.image import ImageReadError, read_image
 from .transforms import build_transforms
 
@@ -28,19 +28,9 @@ class ListFileError(PPShiTuError):
 def read_list_file(path, delimiter=None):
     """[(relpath, label, uid or None)] from a `relpath label [uid]` file; errors name the line."""
     rows = []
-    try:  # regular files only, at most MAX_LIST_BYTES (utils/files.py); a byte-order mark is not part of a path
-        with open_input_text(path, "list file", MAX_LIST_BYTES, ListFileError,
-                             missing=f"list file not found: {path}", encoding="utf-8-sig") as f:
-            lines = f.read().split("\n")  # (as iterating the file splits them)
-    except UnicodeDecodeError as e:
-        raise ListFileError(f"{path}: not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at offset "
-                            f"{e.start}); save the list as UTF-8") from None
-    for lineno, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if "\0" in line:  # no file name holds one: a binary or damaged file given as the list
-            raise ListFileError(f"{path}:{lineno}: contains a NUL byte; a list file is text")
+    # utils/lists.py's rules, as every list reader: UTF-8 (a byte-order mark ignored), blank and `#` comment
+    # lines left out, a NUL byte refused; regular files only, at most MAX_LIST_BYTES
+    for lineno, line in read_list_lines(path, ListFileError, missing=f"list file not found: {path}"):
         parts = line.split(delimiter)
         if len(parts) not in (2, 3):
             raise ListFileError(f"{path}:{lineno}: expected 'relpath label [uid]', got {line!r}")
