@@ -181,6 +181,11 @@ class GallerySummary(Answer):
     count: int
 
 
+class Compacted(GallerySummary):
+    reclaimed_uploads: int = Field(0, description="stored uploads no item named (left by a server killed "
+                                                  "mid-removal), deleted")
+
+
 class RemovedItems(GallerySummary):
     removed: list[int]
 

@@ -22,6 +22,8 @@ import asyncio
 import hashlib
 import logging
 import os
+import re
+import stat
 import tempfile
 import threading
 import time
@@ -49,6 +51,15 @@ log = logging.getLogger("ppshitu.serving")
 MAX_LABEL_CHARS = 200
 RESERVED_LABELS = ("unknown",)  # what the system answers for "no match": a class of that name would lie
 EMBED_CHUNK = 8          # images decoded and embedded together when adding to the gallery
+# The upload folder's own files: <2 hex>/<sha256 hex><extension> (upload_path; the first two hex digits
+# are its folder's name) and the temporary files _store writes them through (tempfile's 8 characters).
+UPLOAD_EXTENSIONS = (".jpg", ".png", ".bmp", ".tif", ".webp", ".img")
+_UPLOAD_NAME = re.compile(r"^([0-9a-f]{2})[0-9a-f]{62}(" + "|".join(re.escape(e) for e in UPLOAD_EXTENSIONS) + r")$")
+_UPLOAD_TEMP = re.compile(r"^\.upload-[a-z0-9_]{8}$")
+# POST /api/compact leaves an unreferenced upload alone while it is this recent (s): another server on the
+# same folder may have stored it and not yet published the item naming it (_store refreshes the mtime of
+# a file it reuses, so a reused file counts as recent too)
+RECLAIM_GRACE_S = 600
 
 
 def _refresh(gallery, attempts=3):
@@ -159,6 +170,29 @@ def default_upload_dir(index_process):
                       f"machine where images added through the API are kept")
 
 
+def check_upload_dir(path, given=True):
+    """Refuse, at start-up, an upload folder that cannot hold uploads: a file (or anything not a folder) is
+    there, or it is not writable, or it does not exist and cannot be made (its nearest existing parent is not
+    a writable folder). ConfigError naming it (`given`: it came from --upload-dir)."""
+    what = f"--upload-dir {path}" if given else f"the upload folder {path} (--upload-dir to choose another)"
+    path = os.path.abspath(path)
+    if os.path.lexists(path):
+        if not os.path.isdir(path):
+            kind = "a file" if os.path.isfile(path) else "a special file" if os.path.exists(path) \
+                else "a broken symbolic link"
+            raise ConfigError(f"{what}: is {kind}, not a folder; images added through the API are kept there")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ConfigError(f"{what}: not writable by this user; images added through the API are kept there")
+        return
+    parent = os.path.dirname(path)
+    while parent and not os.path.lexists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ConfigError(f"{what}: cannot be made, {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what}: cannot be made, {parent} is not writable by this user")
+
+
 class GalleryWriter:
     """The writer thread's state: its store object and the folder of uploaded images, which only
     this thread touches (a stored file is named by its content's sha256, so the same image uploaded
@@ -179,6 +213,10 @@ class GalleryWriter:
         """Write the upload once (atomically); (absolute path, created now)."""
         path = upload_path(self.upload_dir, sha, data)
         if os.path.exists(path):
+            try:  # recent again: compact's reclaiming (RECLAIM_GRACE_S) leaves it to the add that reuses it
+                os.utime(path)
+            except OSError:
+                pass
             return path, False
         os.makedirs(os.path.dirname(path), exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".upload-")
@@ -278,11 +316,75 @@ class GalleryWriter:
                 "ids": [int(i) for i in new_ids], "lost": lost, **self._summary()}
 
     def compact(self):
+        """Rebuild the index without removed items, then reclaim the stored uploads no item names (left by a
+        server killed between a gallery update and deleting its files: kill -9 during DELETE /api/labels/X)."""
         self.gallery.compact()
-        return self._summary()
+        return {**self._summary(), "reclaimed_uploads": self.reclaim_uploads()}
+
+    def reclaim_uploads(self, grace_s=RECLAIM_GRACE_S):
+        """Delete the upload folder's files that no gallery item names; their number. Only files this service
+        stores are candidates, never anything else a user put there: a regular file (not a symbolic link) one
+        folder down, named <2 hex>/<sha256><ext> whose content's sha256 is its name, or a temporary file of
+        _store's (.upload-XXXXXXXX); and only once they are `grace_s` old (RECLAIM_GRACE_S)."""
+        root = self.upload_dir
+        try:
+            subs = [d for d in os.listdir(root) if re.fullmatch(r"[0-9a-f]{2}", d)]
+        except OSError:  # no upload folder (yet): nothing to reclaim
+            return 0
+        now, stored, temps = time.time(), [], []
+        for sub in subs:
+            folder = os.path.join(root, sub)
+            try:
+                if not stat.S_ISDIR(os.lstat(folder).st_mode):
+                    continue
+                names = os.listdir(folder)
+            except OSError:
+                continue
+            for name in names:
+                path = os.path.join(folder, name)
+                m = _UPLOAD_NAME.match(name)
+                temp = _UPLOAD_TEMP.match(name)
+                if not ((m and m.group(1) == sub) or temp):
+                    continue
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < grace_s:
+                    continue
+                (temps if temp else stored).append(path)
+        named = self.gallery.existing_paths(stored) if stored else set()
+        orphans = [p for p in stored if p not in named and _content_is_its_name(p)] + temps
+        reclaimed = 0
+        for path in orphans:
+            try:
+                os.remove(path)
+                reclaimed += 1
+                folder = os.path.dirname(path)
+                if not os.listdir(folder):
+                    os.rmdir(folder)
+            except OSError as e:
+                log.warning("could not delete %s: %s", path, e)
+        if reclaimed:
+            log.warning("compact: reclaimed %d stored upload(s) that no gallery item names", reclaimed)
+        return reclaimed
 
     def _summary(self):
         return {"version": self.gallery.version, "count": len(self.gallery)}
+
+
+def _content_is_its_name(path):
+    """Whether the file's sha256 is the hex digits its name starts with (a file the service stored)."""
+    from ..utils.files import open_regular
+
+    h = hashlib.sha256()
+    try:
+        with open_regular(path) as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError:
+        return False
+    return os.path.basename(path).startswith(h.hexdigest())
 
 
 # ---------------------------------------------------------------- reads
@@ -431,6 +533,8 @@ class Service:
         self.image_root = image_root
         self.return_k = int(return_k)
         self.upload_dir = self.settings.upload_dir or default_upload_dir(self.index_process)
+        if self.settings.writes_enabled:  # a folder that cannot be one would answer every upload 500
+            check_upload_dir(self.upload_dir, given=bool(self.settings.upload_dir))
         s = self.settings
         self.inference = ThreadOwner(
             "inference", lambda: Recognizer(make_system(), use_det, min_crop_std, min_side), workers=s.workers,

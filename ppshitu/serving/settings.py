@@ -10,6 +10,7 @@ Memory is bounded by construction, each term by one setting:
 import ipaddress
 import math
 import os
+import re
 from dataclasses import dataclass, field
 
 TOKEN_ENV = "PPSHITU_TOKEN"
@@ -65,6 +66,10 @@ class Settings:
             raise ValueError(f"port must be from 0 to 65535 (0: any free port), got {self.port!r}")
         if self.max_pixels is not None and int(self.max_pixels) < 1:
             raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels!r}")
+        for host in self.allowed_hosts or ():
+            if not is_host_name(host):  # '' or 'example.com:8866' would never match a Host header: no request served
+                raise ValueError(f"allowed_hosts (--allowed-host): {host!r} is not a host name or an IP address "
+                                 f"(give a name like shop.example.com or 192.168.1.5, without a port)")
         if is_loopback(self.host):
             # a page on another site that rebinds its DNS name to 127.0.0.1 must not read the gallery
             self.allowed_hosts = tuple(self.allowed_hosts or ()) + ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -72,6 +77,23 @@ class Settings:
     @property
     def writes_enabled(self):
         return self.token is not None
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+
+
+def is_host_name(host):
+    """Whether `host` can be a Host header's name: an IP address (IPv6 with or without brackets) or a DNS name
+    (dot-separated labels of letters, digits, '-' and '_', 253 characters at most); never empty, no port."""
+    if not isinstance(host, str) or not host or host != host.strip():
+        return False
+    try:
+        ipaddress.ip_address(host[1:-1] if host.startswith("[") and host.endswith("]") else host)
+        return True
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host
+    return 0 < len(name) <= 253 and all(_HOST_LABEL.match(label) for label in name.split("."))
 
 
 def is_loopback(host):

@@ -288,3 +288,110 @@ def test_eval_system_reports_the_skipped_boxes(tmp_path):
     metrics = evaluate_system(Nothing(), str(path), progress=False)
     assert metrics["skipped_boxes"] == 2 and metrics["fn"] == 1 and metrics["known_objects"] == 1
     assert "skipped_boxes" in COUNTS
+
+
+# ------------------------------------------------------------------ 6. the service's upload folder and hosts
+def _writer(tmp_path):
+    """A FAISS gallery (3-d vectors) and the service's writer on it, uploads in tmp_path/index/uploads."""
+    from ppshitu.gallery.gallery import Gallery
+    from ppshitu.serving.service import GalleryWriter, default_upload_dir
+    ip = {"backend": "faiss", "index_dir": str(tmp_path / "index"), "index_method": "Flat"}
+    Gallery.create(ip["index_dir"], 3, index_method="Flat", model_fingerprint="standin").close()
+    return GalleryWriter(ip, default_upload_dir(ip), "standin")
+
+
+def _upload(i):
+    import hashlib
+    data = b"\xff\xd8\xff" + bytes([i]) * 50   # named .jpg by its magic number
+    return hashlib.sha256(data).hexdigest(), data
+
+
+def test_compact_reclaims_uploads_no_item_names_and_nothing_else(tmp_path):
+    """kill -9 during DELETE /api/labels/X: the gallery update was published, the files not yet deleted.
+    POST /api/compact reclaims them, and never touches a file the service did not store."""
+    import hashlib
+
+    from ppshitu.serving.service import RECLAIM_GRACE_S
+    w = _writer(tmp_path)
+    vectors = np.eye(3, dtype=np.float32)
+    _, paths, _ = w.add("cat", [_upload(1), _upload(2)], vectors[:2], [None, None])
+    _, kept, _ = w.add("dog", [_upload(3)], vectors[2:], [None])
+    w.gallery.remove(labels=["cat"])    # ... and the server is killed before it deletes the cat's files
+    assert all(os.path.isfile(p) for p in paths)
+    root = Path(w.upload_dir)
+    folder = Path(paths[0]).parent
+    user_files = [root / "notes.txt", folder / "holiday.jpg", root / "ab" / ("ab" + "0" * 62 + ".jpg")]
+    for f in user_files:   # a user's files, one named like an upload but with other content
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"mine")
+    temp = folder / ".upload-abcd1234"   # a temporary file of a store killed mid-write
+    temp.write_bytes(b"half")
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes(b"\xff\xd8\xff" + b"x" * 50)
+    sha = hashlib.sha256(outside.read_bytes()).hexdigest()
+    (root / sha[:2]).mkdir(exist_ok=True)
+    os.symlink(outside, root / sha[:2] / (sha + ".jpg"))   # a link named like an upload: never followed
+    old = time.time() - RECLAIM_GRACE_S - 10
+    for p in [*paths, temp, *user_files]:
+        os.utime(p, (old, old))
+    fresh_sha, fresh = _upload(9)   # unreferenced but recent: maybe another server's add in progress
+    fresh_path = root / fresh_sha[:2] / (fresh_sha + ".jpg")
+    fresh_path.parent.mkdir(exist_ok=True)
+    fresh_path.write_bytes(fresh)
+    summary = w.compact()
+    assert summary["reclaimed_uploads"] == 3, summary  # the cat's two images and the temporary file
+    assert not any(os.path.exists(p) for p in paths) and not temp.exists()
+    assert all(os.path.isfile(p) for p in kept) and fresh_path.is_file()
+    assert all(f.read_bytes() == b"mine" for f in user_files) and outside.is_file()
+    assert (root / sha[:2] / (sha + ".jpg")).is_symlink()
+    assert w.compact()["reclaimed_uploads"] == 0
+    w.gallery.close()
+
+
+def test_a_reused_upload_is_recent_again(tmp_path):
+    w = _writer(tmp_path)
+    sha, data = _upload(5)
+    path, created = w._store(sha, data)
+    old = time.time() - 10_000
+    os.utime(path, (old, old))
+    assert w._store(sha, data) == (path, False) and time.time() - os.path.getmtime(path) < 60
+    w.gallery.close()
+
+
+def _gallery_config(tmp_path):
+    from ppshitu.gallery.gallery import Gallery
+    Gallery.create(str(tmp_path / "index"), 3, index_method="Flat", model_fingerprint="standin").close()
+    return ["-o", f"IndexProcess.index_dir={tmp_path / 'index'}", "-o", f"Global.rec_inference_model_dir={REC_MODEL}",
+            "-o", "Global.det_inference_model_dir="]
+
+
+def test_serve_refuses_an_upload_dir_that_cannot_hold_uploads(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    opts = _gallery_config(tmp_path)
+    for upload_dir, why in ((blocker, "is a file, not a folder"), (blocker / "sub", f"{blocker} is a file")):
+        proc = run_tool("deploy/serve.py", "-c", CONFIG, *opts, "--token", "t0k3n", "--upload-dir", upload_dir,
+                        "--port", "0")
+        line = one_error_line(proc, upload_dir)
+        assert why in line and "--upload-dir" in line, line
+    assert blocker.read_text() == "not a folder"
+    from ppshitu.errors import ConfigError
+    from ppshitu.serving.service import check_upload_dir
+    check_upload_dir(tmp_path / "new" / "uploads")   # not there yet, but can be made
+    with pytest.raises(ConfigError, match="not a folder"):
+        check_upload_dir(blocker)
+
+
+@pytest.mark.parametrize("host", ["", " ", "example.com:8866", "*", "a..b", "-x.example"])
+def test_serve_refuses_an_empty_or_invalid_allowed_host(host):
+    proc = run_tool("deploy/serve.py", "-c", CONFIG, f"--allowed-host={host}", "--port", "0")
+    line = one_error_line(proc, "--allowed-host")
+    assert repr(host) in line, line
+
+
+def test_valid_allowed_hosts_are_accepted():
+    from ppshitu.serving.settings import Settings
+    s = Settings(host="0.0.0.0", allowed_hosts=("shop.example.com", "192.168.1.5", "[::1]", "::1", "my_host"))
+    assert "shop.example.com" in s.allowed_hosts
+    with pytest.raises(ValueError, match="allowed_hosts"):
+        Settings(allowed_hosts=("",))

@@ -8,8 +8,8 @@ from starlette.concurrency import run_in_threadpool
 from ..bodies import BodyReader
 from ..dependencies import WRITER, ServiceDep, require_writer, room_for_inference, room_for_writes
 from ..errors import ServiceError
-from ..models import (ITEMS_BODY, RENAME_BODY, AddItemsResponse, GallerySummary, Item, ItemsResponse,
-                      LabelsResponse, RemovedItems, RemovedLabel, Renamed, RenameRequest, errors)
+from ..models import (ITEMS_BODY, RENAME_BODY, AddItemsResponse, Compacted, Item, ItemsResponse, LabelsResponse,
+                      RemovedItems, RemovedLabel, Renamed, RenameRequest, errors)
 from ..service import check_label
 
 router = APIRouter(prefix="/api", tags=["gallery"])
@@ -88,7 +88,8 @@ async def rename_label(request: Request, service: ServiceDep, label: str,
     return await service.write(lambda w: w.rename(label, new, merge))
 
 
-@router.post("/compact", summary="Rebuild the index without removed items", response_model=GallerySummary,
+@router.post("/compact", summary="Rebuild the index without removed items; reclaim stored uploads no item names",
+             response_model=Compacted,
              response_model_exclude_unset=True, dependencies=WRITER, responses=WRITE_ERRORS)
 async def compact(service: ServiceDep):
     return await service.write(lambda w: w.compact())
