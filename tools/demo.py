@@ -38,14 +38,31 @@ def sh(*args):
     subprocess.run([sys.executable, *args], cwd=ROOT, check=True)
 
 
+def _generate_here(folder, marker):
+    """Whether the demo generates its data into `folder`: yes when it is new or empty; no when it holds
+    `marker` (data an earlier run generated, read and checked then); anything else is refused, so that the
+    demo never writes over, nor reads as its own, files it did not make (a user's folder given as --data)."""
+    from ppshitu.errors import PPShiTuError
+    from ppshitu.utils.files import check_input_file
+
+    path = os.path.join(folder, marker)
+    if os.path.lexists(path):
+        check_input_file(path, "--data:", PPShiTuError)  # a FIFO or a device: said so, never read
+        return False
+    if os.path.lexists(folder) and (not os.path.isdir(folder) or os.listdir(folder)):
+        raise PPShiTuError(f"--data: {folder} holds files the demo did not make (no {marker}): give --data a new "
+                           f"or empty folder, where the demo generates its data")
+    return True
+
+
 def make_data(data):
     from dataset.synthetic import make_recognition_set, make_scenes
 
     rec, scenes = os.path.join(data, "rec"), os.path.join(data, "scenes")
-    if not os.path.isfile(os.path.join(rec, "gallery_list.txt")):
+    if _generate_here(rec, "gallery_list.txt"):
         make_recognition_set(rec, num_classes=NUM_CLASSES, views_per_class=8, image_size=96,
                              num_train_classes=NUM_TRAIN, gallery_views=3, seed=0)
-    if not os.path.isfile(os.path.join(scenes, "val.json")):
+    if _generate_here(scenes, "val.json"):
         make_scenes(scenes, num_images=30, image_size=(240, 320), objects_per_image=(1, 4),
                     object_classes=FIRST + APPENDED + NEVER, seed=1, split="val")
     return rec, os.path.join(scenes, "val.json")
@@ -109,9 +126,23 @@ def write_gallery_list(rec_root, classes, path):
     as a PP-ShiTu gallery list `relpath<TAB>label name`."""
     from dataset.synthetic import class_name
 
+    from ppshitu.errors import PPShiTuError
+    from ppshitu.utils.files import MAX_LIST_BYTES, read_input_text
+
     names = {class_name(c) for c in classes}
-    with open(os.path.join(rec_root, "gallery_list.txt"), encoding="utf-8") as f:
-        lines = [line for line in f if line.rstrip("\n").split("\t")[1] in names]
+    source = os.path.join(rec_root, "gallery_list.txt")
+    lines = []  # each line as the demo writes it: relpath<TAB>label name; anything else is not the demo's file
+    text = read_input_text(source, "gallery list", MAX_LIST_BYTES, PPShiTuError)
+    for no, line in enumerate(text.splitlines(), 1):
+        parts = line.split("\t")
+        if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
+            raise PPShiTuError(f"{source}:{no}: expected 'relpath<TAB>label name' (the list the demo writes), got "
+                               f"{line[:80]!r}: --data holds files the demo did not make; give a new or empty folder")
+        if parts[1] in names:
+            lines.append(line + "\n")
+    if not lines:
+        raise PPShiTuError(f"{source}: lists none of the demo's classes ({sorted(names)[0]}, ...): --data holds files "
+                           f"the demo did not make; give a new or empty folder")
     from ppshitu.utils.outputs import OutputGuard
 
     with OutputGuard(os.path.dirname(os.path.abspath(path)), "--out") as guard:  # never over a user's file

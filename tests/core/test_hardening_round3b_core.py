@@ -8,6 +8,11 @@
 5. `eval_system --scenes` with a ground-truth bbox [0, 0, -5, NaN] was accepted silently: scene annotations
    now follow det/coco.py's rule (not four numbers: refused; empty, not finite, absurd, outside the image:
    skipped with a warning naming the file, the image and the annotation, and counted as skipped_boxes).
+6. The service: uploads orphaned by a kill -9 mid-DELETE stayed forever (POST /api/compact now reclaims
+   them, and only them); `--upload-dir <a file>` started with writes enabled, then answered every upload
+   500; `--allowed-host ''` was accepted. Now refused at start, one line, exit 2.
+7. `tools/demo.py --data D` with D/rec/gallery_list.txt a user's file not in tab format: an IndexError
+   traceback. The demo generates only into a new or empty folder, and checks each line it reads.
 (2. SIGINT and 8. a file where a folder must be: tests/core/test_hardening_errors.py; 3 and 4, ranges:
 tests/core/test_schema_ranges.py.)
 
@@ -395,3 +400,30 @@ def test_valid_allowed_hosts_are_accepted():
     assert "shop.example.com" in s.allowed_hosts
     with pytest.raises(ValueError, match="allowed_hosts"):
         Settings(allowed_hosts=("",))
+
+
+# ------------------------------------------------------------------ 7. the demo's --data
+# `tools/demo.py --data D` with D/rec/gallery_list.txt a user's file not in tab format: IndexError traceback
+def test_demo_refuses_a_gallery_list_it_did_not_write(tmp_path):
+    data = tmp_path / "D"
+    (data / "rec").mkdir(parents=True)
+    (data / "scenes").mkdir()
+    (data / "scenes" / "val.json").write_text('{"images": [], "annotations": []}')
+    for text, why in (("a.jpg label one\nb.jpg\n", ":1: expected 'relpath<TAB>label name'"),
+                      ("a.jpg\tmy cat\n", "lists none of the demo's classes")):
+        (data / "rec" / "gallery_list.txt").write_text(text)
+        proc = run_tool("tools/demo.py", "--data", data, "--out", tmp_path / "out")
+        line = one_error_line(proc, data / "rec" / "gallery_list.txt")
+        assert why in line and "--data" in line, line
+        assert (data / "rec" / "gallery_list.txt").read_text() == text
+
+
+def test_demo_never_generates_into_a_folder_of_someone_elses_files(tmp_path):
+    data = tmp_path / "D"
+    (data / "rec").mkdir(parents=True)
+    (data / "rec" / "train_list.txt").write_text("my/own.jpg 1\n")
+    proc = run_tool("tools/demo.py", "--data", data, "--out", tmp_path / "out")
+    line = one_error_line(proc, data / "rec")
+    assert "holds files the demo did not make" in line, line
+    assert (data / "rec" / "train_list.txt").read_text() == "my/own.jpg 1\n"
+    assert sorted(os.listdir(data / "rec")) == ["train_list.txt"] and not (data / "scenes").exists()
