@@ -26,12 +26,12 @@ embedded again). What it reports:
 import hashlib
 import html
 import os
-import pathlib
 import time
 from collections import Counter
 
 import numpy as np
 
+from ..utils.outputs import file_uri, write_thumbnail
 from .neighbours import label_centroids, point_score, scan
 
 FORMAT = "ppshitu-gallery-doctor-1"
@@ -228,10 +228,10 @@ def write_report(report, out_dir, guard, max_shown=200):
             return "<i>(no path)</i>"
         if f not in thumbs:
             name = f"thumbs/{len(thumbs) + 1:06d}.jpg"
-            thumbs[f] = name if _thumb(f, os.path.join(out_dir, name), guard) else None
+            thumbs[f] = name if write_thumbnail(f, os.path.join(out_dir, name), guard, THUMB) else None
         if thumbs[f] is None:
             return "<i>(missing)</i>"
-        return f"<a href='{html.escape(_uri(f))}'><img src='{thumbs[f]}'></a>"
+        return f"<a href='{html.escape(file_uri(f))}'><img src='{thumbs[f]}'></a>"
 
     e = html.escape
     s = report.get("summary", {})
@@ -284,23 +284,3 @@ def write_report(report, out_dir, guard, max_shown=200):
     parts.append("</table></body></html>")
     guard.write_text(html_path, "\n".join(parts))
     return json_path, html_path
-
-
-def _thumb(src, dst, guard):
-    from PIL import Image
-
-    from ..utils.image import ImageReadError, read_image
-    try:
-        im = Image.fromarray(read_image(src, min_side=THUMB))
-    except (ImageReadError, OSError):
-        return False
-    im.thumbnail((THUMB, THUMB))
-    guard.write_image(dst, np.asarray(im), quality=85)
-    return True
-
-
-def _uri(path):
-    try:
-        return pathlib.Path(os.path.abspath(path)).as_uri()
-    except ValueError:
-        return ""

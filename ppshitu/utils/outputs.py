@@ -350,3 +350,30 @@ class OutputGuard:
 
     def __exit__(self, *exc):
         self.flush()
+
+
+def write_thumbnail(src, dst, guard, size):
+    """Write a `size`-pixel thumbnail of the image file `src` to `dst` through `guard` (read by utils.image:
+    regular files only, under the pixel and byte limits, EXIF orientation applied); False when it cannot be
+    read. The reports' one thumbnail maker (duplicates, gallery doctor)."""
+    import numpy as np
+    from PIL import Image
+
+    from .image import ImageReadError, read_image
+    try:
+        im = Image.fromarray(read_image(src, min_side=size))
+    except (ImageReadError, OSError):
+        return False
+    im.thumbnail((size, size))
+    guard.write_image(dst, np.asarray(im), quality=85)
+    return True
+
+
+def file_uri(path):
+    """A file:// link to `path` for a report page ("" where the path has none)."""
+    import pathlib
+
+    try:
+        return pathlib.Path(os.path.abspath(path)).as_uri()
+    except ValueError:
+        return ""
