@@ -112,31 +112,58 @@ def diagnose(items, higher_is_better=True, k=K, mislabel_z=MISLABEL_Z, outlier_z
     near = scan(items.vectors, lab, higher_is_better, k=k)
     multi = counts[lab] >= 2
     right = multi & (near.same_score > near.other_score)
+    table = _label_table(names, lab, counts, right)
+    confused = _confused_pairs(names, lab, counts, near, multi & ~right)
+    own, mislabels, flagged = _suspected_mislabels(items, near, item, higher_is_better, mislabel_z)
+    same = _same_image(items, near, item, hash_files)
+    outliers = _outliers(own, counts[lab] >= 3, flagged, item, outlier_z)
+    report.update(
+        summary={"loo_recall_at_1": round(float(right[multi].mean()), 4) if multi.any() else None,
+                 "labels_with_2_or_more": int((counts >= 2).sum()), "suspected_mislabels": len(mislabels),
+                 "same_image_two_labels": len(same), "outliers": len(outliers),
+                 "single_image_labels": int((counts == 1).sum()), "confused_pairs": len(confused)},
+        label_table=table, confused_pairs=confused[:max_pairs], suspected_mislabels=mislabels,
+        same_image_two_labels=same, outliers=outliers,
+        single_image_labels=[names[i] for i in np.nonzero(counts == 1)[0]])
+    return report
 
-    # per label
+
+def _label_table(names, lab, counts, right):
+    """Per label: its count and leave-one-out recall@1, worst first."""
     right_per = np.bincount(lab, weights=right.astype(float), minlength=len(names))
     table = [{"label": names[i], "count": int(counts[i]),
               "loo_recall_at_1": round(float(right_per[i] / counts[i]), 4) if counts[i] >= 2 else None}
              for i in range(len(names))]
     table.sort(key=lambda r: (r["loo_recall_at_1"] is None, r["loo_recall_at_1"] or 0, -r["count"], r["label"]))
+    return table
 
-    # confused pairs (leave-one-out top-1 of another label, both directions summed)
-    wrong = np.nonzero(multi & ~right & (near.other_index >= 0))[0]
+
+def _confused_pairs(names, lab, counts, near, wrong_mask):
+    """Label pairs by how often one's leave-one-out top-1 is the other (both directions summed)."""
+    wrong = np.nonzero(wrong_mask & (near.other_index >= 0))[0]
     pairs = Counter()
     for i in wrong:
         a, b = int(lab[i]), int(lab[near.other_index[i]])
         pairs[(min(a, b), max(a, b))] += 1
-    confused = [{"labels": [names[a], names[b]], "count": int(c), "counts": [int(counts[a]), int(counts[b])],
-                 "rate": round(c / float(counts[a] + counts[b]), 4)}
-                for (a, b), c in sorted(pairs.items(), key=lambda kv: (-kv[1], names[kv[0][0]], names[kv[0][1]]))]
+    return [{"labels": [names[a], names[b]], "count": int(c), "counts": [int(counts[a]), int(counts[b])],
+             "rate": round(c / float(counts[a] + counts[b]), 4)}
+            for (a, b), c in sorted(pairs.items(), key=lambda kv: (-kv[1], names[kv[0][0]], names[kv[0][1]]))]
 
-    # suspected mislabels
+
+def _knn_labels(near, lab):
+    return np.where(near.knn_index >= 0, lab[np.maximum(near.knn_index, 0)], -1)
+
+
+def _suspected_mislabels(items, near, item, higher_is_better, mislabel_z):
+    """(score to own label's centroid, suspected mislabels, their indices): items whose k neighbours all carry
+    another label and that sit much closer to another label's centroid than to their own."""
+    names, lab = items.label_names, items.label_ids
     own, best, best_label = centroid_margins(items.vectors, lab, len(names), higher_is_better)
     margin = best - own
     z = _robust_z(np.where(np.isfinite(margin), margin, np.nan))
-    kk = near.knn_index.shape[1]
-    knn_labels = np.where(near.knn_index >= 0, lab[np.maximum(near.knn_index, 0)], -1)
-    all_other = (kk > 0) & (knn_labels != lab[:, None]).all(1) & (near.knn_index >= 0).all(1)
+    knn_labels = _knn_labels(near, lab)
+    all_other = ((near.knn_index.shape[1] > 0) & (knn_labels != lab[:, None]).all(1)
+                 & (near.knn_index >= 0).all(1))
     flagged = np.nonzero(all_other & np.isfinite(z) & (z > mislabel_z) & (margin > 0))[0]
     mislabels = []
     for i in sorted(flagged, key=lambda i: -z[i]):
@@ -146,15 +173,19 @@ def diagnose(items, higher_is_better=True, k=K, mislabel_z=MISLABEL_Z, outlier_z
                           "z": round(float(z[i]), 2),
                           "neighbours": [{**item(int(j)), "score": round(float(s), 4)}
                                          for j, s in zip(near.knn_index[i], near.knn_score[i]) if j >= 0]})
+    return own, mislabels, flagged
 
-    # the same image under two labels
-    same = []
-    seen = set()
+
+def _same_image(items, near, item, hash_files):
+    """Pairs of items under different labels whose vectors are the same image's ("same file" when the files'
+    hashes agree too)."""
+    lab, kk = items.label_ids, near.knn_index.shape[1]
     vn = np.asarray(items.vectors, np.float64)
     vn = vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)
     nb = np.maximum(near.knn_index, 0)
-    cosines = np.einsum("nd,nkd->nk", vn, vn[nb]) if kk else np.zeros((n, 0))
-    candidates = (near.knn_index >= 0) & (knn_labels != lab[:, None]) & (cosines >= SAME_VECTOR_COS)
+    cosines = np.einsum("nd,nkd->nk", vn, vn[nb]) if kk else np.zeros((len(vn), 0))
+    candidates = (near.knn_index >= 0) & (_knn_labels(near, lab) != lab[:, None]) & (cosines >= SAME_VECTOR_COS)
+    same, seen = [], set()
     for i, c in zip(*np.nonzero(candidates)):
         j, cos = int(near.knn_index[i, c]), float(cosines[i, c])
         i = int(i)
@@ -168,25 +199,17 @@ def diagnose(items, higher_is_better=True, k=K, mislabel_z=MISLABEL_Z, outlier_z
             if ha is not None and ha == hb:
                 kind = "same file"
         same.append({"kind": kind, "cosine": round(cos, 6), "items": [a, b]})
+    return same
 
-    # outliers
-    big = counts[lab] >= 3
+
+def _outliers(own, big, flagged, item, outlier_z):
+    """Items of labels with 3+ images that sit far from their label's centroid."""
     oz = _robust_z(np.where(big, own, np.nan), tail="low")
     out_idx = np.nonzero(np.isfinite(oz) & (oz < -outlier_z))[0]
     flagged_set = set(int(i) for i in flagged)
-    outliers = [{**item(int(i)), "score_to_label": round(float(own[i]), 4), "z": round(float(oz[i]), 2),
-                 "suspected_mislabel": int(i) in flagged_set}
-                for i in sorted(out_idx, key=lambda i: oz[i])]
-
-    report.update(
-        summary={"loo_recall_at_1": round(float(right[multi].mean()), 4) if multi.any() else None,
-                 "labels_with_2_or_more": int((counts >= 2).sum()), "suspected_mislabels": len(mislabels),
-                 "same_image_two_labels": len(same), "outliers": len(outliers),
-                 "single_image_labels": int((counts == 1).sum()), "confused_pairs": len(confused)},
-        label_table=table, confused_pairs=confused[:max_pairs], suspected_mislabels=mislabels,
-        same_image_two_labels=same, outliers=outliers,
-        single_image_labels=[names[i] for i in np.nonzero(counts == 1)[0]])
-    return report
+    return [{**item(int(i)), "score_to_label": round(float(own[i]), 4), "z": round(float(oz[i]), 2),
+             "suspected_mislabel": int(i) in flagged_set}
+            for i in sorted(out_idx, key=lambda i: oz[i])]
 
 
 def _item_fn(items, root):

@@ -11,7 +11,6 @@ MAX_LINES = 80
 ALLOWED = {
     # being split in issue 24
     "ppshitu/library/verify.py:content",
-    "ppshitu/gallery/doctor.py:diagnose",
     "ppshitu/library/dupcalibrate.py:calibrate_folder",
 }
 
