@@ -1,57 +1,54 @@
-"""Duplicate finding over a gallery (tools/find_duplicates.py).
+"""Duplicate finding over a gallery (tools/find_duplicates.py): candidates by embedding, decisions by
+verification.
 
-Exact duplicates share a content hash (sha256). Near-duplicates are found through the gallery's own
-index: each item's `k` nearest neighbours (batched searches, so the cost grows as n * k, not n^2) are
-candidates, and a candidate pair is linked by the rule (`NearRule`):
+* **Exact duplicates** share a content hash (sha256).
+* **Candidates**: each item's `k` nearest neighbours in the gallery's own index (batched searches: the
+  cost grows as n * k, not n^2) whose cosine reaches the candidate floor.
+* **Decisions**: each candidate pair is verified (verify.py: local features + RANSAC, then the
+  aligned content, tile by tile) and judged by the rule calibrated on this folder
+  (dupcalibrate.py): "duplicate" (the same picture, edited), "similar" (the geometry agrees -- the
+  same scene or object: a near shot, a burst frame, a crop, a variant -- but the content or the
+  overlap does not), or neither. Features are computed only for images that are in a candidate pair,
+  once each (an LRU of `FEATURE_CACHE` images), on `workers` threads.
+* **Two tiers, complete linkage.** Duplicate groups are complete-linkage clusters of duplicate
+  links: two groups merge only when EVERY pair across them is verified a duplicate (pairs that were
+  not candidates are verified then), strongest links first -- A~B and B~C never put A with C unless
+  A~C holds too, so a group is never chained through a weak link. Similar groups are built the same
+  way over the duplicate groups (each stands as one unit: every pair across two units must be
+  similar or duplicate). Exact copies always link. Only duplicate groups are ever moved by default.
+* **The suggested keeper** of a duplicate group (`keep="best"`): the highest resolution, then the
+  largest file, then the most EXIF fields, then the shortest path; `largest`, `first` (path order)
+  and `oldest` (mtime) as before. Resolution and orientation come from the file's header: a
+  thumbnail, an embedding and a verification all see the image as its EXIF orientation shows it.
 
-    cos >= cosine                                   (embedding alone), or
-    cos >= candidate and pHash distance <= max_hamming   (embedding + perceptual hash, when set)
-
-The pHash is computed only for the images of such candidate pairs. Groups are the connected components
-of exact and near links (union-find). Each group names the copy to keep (`keep`: the largest file, or
-the first path, or the oldest) and the others; nothing is ever moved unless asked, and never the kept
-copy.
+Nothing is moved unless asked (`move_duplicates`: every non-kept member of the duplicate groups;
+`apply_decisions`: what the review page exported), never the last copy of a group, never deleted.
 """
+import collections
+import contextlib
+import hashlib
+import io
 import logging
 import os
 import shutil
+import threading
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..errors import ConfigError, PPShiTuError
 
 log = logging.getLogger("ppshitu.library")
-KEEP_RULES = ("largest", "first", "oldest")
+KEEP_RULES = ("best", "largest", "first", "oldest")
 SEARCH_CHUNK = 1024
 PHASH_DRAFT = (256, 256)   # JPEGs are decoded at a reduced scale no smaller than this (pHash looks at 32x32)
-
-
-@dataclass(frozen=True)
-class NearRule:
-    cosine: float                 # linked on the embedding alone at or above this
-    candidate: float = None       # with max_hamming: linked at or above this when the pHashes agree
-    max_hamming: int = None
-    source: str = ""
-
-    @property
-    def uses_phash(self):
-        return self.candidate is not None and self.max_hamming is not None
-
-    @property
-    def floor(self):
-        return min(self.cosine, self.candidate) if self.uses_phash else self.cosine
-
-    def describe(self):
-        text = f"cosine >= {self.cosine:.3f}"
-        if self.uses_phash:
-            text += f", or cosine >= {self.candidate:.3f} and pHash distance <= {self.max_hamming}"
-        return text
-
-    def as_dict(self):
-        return {"cosine": self.cosine, "candidate": self.candidate, "max_hamming": self.max_hamming,
-                "source": self.source, "text": self.describe()}
+FEATURE_CACHE = 2000       # images whose verification features are held at once (~190 KB each)
+HEADER_BYTES = 1 << 20     # read for an image's size and EXIF (the whole file when that is not enough)
+LINKAGE = ("complete: two groups merge only when every pair across them is verified (duplicate groups: the "
+           "same picture; similar groups: the same scene or better), strongest links first, so no group is "
+           "chained through a weak link (A~B and B~C without A~C never put A with C)")
+REPORT_FORMAT = "ppshitu-duplicates-report-2"
 
 
 def phash_image(im):
@@ -64,8 +61,6 @@ def phash_image(im):
 def phash_file(path):
     """phash_image of a file (JPEGs decoded at reduced scale), or None when it cannot be read (read by
     utils.image's one opener: regular files only, within the byte limit)."""
-    import io
-
     from PIL import Image
 
     from ..utils.image import read_image_bytes
@@ -76,20 +71,6 @@ def phash_file(path):
             return phash_image(im)
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
-
-
-class LazyHashes:
-    """pHashes of items' files, computed on first use."""
-
-    def __init__(self, items):
-        self.items, self.cache, self.computed = items, {}, 0
-
-    def __call__(self, i):
-        if i not in self.cache:
-            file = self.items[i].get("file")
-            self.cache[i] = phash_file(file) if file else None
-            self.computed += 1
-        return self.cache[i]
 
 
 class UnionFind:
@@ -120,14 +101,126 @@ def to_cosine(scores, higher_is_better):
     return scores if higher_is_better else 1.0 - scores / 2.0
 
 
-def near_pairs(gallery, vectors, ids, rule, k=10, hashes=None):
-    """{(i, j): {cosine, phash, by}} for i < j, positions into `ids`, where j is among i's k nearest
-    (or i among j's) and the pair passes `rule` (a NearRule, or a cosine). `vectors` [n, D] are the
-    items' own vectors; `hashes(i)` gives item i's pHash (needed when the rule uses one)."""
-    if not isinstance(rule, NearRule):
-        rule = NearRule(float(rule))
+# ------------------------------------------------------------------ features of the items' files
+class FeatureCache:
+    """verify.Prepared of item i's file, computed on first use (thread-safe; an LRU of `capacity`);
+    None when the file cannot be read. `image(i)`: the decoded RGB (not kept)."""
+
+    def __init__(self, items, max_pixels=None, capacity=FEATURE_CACHE):
+        self.items, self.max_pixels, self.capacity = items, max_pixels, int(capacity)
+        self.cache = collections.OrderedDict()
+        self.lock = threading.Lock()
+        self.locks = collections.defaultdict(threading.Lock)
+        self.computed = 0
+        self.unreadable = set()
+
+    def image(self, i):
+        from ..utils.image import ImageReadError, read_image
+        from .verify import WORK_SIDE
+
+        file = self.items[i].get("file")
+        if not file:
+            return None
+        try:
+            return read_image(file, self.max_pixels, min_side=WORK_SIDE)
+        except ImageReadError as e:
+            if i not in self.unreadable:
+                log.warning("%s", e)
+            self.unreadable.add(i)
+            return None
+
+    def __call__(self, i):
+        from .verify import prepare
+
+        with self.lock:
+            if i in self.cache:
+                self.cache.move_to_end(i)
+                return self.cache[i]
+            item_lock = self.locks[i]
+        with item_lock:
+            with self.lock:
+                if i in self.cache:
+                    return self.cache[i]
+            rgb = self.image(i)
+            prep = prepare(rgb) if rgb is not None and min(rgb.shape[:2]) >= 8 else None
+            with self.lock:
+                self.computed += 1
+                self.cache[i] = prep
+                while len(self.cache) > self.capacity:
+                    self.cache.popitem(last=False)
+            return prep
+
+
+@contextlib.contextmanager
+def _threads_for_workers():
+    """One thread per OpenCV call and per BLAS call while `workers` threads verify side by side."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        try:
+            from threadpoolctl import threadpool_limits
+            limits = threadpool_limits(1, user_api="blas")
+        except ImportError:  # pragma: no cover
+            limits = contextlib.nullcontext()
+        with limits:
+            yield
+    finally:
+        cv2.setNumThreads(before)
+
+
+def _local_order(pairs):
+    """The pairs in an order that keeps each image's uses close together (a breadth-first order of the
+    candidate graph), so the feature LRU rarely computes an image twice."""
+    adj = collections.defaultdict(list)
+    for i, j in pairs:
+        adj[i].append(j)
+        adj[j].append(i)
+    pos, queue = {}, collections.deque()
+    for start in sorted(adj):
+        if start in pos:
+            continue
+        pos[start] = len(pos)
+        queue.append(start)
+        while queue:
+            u = queue.popleft()
+            for v in sorted(adj[u]):
+                if v not in pos:
+                    pos[v] = len(pos)
+                    queue.append(v)
+    return sorted(pairs, key=lambda p: (max(pos[p[0]], pos[p[1]]), min(pos[p[0]], pos[p[1]])))
+
+
+def parallel_map(fn, tasks, workers=2):
+    """[fn(t) for t in tasks] on `workers` threads (OpenCV and NumPy release the GIL), one OpenCV and
+    BLAS thread each."""
+    tasks = list(tasks)
+    with _threads_for_workers():
+        if workers <= 1 or len(tasks) < 2:
+            return [fn(t) for t in tasks]
+        with ThreadPoolExecutor(max_workers=int(workers)) as pool:
+            return list(pool.map(fn, tasks, chunksize=8))
+
+
+def verify_pairs(pairs, features, workers=2):
+    """{(i, j): verify.Evidence or None (a file unreadable)} for `pairs`, on `workers` threads."""
+    from .verify import compare_pair
+
+    def one(p):
+        a, b = features(p[0]), features(p[1])
+        return compare_pair(a, b) if a is not None and b is not None else None
+
+    ordered = _local_order(list(pairs))
+    return dict(zip(ordered, parallel_map(one, ordered, workers)))
+
+
+# ------------------------------------------------------------------ candidates
+def candidate_pairs(gallery, vectors, ids, floor, k=10):
+    """{(i, j): cosine} for i < j (positions into `ids`) where j is among i's k nearest (or i among
+    j's) and the cosine reaches `floor`."""
     pos = {int(g): i for i, g in enumerate(ids)}
-    candidates = {}
+    out = {}
     for start in range(0, len(ids), SEARCH_CHUNK):
         q = np.asarray(vectors[start:start + SEARCH_CHUNK], np.float32)
         _, scores, found = gallery.search(q, int(k) + 1)  # +1: the item itself
@@ -136,21 +229,11 @@ def near_pairs(gallery, vectors, ids, rule, k=10, hashes=None):
             i = start + row
             for g, c in zip(found[row], cos[row]):
                 j = pos.get(int(g))
-                if j is None or j == i or not np.isfinite(c) or c < rule.floor:
+                if j is None or j == i or not np.isfinite(c) or c < floor:
                     continue
                 key = (min(i, j), max(i, j))
-                candidates[key] = max(candidates.get(key, -1.0), float(c))
-    pairs = {}
-    for (i, j), c in candidates.items():
-        if c >= rule.cosine:
-            pairs[(i, j)] = {"cosine": c, "phash": None, "by": "embedding"}
-        elif rule.uses_phash and hashes is not None:
-            a, b = hashes(i), hashes(j)
-            if a is not None and b is not None:
-                d = int((a != b).sum())
-                if d <= rule.max_hamming:
-                    pairs[(i, j)] = {"cosine": c, "phash": d, "by": "embedding+phash"}
-    return pairs
+                out[key] = max(out.get(key, -1.0), float(c))
+    return out
 
 
 def exact_pairs(hashes):
@@ -166,79 +249,238 @@ def exact_pairs(hashes):
     return out
 
 
-def group_items(items, vectors, near, exact, keep="largest"):
-    """Groups (dicts) from the items' links; members ordered keep-first."""
+# ------------------------------------------------------------------ links and complete linkage
+class Links:
+    """What links two items: exact bytes, or the verified rule (verifying pairs on demand); or, with
+    `threshold`, the embedding's cosine alone (unverified, for comparison)."""
+
+    def __init__(self, items, vectors, rule, features, evidence=None, threshold=None):
+        self.items, self.vectors, self.rule, self.features = items, vectors, rule, features
+        self.evidence = dict(evidence or {})
+        self.threshold = threshold
+        self.on_demand = 0
+
+    def same_bytes(self, i, j):
+        a, b = self.items[i].get("sha256"), self.items[j].get("sha256")
+        return bool(a) and a == b
+
+    def cosine(self, i, j):
+        return float(np.dot(self.vectors[i], self.vectors[j]))
+
+    def ev(self, i, j):
+        from .verify import compare_pair
+
+        key = (min(i, j), max(i, j))
+        if key not in self.evidence:
+            a, b = self.features(key[0]), self.features(key[1])
+            self.evidence[key] = compare_pair(a, b) if a is not None and b is not None else None
+            self.on_demand += 1
+        return self.evidence[key]
+
+    def kind(self, i, j):
+        """'duplicate' | 'similar' | None."""
+        if self.same_bytes(i, j):
+            return "duplicate"
+        if self.threshold is not None:
+            return "duplicate" if self.cosine(i, j) >= self.threshold else None
+        e = self.ev(i, j)
+        if e is None:
+            return None
+        if self.rule.duplicate(e):
+            return "duplicate"
+        return "similar" if self.rule.matched(e) else None
+
+    def strength(self, i, j):
+        """Sort key, strongest first: exact bytes, then fewest disagreeing pixels, most inliers."""
+        if self.same_bytes(i, j):
+            return (0, 0.0, 0.0)
+        e = self.evidence.get((min(i, j), max(i, j)))
+        if e is None:
+            return (1, 0.0, -self.cosine(i, j))
+        return (1, e.local, -e.inliers)
+
+
+def complete_linkage(units, edges, linked, strength):
+    """Clusters of `units` (lists of items, the starting clusters) merged along `edges` (item pairs),
+    strongest first, only when linked(a, b) holds for every a, b across the two clusters."""
+    cluster = {}
+    members = {}
+    for u, unit in enumerate(units):
+        members[u] = list(unit)
+        for i in unit:
+            cluster[i] = u
+    for i, j in sorted(edges, key=lambda e: strength(*e)):
+        ci, cj = cluster.get(i), cluster.get(j)
+        if ci is None or cj is None or ci == cj:
+            continue
+        if all(linked(a, b) for a in members[ci] for b in members[cj]):
+            keep, gone = min(ci, cj), max(ci, cj)
+            for x in members[gone]:
+                cluster[x] = keep
+            members[keep] += members.pop(gone)
+    return [m for m in members.values() if len(m) > 1], members
+
+
+# ------------------------------------------------------------------ the keeper
+def image_info(file):
+    """{width, height (as displayed: EXIF orientation applied), exif_fields, orientation} from the
+    file's header (read through utils.image's opener), or {} when it cannot be read."""
+    from PIL import Image
+
+    from ..utils.image import ImageReadError, open_image_file, read_image_bytes
+
+    def parse(data):
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+            exif = im.getexif()
+            fields = len(exif)
+            for ifd in (0x8769, 0x8825):   # the Exif and GPS sub-IFDs
+                with contextlib.suppress(Exception):
+                    fields += len(exif.get_ifd(ifd))
+            orientation = int(exif.get(0x0112, 1) or 1)
+        if orientation in (5, 6, 7, 8):
+            w, h = h, w
+        return {"width": int(w), "height": int(h), "exif_fields": int(fields), "orientation": orientation}
+
+    try:
+        with open_image_file(file) as f:
+            head = f.read(HEADER_BYTES)
+        try:
+            return parse(head)
+        except Exception:  # noqa: BLE001 - the header did not fit: the whole file
+            return parse(read_image_bytes(file))
+    except (ImageReadError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return {}
+    except Exception:  # noqa: BLE001 - a header PIL cannot parse: no size, no EXIF
+        return {}
+
+
+def keeper_order(items, keep):
+    """Sort key of a group's members, the one to keep first."""
     if keep not in KEEP_RULES:
         raise ConfigError(f"--keep must be one of {list(KEEP_RULES)}, got {keep!r}")
-    uf = UnionFind(len(items))
-    for i, j in exact:
-        uf.union(i, j)
-    for i, j in near:
-        uf.union(i, j)
 
     def order(i):
         it = items[i]
+        if keep == "best":
+            return (-(it.get("width") or 0) * (it.get("height") or 0), -(it.get("size") or 0),
+                    -(it.get("exif_fields") or 0), len(it["path"] or ""), it["path"] or "")
         if keep == "largest":
             return (-(it.get("size") or 0), it["path"] or "")
         if keep == "oldest":
             return (it.get("mtime_ns") or 0, it["path"] or "")
         return (it["path"] or "",)
-    links_of = {}
-    for (i, j), link in sorted(near.items()):
-        links_of.setdefault(uf.find(i), []).append({"a": items[i]["path"], "b": items[j]["path"],
-                                                    "cosine": round(link["cosine"], 4), "phash": link["phash"],
-                                                    "by": link["by"]})
-    groups = []
-    for members in uf.groups():
-        members = sorted(members, key=order)
-        keeper = members[0]
-        hashes = {items[m].get("sha256") for m in members}
-        keep_sha = items[keeper].get("sha256")
-        rows = []
-        for m in members:
-            it = items[m]
-            rows.append({**it, "cosine_to_keep": round(float(np.dot(vectors[m], vectors[keeper])), 4),
-                         "same_bytes_as_keep": bool(keep_sha) and it.get("sha256") == keep_sha,
-                         "keep": m == keeper})
-        links = links_of.get(uf.find(keeper), [])
-        groups.append({"kind": "exact" if len(hashes) == 1 and None not in hashes else "near",
-                       "keep": items[keeper]["path"], "members": rows, "links": links})
-    groups.sort(key=lambda g: (g["kind"] != "exact", -len(g["members"]), g["keep"] or ""))
-    return groups
+    return order
 
 
-def find_duplicates(items, vectors, gallery, rule, k=10, keep="largest"):
-    """The duplicate report of `items` ([{id, path, file, label, sha256, size, mtime_ns}]) whose
-    vectors are `vectors` (unit rows), searched in `gallery`; `rule` a NearRule or a cosine."""
+# ------------------------------------------------------------------ the report
+def find_duplicates(items, vectors, gallery, rule=None, floor=None, k=10, keep="best", features=None, workers=2,
+                    threshold=None, calibration=None, similar=True):
+    """The duplicate report of `items` ([{id, path, file, label, sha256, size, mtime_ns}]) whose unit
+    vectors are `vectors`, searched in `gallery`. `rule` (a verify.Rule) and `floor` (the candidate
+    cosine) usually come from dupcalibrate; `threshold`: link by the cosine alone instead
+    (unverified). `features`: a FeatureCache (made when None)."""
     t0 = time.time()
-    if not isinstance(rule, NearRule):
-        rule = NearRule(float(rule))
+    keeper_order(items, keep)  # (checks the rule name first)
+    if threshold is None and rule is None:
+        raise ConfigError("find_duplicates needs a rule (or a --threshold)")
+    features = features or FeatureCache(items)
     ids = [it["id"] for it in items]
-    hashes = LazyHashes(items) if rule.uses_phash else None
-    near = near_pairs(gallery, vectors, ids, rule, k, hashes)
+    floor = float(threshold if threshold is not None else floor)
+    cands = candidate_pairs(gallery, vectors, ids, floor, k)
+    t_cand = time.time()
+    evidence = {} if threshold is not None else verify_pairs(cands, features, workers)
+    t_ver = time.time()
+    links = Links(items, vectors, rule, features, evidence, threshold)
     exact = exact_pairs([it.get("sha256") for it in items])
-    groups = group_items(items, vectors, near, exact, keep)
-    return {"threshold": float(rule.cosine), "rule": rule.as_dict(), "k": int(k), "keep_rule": keep,
-            "items": len(items), "phash_computed": hashes.computed if hashes else 0,
-            "groups": groups, "exact_groups": sum(g["kind"] == "exact" for g in groups),
-            "near_groups": sum(g["kind"] == "near" for g in groups),
-            "duplicates": sum(len(g["members"]) - 1 for g in groups), "seconds": round(time.time() - t0, 3)}
+    edges = [p for p in cands if links.kind(*p) == "duplicate"] + [(min(a, b), max(a, b)) for a, b in exact]
+    dup_groups, units = complete_linkage([[i] for i in range(len(items))], set(edges),
+                                         lambda a, b: links.kind(a, b) == "duplicate", links.strength)
+    sim_groups = []
+    if similar and threshold is None:
+        sim_edges = {p for p in cands if links.kind(*p) is not None}
+        sim_groups, _ = complete_linkage(list(units.values()), sim_edges,
+                                         lambda a, b: links.kind(a, b) is not None, links.strength)
+        dup_sets = [set(g) for g in dup_groups]
+        sim_groups = [g for g in sim_groups if not any(set(g) <= s for s in dup_sets)]
+    # header facts (resolution, EXIF) of the grouped images only
+    grouped = sorted({i for g in dup_groups + sim_groups for i in g})
+    for i in grouped:
+        if items[i].get("file") and "width" not in items[i]:
+            items[i].update(image_info(items[i]["file"]))
+    order = keeper_order(items, keep)
+    groups = []
+    keepers = {}
+    for g in dup_groups:
+        members = sorted(g, key=order)
+        for m in members:
+            keepers[m] = members[0]
+        groups.append(_group(items, links, members, "duplicate"))
+    for g in sim_groups:
+        # a similar group shows each duplicate group by its keeper (the others are in their own group)
+        reps = sorted({keepers.get(i, i) for i in g}, key=order)
+        if len(reps) > 1:
+            groups.append(_group(items, links, reps, "similar"))
+    groups.sort(key=lambda gr: (gr["tier"] != "duplicate", gr["kind"] != "exact", -len(gr["members"]),
+                                gr["keep"] or ""))
+    for n, gr in enumerate(groups, 1):
+        gr["id"] = n
+    dups = [g for g in groups if g["tier"] == "duplicate"]
+    report = {
+        "format": REPORT_FORMAT, "items": len(items), "k": int(k), "keep_rule": keep, "linkage": LINKAGE,
+        "rule": (rule.as_dict() if threshold is None else
+                 {"threshold": floor, "text": f"cosine >= {floor:.3f} (embedding alone, unverified)",
+                  "source": "--threshold"}),
+        "candidate_floor": round(floor, 4), "calibration": calibration,
+        "candidates": len(cands), "verified_pairs": len(evidence) + links.on_demand,
+        "features_computed": features.computed, "groups": groups,
+        "exact_groups": sum(g["kind"] == "exact" for g in dups), "near_groups": sum(g["kind"] == "near" for g in dups),
+        "similar_groups": sum(g["tier"] == "similar" for g in groups),
+        "duplicates": sum(len(g["members"]) - 1 for g in dups),
+        "seconds": {"candidates": round(t_cand - t0, 3), "verification": round(t_ver - t_cand, 3),
+                    "grouping": round(time.time() - t_ver, 3), "total": round(time.time() - t0, 3)},
+    }
+    report["report_id"] = hashlib.sha256(repr([(m["path"], m.get("sha256")) for g in groups for m in g["members"]])
+                                         .encode() + str(time.time()).encode()).hexdigest()[:16]
+    return report
 
 
-def pairs_of(groups, key="path"):
-    """Every pair (a, b), a < b, of members that share a group (what a user is shown as duplicates)."""
+def _group(items, links, members, tier):
+    keeper = members[0]
+    keep_sha = items[keeper].get("sha256")
+    rows = []
+    for m in members:
+        it = items[m]
+        e = None if m == keeper or links.same_bytes(m, keeper) or links.threshold is not None else links.ev(m, keeper)
+        verdict = None
+        if m != keeper:
+            verdict = "same bytes" if links.same_bytes(m, keeper) else links.kind(m, keeper)
+        rows.append({**{k: v for k, v in it.items() if k != "id"}, "id": int(it["id"]),
+                     "cosine_to_keep": round(links.cosine(m, keeper), 4),
+                     "same_bytes_as_keep": bool(keep_sha) and it.get("sha256") == keep_sha,
+                     "evidence_to_keep": e.as_dict() if e is not None else None, "verdict_to_keep": verdict,
+                     "keep": tier == "duplicate" and m == keeper,
+                     "action": "keep" if tier == "similar" or m == keeper else "move"})
+    hashes = {items[m].get("sha256") for m in members}
+    kind = "exact" if tier == "duplicate" and len(hashes) == 1 and None not in hashes else \
+        ("near" if tier == "duplicate" else "similar")
+    return {"tier": tier, "kind": kind, "keep": items[keeper]["path"], "members": rows}
+
+
+def pairs_of(groups, key="path", tier="duplicate"):
+    """Every pair (a, b), a < b, of members that share a group of `tier` (what a user is shown as
+    duplicates)."""
     out = set()
     for g in groups:
+        if tier is not None and g.get("tier", "duplicate") != tier:
+            continue
         names = sorted(m[key] for m in g["members"])
         out |= {(a, b) for x, a in enumerate(names) for b in names[x + 1:]}
     return out
 
 
-# ------------------------------------------------------------------ the only action that changes files
-def move_duplicates(report, move_to, library_root=None):
-    """Move every group member except its kept copy into `move_to` (keeping its relative path); returns
-    [{from, to}] and writes nothing else. Skips a group whose kept copy is gone, and a member whose
-    size or mtime changed since it was indexed; never overwrites."""
+# ------------------------------------------------------------------ the only actions that change files
+def _check_move_to(move_to, library_root):
     move_to = os.path.abspath(move_to)
     if library_root:
         root = os.path.realpath(library_root)
@@ -246,8 +488,41 @@ def move_duplicates(report, move_to, library_root=None):
         if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
             raise ConfigError(f"--move-to {move_to} is inside the indexed folder {root}: the moved copies would "
                               f"be indexed again; choose a folder outside it")
+    return move_to
+
+
+def _move_one(src, rel, move_to, keeper):
+    dst = os.path.join(move_to, rel)
+    stem, ext = os.path.splitext(dst)
+    n = 1
+    while os.path.lexists(dst):
+        n += 1
+        dst = f"{stem}-{n}{ext}"
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    try:
+        shutil.move(src, dst)
+    except OSError as e:
+        raise PPShiTuError(f"cannot move {src} to {dst}: {e}") from None
+    return {"from": src, "to": dst, "kept": keeper}
+
+
+def _rel(member):
+    from .common import file_relpath  # (as the file is spelt on disk: a name that is not UTF-8 keeps its bytes)
+
+    p = member.get("path")
+    return file_relpath(p, member["file"]) if p and not os.path.isabs(p) else os.path.basename(member["file"])
+
+
+def move_duplicates(report, move_to, library_root=None):
+    """Move every duplicate-tier group member except its kept copy into `move_to` (keeping its
+    relative path); returns [{from, to, kept}] and writes nothing else. Skips a group whose kept copy
+    is gone, and a member whose size or mtime changed since it was indexed; never overwrites. Similar
+    groups are never moved here."""
+    move_to = _check_move_to(move_to, library_root)
     moves = []
     for g in report["groups"]:
+        if g.get("tier", "duplicate") != "duplicate":
+            continue
         keeper = next(m for m in g["members"] if m["keep"])
         if not keeper.get("file") or not os.path.isfile(keeper["file"]):
             log.warning("group of %s: the copy to keep is missing; nothing in it is moved", keeper["path"])
@@ -267,23 +542,141 @@ def move_duplicates(report, move_to, library_root=None):
                 continue
             if os.path.samefile(src, keeper["file"]):
                 continue  # the same file under two names: moving one would not free anything
-            from .common import file_relpath  # (as the file is spelt on disk: a name that is not UTF-8 keeps its bytes)
-            rel = file_relpath(m["path"], src) if m["path"] and not os.path.isabs(m["path"]) else os.path.basename(src)
-            dst = os.path.join(move_to, rel)
-            stem, ext = os.path.splitext(dst)
-            n = 1
-            while os.path.exists(dst):
-                n += 1
-                dst = f"{stem}-{n}{ext}"
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            try:
-                shutil.move(src, dst)
-            except OSError as e:
-                raise PPShiTuError(f"cannot move {src} to {dst}: {e}") from None
-            moves.append({"from": src, "to": dst, "kept": keeper["file"]})
+            moves.append(_move_one(src, _rel(m), move_to, keeper["file"]))
     return moves
 
 
+# ------------------------------------------------------------------ decisions (the review page's export)
+DECISIONS_FORMAT = "ppshitu-duplicate-decisions-1"
+
+
+class DecisionsError(PPShiTuError):
+    """A decisions file that cannot be carried out as it is (nothing was moved)."""
+
+
+def file_fingerprint(path):
+    """{size, mtime_ns, sha256} of a file now (None when it is gone)."""
+    from .folder import sha256_file
+
+    try:
+        st = os.stat(path)
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(path)}
+    except OSError:
+        return None
+
+
+def _numbers(data):
+    """The decisions with mtime_ns as integers (the page writes them as text)."""
+    for g in data["groups"]:
+        for m in g["members"]:
+            if isinstance(m.get("mtime_ns"), str) and m["mtime_ns"].isdigit():
+                m["mtime_ns"] = int(m["mtime_ns"])
+    return data
+
+
+def load_decisions(path):
+    import json
+
+    from ..utils.files import MAX_CONFIG_BYTES, read_input_text
+
+    try:  # regular files only, at most MAX_CONFIG_BYTES (utils/files.py)
+        data = json.loads(read_input_text(path, "decisions file", MAX_CONFIG_BYTES, DecisionsError))
+    except DecisionsError:
+        raise
+    except (OSError, ValueError) as e:
+        raise DecisionsError(f"{path}: cannot read the decisions file ({e})") from None
+    if not isinstance(data, dict) or data.get("format") != DECISIONS_FORMAT or not isinstance(data.get("groups"), list):
+        raise DecisionsError(f"{path}: not a ppshitu decisions file (format {DECISIONS_FORMAT}; export one from "
+                             f"duplicates.html)")
+    for g in data["groups"]:
+        if not isinstance(g, dict) or not isinstance(g.get("members"), list) or not g["members"]:
+            raise DecisionsError(f"{path}: a group without members")
+        for m in g["members"]:
+            if not isinstance(m, dict) or m.get("action") not in ("keep", "move") or not isinstance(m.get("file"), str):
+                raise DecisionsError(f"{path}: each member needs a file and an action keep|move")
+            for key in ("size", "mtime_ns"):   # (mtime_ns as text: a browser's numbers keep 53 bits only)
+                value = m.get(key)
+                if isinstance(value, str) and value.isdigit():
+                    m[key] = value = int(value)
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise DecisionsError(f"{path}: {m.get('file')}: no recorded {key}")
+            if not isinstance(m.get("sha256"), str):
+                raise DecisionsError(f"{path}: {m.get('file')}: no recorded sha256")
+    return data
+
+
+def check_decisions(data, where="the decisions file"):
+    data = _numbers(data)
+    """DecisionsError naming what is wrong, before anything is moved: a group with no copy kept (the
+    last copy is never moved), a file decided both ways, a file changed or gone since the report
+    (size, mtime or sha256 differ from what the report recorded)."""
+    actions = {}
+    for n, g in enumerate(data["groups"], 1):
+        kept = [m for m in g["members"] if m["action"] == "keep"]
+        if not kept:
+            raise DecisionsError(f"{where}: group {g.get('id', n)} keeps none of its {len(g['members'])} images; the "
+                                 f"last copy is never moved: keep at least one (nothing was moved)")
+        for m in g["members"]:
+            if actions.setdefault(m["file"], m["action"]) != m["action"]:
+                raise DecisionsError(f"{where}: {m['file']} is kept in one group and moved in another (nothing was "
+                                     f"moved)")
+    changed = []
+    checked = {}
+    for g in data["groups"]:
+        for m in g["members"]:
+            if m["file"] in checked:
+                continue
+            now = file_fingerprint(m["file"])
+            checked[m["file"]] = now
+            if now is None:
+                changed.append(f"{m['file']} (gone)")
+            elif (now["size"], now["mtime_ns"], now["sha256"]) != (m["size"], m["mtime_ns"], m["sha256"]):
+                what = "content" if now["sha256"] != m["sha256"] else ("size" if now["size"] != m["size"] else "mtime")
+                changed.append(f"{m['file']} ({what} changed)")
+    if changed:
+        raise DecisionsError(f"{where}: {len(changed)} file(s) changed since the report was made, so the decisions "
+                             f"may no longer be what you saw; nothing was moved. Run find_duplicates again and "
+                             f"review the new report. Changed: {', '.join(changed[:5])}"
+                             f"{' ...' if len(changed) > 5 else ''}")
+    return actions
+
+
+def apply_decisions(data, move_to, library_root=None, where="the decisions file"):
+    """Carry out a decisions file: every file marked `move` goes into `move_to` (relative path kept,
+    never over an existing file); nothing is deleted; refused as a whole (DecisionsError, nothing
+    moved) by check_decisions. Returns [{from, to, kept}]."""
+    root = library_root or data.get("folder")
+    move_to = _check_move_to(move_to, root)
+    actions = check_decisions(data, where)
+    moves = []
+    moved = set()
+    for g in data["groups"]:
+        kept = [m["file"] for m in g["members"] if actions[m["file"]] == "keep"]
+        for m in g["members"]:
+            if actions[m["file"]] != "move" or m["file"] in moved:
+                continue
+            if not any(os.path.isfile(k) and not os.path.samefile(k, m["file"]) for k in kept):
+                log.warning("%s: no other copy of its group is still there; not moved", m["file"])
+                continue
+            moves.append(_move_one(m["file"], _rel(m), move_to, kept[0]))
+            moved.add(m["file"])
+    return moves
+
+
+def default_decisions(report):
+    """The decisions the review page starts from (duplicate groups: move all but the suggested keeper;
+    similar groups: keep all), as a decisions file."""
+    fields = ("path", "file", "size", "sha256")
+    return {"format": DECISIONS_FORMAT, "report_id": report.get("report_id"), "folder": report.get("folder"),
+            "groups": [{"id": g.get("id"), "tier": g.get("tier", "duplicate"),
+                        "members": [{**{k: m.get(k) for k in fields},
+                                     # as text: nanoseconds since 1970 are past the 53 bits a browser's numbers keep
+                                     "mtime_ns": None if m.get("mtime_ns") is None else str(m["mtime_ns"]),
+                                     "action": m.get("action", "keep")}
+                                    for m in g["members"]]} for g in report["groups"]]}
+
+
+# ------------------------------------------------------------------ the gallery's items
 def gallery_items(cfg, gallery, state=None, root=None, rec=None):
     """(items, vectors) of every gallery item for find_duplicates: path, resolved file, label, and the
     file's size / mtime / sha256 (from the folder state when it vouches for the item, else read now)."""
