@@ -1,14 +1,24 @@
-"""How alike two images are: the cosine similarity of their embeddings (the whole images, or their
-main objects with --detect) and a verdict — near-duplicate / same object / similar / different —
-whose thresholds were measured for the model (ppshitu/library/calibration.json).
+"""How alike two images are: the verdict of find_duplicates' verified rule -- the same picture, edited /
+the same object / similar / different -- with the RANSAC inlier count beside the embeddings' cosine.
 
-    python tools/similarity.py -c configs/inference/inference_general.yaml a.jpg b.jpg [--detect] [--json]
+    python tools/similarity.py -c configs/inference/inference_general.yaml a.jpg b.jpg [--folder DIR] [--json]
+
+The two images are verified as find_duplicates verifies a candidate pair (local features + RANSAC, then
+the aligned images compared tile by tile after a global gain/offset per channel:
+ppshitu/library/verify.py). The rule is the one find_duplicates calibrated for --folder (its cache),
+else the documented default (ppshitu/library/dupcalibrate.py). "The same object": the geometry agrees
+but the content or the overlap does not (a near shot, a crop, a variant), or the embedding's cosine
+reaches the model's calibrated same-object level; "similar": the cosine reaches its similar level
+(ppshitu/library/calibration.json). --detect embeds the main objects; verification compares the whole
+images.
 """
 import json
 
 from ppshitu.cli import apply_threads, config_parser, load_cli_config, run_main
 from ppshitu.schemas import INFER_SCHEMA
-from ppshitu.utils.argtypes import ranged
+from ppshitu.utils.argtypes import finite_float, ranged
+
+PRECISION = finite_float(0.5, 1, high_open=True, what="a precision")
 
 
 def parser():
@@ -16,17 +26,20 @@ def parser():
     p.add_argument("a", help="an image")
     p.add_argument("b", help="another image")
     p.add_argument("--detect", action="store_true", help="compare the images' main objects (detector)")
-    p.add_argument("--calibration", help="calibration file (default: ppshitu/library/calibration.json)")
+    p.add_argument("--calibration", help="the model's cosine levels (default: ppshitu/library/calibration.json)")
+    p.add_argument("--folder", help="use the duplicate rule find_duplicates calibrated for this folder (cached)")
+    p.add_argument("--precision", type=PRECISION, default=0.95, help="with --folder: the target precision of "
+                   "that calibration (default 0.95)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    return ranged(p)  # (no numeric flag yet: one added gets its range checked)
+    return ranged(p)
 
 
 def main(argv=None, rec=None, det=None):
     args = parser().parse_args(argv)
     cfg = load_cli_config(args, INFER_SCHEMA)
     apply_threads(cfg)
-    from ppshitu.library import common
-    from ppshitu.library.similarity import calibration_for, compare, thresholds, verdict
+    from ppshitu.library import common, dupcalibrate
+    from ppshitu.library.similarity import calibration_for, compare, thresholds, verified_verdict
     from ppshitu.utils.text import printable
 
     common.setup_tool(cfg)
@@ -34,9 +47,14 @@ def main(argv=None, rec=None, det=None):
     fingerprint = common.model_id(rec)
     out = compare(cfg, rec, args.a, args.b, det=det)
     entry = calibration_for(fingerprint, args.calibration)
-    name, rule = verdict(out["cosine"], entry, out["phash_distance"])
-    out.update(verdict=name, model_fingerprint=fingerprint, detect=bool(args.detect),
-               thresholds=thresholds(entry) if entry else None,
+    cal = dupcalibrate.cached(args.folder, fingerprint, args.precision, None) if args.folder else None
+    rule = dupcalibrate.rule_of(cal)[0] if cal else dupcalibrate.DEFAULT_RULE
+    rule_from = (f"calibrated for {args.folder} ({cal['cached']})" if cal else
+                 ("the documented default: no calibration cached for --folder (run find_duplicates on it)"
+                  if args.folder else "the documented default (--folder DIR: the rule calibrated for a folder)"))
+    name = verified_verdict(out, rule, entry)
+    out.update(verdict=name, rule={**rule.as_dict(), "from": rule_from}, model_fingerprint=fingerprint,
+               detect=bool(args.detect), thresholds=thresholds(entry) if entry else None,
                calibration=entry.get("measured_on") if entry else None)
     if args.json:
         print(json.dumps(out, indent=1))
@@ -44,21 +62,20 @@ def main(argv=None, rec=None, det=None):
     for side in ("a", "b"):
         if out[side]["box"] is not None:
             print(f"main object of {printable(out[side]['path'])}: {[round(v, 1) for v in out[side]['box']]}")
-    print(f"cosine similarity: {out['cosine']:.4f}")
-    if out["phash_distance"] is not None:
-        print(f"pHash distance: {out['phash_distance']} of 64 bits")
-    if entry is None:
-        print(f"verdict: none — no calibration for model {fingerprint} (python -m ppshitu.library.calibrate -c "
-              f"CONFIG measures one)")
+    e = out["evidence"]
+    how = {"features": f"{e['inliers']} RANSAC inliers of {e['matches']} matches",
+           "frame": f"{e['inliers']} RANSAC inliers; aligned as one frame (ECC {e['ecc']:.2f})"}.get(
+        e["aligned"], f"{e['inliers']} RANSAC inliers: not aligned")
+    print(f"cosine similarity: {out['cosine']:.4f}    inliers: {e['inliers']}")
+    if e["aligned"]:
+        print(f"verification: {how}; overlap {e['overlap']:.0%}; worst tile {e['local']:.1%} of its pixels "
+              f"disagreeing; mean residual {e['global']:.3f} x contrast")
     else:
-        t = out["thresholds"]
-        hybrid = entry["thresholds"].get("near_duplicate_with_phash")
-        nd = f"near-duplicate >= {t['near_duplicate']:.3f}"
-        if hybrid and out["phash_distance"] is not None:
-            nd = (f"near-duplicate >= {hybrid['cosine_alone']:.3f}, or >= {hybrid['cosine_candidate']:.3f} with "
-                  f"pHash distance <= {hybrid['phash_max_hamming']}")
-        print(f"verdict: {name}  ({nd}; same object >= {t['same_object']:.3f}; similar >= {t['similar']:.3f}; "
-              f"thresholds measured by ppshitu/library/calibrate.py on {entry.get('date', '?')})")
+        print(f"verification: {how}")
+    t = out["thresholds"]
+    levels = (f"; the same object >= cosine {t['same_object']:.3f}, similar >= {t['similar']:.3f}" if t else
+              f"; no cosine levels for model {fingerprint} (python -m ppshitu.library.calibrate measures them)")
+    print(f"verdict: {name}  (the same picture, edited: {rule.describe()}; {rule_from}{levels})")
     return out
 
 

@@ -1,12 +1,18 @@
 """How alike two images are: the cosine of their embeddings and a calibrated verdict (tools/similarity.py).
 
+tools/similarity.py answers with find_duplicates' verified rule (`verified_verdict`: local features +
+RANSAC, then the aligned content; ppshitu/library/verify.py): "the same picture, edited" / "the same
+object" / "similar" / "different", with the inlier count beside the cosine. The cosine levels below
+(`verdict`, the earlier embedding-only verdict) still name "the same object" and "similar" for pairs
+verification cannot align.
+
 The verdict's thresholds are measured, per model, by `python -m ppshitu.library.calibrate` and stored in
 `ppshitu/library/calibration.json` under the model's fingerprint (the sha256 prefix of its weights),
 each with the rule that chose it and what it gives on the measurement data:
 
     near-duplicate   cos >= near_duplicate   the same picture, edited (re-encoded, resized, cropped, ...);
                      also cos >= cosine_candidate with pHash distance <= phash_max_hamming
-                     (near_duplicate_with_phash, the rule find_duplicates uses by default)
+                     (near_duplicate_with_phash, find_duplicates' rule before it verified pairs)
     same object      cos >= same_object      different pictures of one object / class
     similar          cos >= similar          more alike than most unrelated pairs
     different        below
@@ -83,22 +89,6 @@ def near_duplicate_threshold(fingerprint, path=None):
     return None if entry is None else thresholds(entry)["near_duplicate"]
 
 
-def near_duplicate_rule(fingerprint, path=None, use_phash=True):
-    """The calibrated duplicate rule (a duplicates.NearRule) of a model: embedding + pHash when that was
-    calibrated and `use_phash`, else the embedding's cosine alone; None without a calibration."""
-    from .duplicates import NearRule
-
-    entry = calibration_for(fingerprint, path)
-    if entry is None:
-        return None
-    where = f"calibrated for model {fingerprint} ({os.path.basename(path or CALIBRATION)})"
-    hybrid = entry["thresholds"].get("near_duplicate_with_phash")
-    if use_phash and hybrid and _have_imagehash():
-        return NearRule(float(hybrid["cosine_alone"]), float(hybrid["cosine_candidate"]),
-                        int(hybrid["phash_max_hamming"]), where)
-    return NearRule(thresholds(entry)["near_duplicate"], source=where)
-
-
 def _have_imagehash():
     try:
         import imagehash  # noqa: F401
@@ -121,5 +111,25 @@ def compare(cfg, rec, a, b, det=None):
 
         from .duplicates import phash_image
         distance = int((phash_image(Image.fromarray(rgb_a)) != phash_image(Image.fromarray(rgb_b))).sum())
-    return {"cosine": float(va @ vb), "phash_distance": distance,
+    from .verify import compare_pair, prepare
+
+    evidence = compare_pair(prepare(rgb_a), prepare(rgb_b))   # the whole images, as find_duplicates verifies
+    return {"cosine": float(va @ vb), "phash_distance": distance, "evidence": evidence.as_dict(),
             "a": {"path": str(a), "box": box_a}, "b": {"path": str(b), "box": box_b}}
+
+
+def verified_verdict(out, rule, entry=None):
+    """The verdict of a compare() result under find_duplicates' verified rule (verify.Rule): 'the same
+    picture, edited' / 'the same object' (the geometry agrees, the content or the overlap does not; or
+    the embedding says so) / 'similar' / 'different'; the embedding's levels are the model's
+    calibrated cosines (`entry`: its calibration.json entry, None: verification alone)."""
+    from .verify import Evidence, verdict as rule_verdict
+
+    e = out["evidence"]
+    ev = Evidence(matches=e["matches"], inliers=e["inliers"], aligned=e["aligned"], ecc=e["ecc"] or 0.0,
+                  scale=e["scale"] or 0.0, overlap=e["overlap"] or 0.0,
+                  local=1.0 if e["local"] is None else e["local"],
+                  residual=float("inf") if e["residual"] is None else e["residual"],
+                  global_=float("inf") if e["global"] is None else e["global"])
+    t = thresholds(entry) if entry else {}
+    return rule_verdict(ev, rule, out["cosine"], t.get("same_object"), t.get("similar"))
