@@ -167,21 +167,138 @@ def parse_number(value, where="value"):
     raise ConfigError(f"{where}: expected a number or a fraction like 1.0/255.0, got {value!r}")
 
 
+MAX_YAML_DEPTH = 64  # nesting of lists / mappings, in a file or an -o value (aliases included)
+MAX_ALIAS_NODES = 100_000  # what a document with aliases may expand to (a YAML "billion laughs" bomb)
+
+
+class _YamlLimitError(yaml.YAMLError):
+    """A config refused by _ConfigLoader (one line, without the file name: the caller adds it)."""
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """yaml.SafeLoader for configs and -o values: floats read as YAML 1.2 does (`1e-3`, `1E5`, `.5e-2`, which
+    YAML 1.1 leaves as text), duplicate mapping keys refused (naming both lines), nesting deeper than
+    MAX_YAML_DEPTH refused before Python's recursion limit is met, and aliases refused when recursive or when
+    the document would expand past MAX_ALIAS_NODES nodes (the tree is shared by reference, but every walk
+    over it -- validation, copies, dumps -- sees it expanded)."""
+
+    yaml_implicit_resolvers = {k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:float"]
+                               for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+        self._aliased = False
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self._aliased = True
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _YamlLimitError(f"nested deeper than {MAX_YAML_DEPTH} levels (line {mark.line + 1}, "
+                                      f"column {mark.column + 1})")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_document(self, node):
+        if self._aliased:
+            _check_expansion(node)
+        return super().construct_document(node)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key, line = self.construct_object(key_node, deep=False), key_node.start_mark.line + 1
+                try:
+                    first = seen.get(key)
+                    seen.setdefault(key, line)
+                except TypeError:  # unhashable: SafeConstructor refuses it itself
+                    continue
+                if first is not None:
+                    raise _YamlLimitError(f"duplicate key {key!r} at line {line} (first at line {first}); keep one")
+        return super().construct_mapping(node, deep=deep)
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                    |\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def _check_expansion(root):
+    """Refuse a recursive alias, or a document that aliases expand past MAX_ALIAS_NODES / MAX_YAML_DEPTH."""
+    sizes, active = {}, set()
+
+    def size(node, depth):
+        if depth > MAX_YAML_DEPTH:
+            raise _YamlLimitError(f"aliases nest it deeper than {MAX_YAML_DEPTH} levels "
+                                  f"(line {node.start_mark.line + 1})")
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise _YamlLimitError(f"recursive alias (line {node.start_mark.line + 1}): a value cannot contain "
+                                  "itself")
+        total = 1
+        if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)):
+            active.add(key)
+            children = node.value if isinstance(node, yaml.SequenceNode) else [n for kv in node.value for n in kv]
+            for child in children:
+                total += size(child, depth + 1)
+                if total > MAX_ALIAS_NODES:
+                    raise _YamlLimitError(f"aliases (*name) expand it past {MAX_ALIAS_NODES} values "
+                                          f"(line {node.start_mark.line + 1}); write the values out")
+            active.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root, 0)
+
+
+def _yaml_text(e):
+    """A YAML error in one line: what is wrong and where."""
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        what = "; ".join(str(x) for x in (e.context, e.problem) if x)
+        return f"{what} (line {mark.line + 1}, column {mark.column + 1})" if mark else what
+    return " ".join(str(e).split())
+
+
+def _safe_load(text):
+    try:
+        return yaml.load(text, Loader=_ConfigLoader)
+    except RecursionError:
+        raise _YamlLimitError(f"nested too deeply (at most {MAX_YAML_DEPTH} levels)") from None
+
+
 def load_yaml(path):
     """The mapping in the YAML file `path`: a regular file of at most MAX_CONFIG_BYTES (utils/files.py: a FIFO
-    would block the read forever, /dev/zero never end it); every refusal is a ConfigError naming the file."""
+    would block the read forever, /dev/zero never end it); every refusal is a ConfigError naming the file.
+    Read by _ConfigLoader: YAML 1.2 floats, no duplicate keys, bounded nesting and alias expansion."""
     from .utils.files import MAX_CONFIG_BYTES, read_input_text
 
     if os.path.isdir(path):
         raise ConfigError(f"config file {path} is a directory; give a YAML file")
     try:  # a missing file, a name too long, a symlink loop, no permission, a FIFO, a device ...
-        data = yaml.safe_load(read_input_text(path, "config file", MAX_CONFIG_BYTES, ConfigError,
-                                              missing=f"config file not found: {path}"))
+        data = _safe_load(read_input_text(path, "config file", MAX_CONFIG_BYTES, ConfigError,
+                                          missing=f"config file not found: {path}"))
     except UnicodeDecodeError as e:
         raise ConfigError(f"config file {path} is not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at "
                           f"offset {e.start}); save it as UTF-8") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+        raise ConfigError(f"{path}: invalid YAML: {_yaml_text(e)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -190,7 +307,8 @@ def load_yaml(path):
 
 
 def parse_override(text):
-    """'A.B.0.C=value' -> (['A', 'B', 0, 'C'], parsed value)."""
+    """'A.B.0.C=value' -> (['A', 'B', 0, 'C'], parsed value). The value is YAML (read like a config file); one
+    YAML cannot read (`[a,`, a `!!python/...` tag) is refused, not taken as text: quote it to mean text."""
     if "=" not in text:
         raise ConfigError(f"-o {text}: an override must look like Section.key=value")
     key, raw = text.split("=", 1)
@@ -198,9 +316,12 @@ def parse_override(text):
     if not key.strip() or any(p == "" for p in parts):
         raise ConfigError(f"-o {text}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw  # a string YAML cannot parse (e.g. 'a: b') is taken literally
+        value = _safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as e:
+        shown = " ".join(text.split())
+        shown = shown if len(shown) <= 120 else shown[:120] + "..."
+        raise ConfigError(f"-o {shown}: the value is not valid YAML: {_yaml_text(e)}; "
+                          "quote it (key='\"text\"') to give it as text") from None
     return parts, value
 
 
