@@ -30,7 +30,7 @@ from .errors import GalleryError
 from .base import (check_creatable, create_gallery, gallery_location, in_shard, open_gallery,
                    open_or_create_gallery, parse_shard)
 from .model_id import model_fingerprint
-from ..utils.text import nfc
+from ..utils.text import label_problem, nfc
 
 log = logging.getLogger("ppshitu.gallery")
 OPERATIONS = ("new", "append", "remove", "compact")
@@ -51,7 +51,11 @@ def read_data_file(data_file, delimiter="\t", line_numbers=False):
     for no, line in _read_lines(data_file):
         parts = line.split(delimiter, 1)
         if len(parts) == 2 and parts[0].strip() and parts[1].strip():  # (labels NFC: one spelling per class)
-            entries.append((parts[0].strip(), nfc(parts[1].strip())) + ((no,) if line_numbers else ()))
+            label = nfc(parts[1].strip())
+            problem = label_problem(label, allow="\t")  # a tab after the first delimiter: part of the label
+            if problem:
+                raise ConfigError(f"{data_file}:{no}: label {label!r}: {problem}")
+            entries.append((parts[0].strip(), label) + ((no,) if line_numbers else ()))
         else:
             raise ConfigError(f"{data_file}:{no}: expected 'relpath{delimiter!r}label', got {line!r} "
                               f"(check IndexProcess.delimiter; remove_by: label takes one label per line)")

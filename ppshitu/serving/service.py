@@ -40,7 +40,7 @@ from ..embedder import Embedder
 from ..gallery.base import gallery_exists, gallery_location, open_gallery
 from ..gallery.model_id import model_fingerprint
 from ..system import RecognitionSystem
-from ..utils.text import nfc
+from ..utils.text import label_problem, nfc
 from ..utils.image import (IMAGE_EXTENSIONS, MIN_IMAGE_SIDE, ImageReadError, ImageTooLargeError, decode_image,
                            read_image)
 from .errors import Conflict, NotFound, ServiceError
@@ -124,8 +124,9 @@ def check_label(label):
         raise ServiceError("label: must not be empty")
     if len(label) > MAX_LABEL_CHARS:
         raise ServiceError(f"label: at most {MAX_LABEL_CHARS} characters, got {len(label)}")
-    if any(ord(c) < 32 or ord(c) == 127 for c in label) or "\t" in label:
-        raise ServiceError("label: control characters (tabs, newlines, ...) are not allowed")
+    problem = label_problem(label)
+    if problem:
+        raise ServiceError("label: " + problem)
     if label.lower() in RESERVED_LABELS:
         raise ServiceError(f"label: {label!r} is what the service answers for objects it does not know; "
                            f"choose another name")
@@ -233,8 +234,10 @@ class GalleryWriter:
         return path, True
 
     def _forget_files(self, paths):
-        """Delete stored uploads no longer in the gallery (never a file outside the upload folder)."""
-        paths = [p for p in paths if p and os.path.dirname(os.path.dirname(os.path.abspath(p))) == self.upload_dir]
+        """Delete the files no longer in the gallery that this service stored itself (is_stored_upload:
+        <upload folder>/<2 hex>/<sha256><ext> whose content is its name); never any other file, such as a
+        user's own photo that a gallery built from a folder names (even one inside the upload folder)."""
+        paths = [p for p in paths if p and is_stored_upload(self.upload_dir, p)]
         still = self.gallery.existing_paths(paths) if paths else set()
         for p in paths:
             if p not in still and os.path.isfile(p):
@@ -342,9 +345,8 @@ class GalleryWriter:
                 continue
             for name in names:
                 path = os.path.join(folder, name)
-                m = _UPLOAD_NAME.match(name)
                 temp = _UPLOAD_TEMP.match(name)
-                if not ((m and m.group(1) == sub) or temp):
+                if not (temp or _is_upload_name(sub, name)):
                     continue
                 try:
                     st = os.lstat(path)
@@ -354,7 +356,7 @@ class GalleryWriter:
                     continue
                 (temps if temp else stored).append(path)
         named = self.gallery.existing_paths(stored) if stored else set()
-        orphans = [p for p in stored if p not in named and _content_is_its_name(p)] + temps
+        orphans = [p for p in stored if p not in named and is_stored_upload(root, p)] + temps
         reclaimed = 0
         for path in orphans:
             try:
@@ -371,6 +373,35 @@ class GalleryWriter:
 
     def _summary(self):
         return {"version": self.gallery.version, "count": len(self.gallery)}
+
+
+def _is_upload_name(sub, name):
+    """Whether `sub`/`name` is the layout upload_path gives: <2 hex>/<the same 2 hex + 62 hex><extension>."""
+    m = _UPLOAD_NAME.match(name)
+    return bool(m) and m.group(1) == sub
+
+
+def is_stored_upload(upload_dir, path):
+    """Whether `path` is a file this service stored (the one rule for deleting a file: _forget_files,
+    reclaim_uploads): an absolute path exactly <upload_dir>/<2 hex>/<sha256><ext> (upload_path's layout;
+    no `..`, its folder resolving to that folder of the resolved upload folder: no symbolic link out),
+    a regular file (not a link), whose content's sha256 is its name. A gallery item's relative path (a
+    gallery built from a folder: relative to its image_root) is never one: uploads are stored absolute."""
+    if not isinstance(path, str) or not os.path.isabs(path):
+        return False
+    root = os.path.abspath(upload_dir)
+    folder, name = os.path.split(path)
+    parent, sub = os.path.split(folder)
+    if parent != root or os.path.normpath(path) != path or not _is_upload_name(sub, name):
+        return False
+    try:
+        if os.path.realpath(folder) != os.path.join(os.path.realpath(root), sub):
+            return False
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+    except OSError:
+        return False
+    return _content_is_its_name(path)
 
 
 def _content_is_its_name(path):
@@ -737,4 +768,4 @@ def sha256(data):
 
 
 __all__ = ["Service", "Recognizer", "GalleryWriter", "Catalog", "Thumbnails", "check_label",
-           "sha256", "IMAGE_EXTENSIONS"]
+           "sha256", "IMAGE_EXTENSIONS", "is_stored_upload"]

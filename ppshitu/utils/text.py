@@ -35,6 +35,27 @@ def needs_escape(text):
     return text[:1] in ("'", '"') or any(unicodedata.category(ch) in _UNSAFE for ch in text)
 
 
+# Characters no label may hold (where labels enter: the service's check_label, gallery lists): control
+# characters (tab, newline, escape, C1 ...), format characters (zero-width space U+200B, bidi overrides
+# U+202E, U+FEFF ...: invisible, so two labels that look alike would be two classes, or a label would
+# show reversed), line/paragraph separators and lone surrogates.
+_LABEL_FORBIDDEN = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+
+
+def label_problem(label, allow=""):
+    """None when `label` holds no forbidden character (_LABEL_FORBIDDEN) but those in `allow`, else a
+    sentence naming the first. (Gallery lists allow a tab: there a label is all after the first delimiter.)"""
+    for ch in label:
+        if ch in allow:
+            continue
+        cat = unicodedata.category(ch)
+        if cat in _LABEL_FORBIDDEN:
+            kind = "format" if cat == "Cf" else "control"
+            return (f"{kind} characters (tabs, newlines, zero-width or bidirectional marks, ...) are not "
+                    f"allowed, got U+{ord(ch):04X}")
+    return None
+
+
 def printable(text):
     """`text` (a path, a label) safe on one line of output: itself, or its repr() (module docstring)."""
     if text is None:
