@@ -83,7 +83,7 @@ def train_models(data, models, smoke=False, detector=False):
        "-o", f"DataLoader.Eval.Gallery.dataset.cls_label_path={rec_data}/test_list.txt",
        "-o", f"Global.output_dir={runs}/rec/")
     sh("tools/export_model.py", "-c", REC_CONFIG, "-o", f"Global.pretrained_model={best_model(runs + '/rec')}",
-       "--out", os.path.join(models, "rec"))
+       "--out", os.path.join(models, "rec"), "--overwrite")
     if detector or not os.path.isdir(os.path.join(models, "det")):
         train_detector(data, models, runs, quick, smoke)
 
@@ -107,7 +107,7 @@ def train_detector(data, models, runs, quick, smoke):
                 overrides += ["-o", f"DataLoader.{split}.dataset.{key}={value}"]
     sh("tools/train.py", "-c", DET_CONFIG, "-o", f"Global.output_dir={runs}/det/", *quick, *overrides)
     sh("tools/export_model.py", "-c", DET_CONFIG, "-o", f"Global.pretrained_model={best_model(runs + '/det')}", *overrides,
-       "--out", os.path.join(models, "det"))
+       "--out", os.path.join(models, "det"), "--overwrite")
 
 
 def best_model(output_dir):

@@ -12,12 +12,17 @@ from ppshitu.schemas import TRAIN_SCHEMA
 def main(argv=None):
     parser = config_parser(__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help="output directory (default: Global.save_inference_dir)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing model directory (never a folder that is not one)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     cfg = load_cli_config(args, TRAIN_SCHEMA)
+    out_dir = args.out or cfg.Global.save_inference_dir
+    from ppshitu.infer.spec import check_model_out_dir
+    check_model_out_dir(out_dir, args.overwrite)  # before any work: a user's folder or files are never replaced
     apply_threads(cfg)
     from ppshitu.tasks import task_for  # imports paddle: after the thread count is set
-    out = task_for(cfg).export(cfg, args.out or cfg.Global.save_inference_dir)
+    out = task_for(cfg).export(cfg, out_dir)
     print(out)
 
 

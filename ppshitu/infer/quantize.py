@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .runtime import model_files
-from .spec import SPEC_FILE, check_spec, fingerprint, read_spec
+from .spec import SPEC_FILE, check_model_out_dir, check_spec, fingerprint, read_spec
 
 log = logging.getLogger("ppshitu.infer")
 
@@ -155,12 +155,7 @@ def quantize_model(model_dir, images, out_dir, model_type=None, transform_ops=No
         raise ConfigError("quantize: no calibration images")
     if os.path.abspath(out_dir) == os.path.abspath(model_dir):
         raise ConfigError(f"quantize: --out {out_dir} is the source model directory; write to a new one")
-    if os.path.exists(out_dir) and os.listdir(out_dir):
-        if not overwrite:
-            raise ConfigError(f"quantize: {out_dir} exists and is not empty (pass overwrite / --overwrite)")
-        if not os.path.isfile(os.path.join(out_dir, SPEC_FILE)):
-            raise ConfigError(f"quantize: {out_dir} is not a model directory (no {SPEC_FILE}); refusing to "
-                              f"replace it")
+    check_model_out_dir(out_dir, overwrite, "quantize: --out")
     program, _ = resolve_program(model_dir)
     model = dynamic_batch(optimize_for_cpu(ov.Core().read_model(program)))
     if is_quantized(model) or (spec or {}).get("precision") == "int8":

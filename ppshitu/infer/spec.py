@@ -54,3 +54,32 @@ def check_spec(spec, where):
         raise ConfigError(f"{where}: interpolation must be one of {_INTERPOLATIONS}, got {spec['interpolation']!r}")
     if spec["model_type"] == "rec" and "embedding_size" not in spec:
         raise ConfigError(f"{where}: a rec model needs embedding_size")
+
+
+def check_model_out_dir(out_dir, overwrite=False, what="--out"):
+    """Refuse (ConfigError naming the file) an output directory for a model (export, quantize) unless it is
+    new or empty, or, with `overwrite`, an existing ppshitu model directory (a valid inference.yml in it):
+    a user's folder, a stray inference.yml / inference.json or a file is never replaced."""
+    import stat
+
+    if not os.path.lexists(out_dir):
+        return
+    st = os.lstat(out_dir)
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{what} {out_dir} exists and is not a directory; choose a new directory for the model")
+    entries = sorted(os.listdir(out_dir))
+    if not entries:
+        return
+    spec_path = os.path.join(out_dir, SPEC_FILE)
+    if not os.path.isfile(spec_path) or os.path.islink(spec_path):
+        raise ConfigError(f"{what} {out_dir} is not a model directory (no {SPEC_FILE}; it holds "
+                          f"{os.path.join(out_dir, entries[0])}); refusing to replace it: choose a new directory")
+    try:
+        if not isinstance(yaml.safe_load(open(spec_path, encoding="utf-8").read(1 << 20)), dict):
+            raise ConfigError("not a mapping")
+        read_spec(out_dir)
+    except (ConfigError, yaml.YAMLError, UnicodeDecodeError, TypeError, ValueError) as e:
+        raise ConfigError(f"{what} {out_dir} is not a ppshitu model directory ({spec_path}: {e}); refusing to "
+                          f"replace it: choose a new directory") from None
+    if not overwrite:
+        raise ConfigError(f"{what} {out_dir} already holds a model ({spec_path}); pass --overwrite to replace it")
