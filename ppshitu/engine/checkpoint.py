@@ -3,15 +3,20 @@ PaddleClas too), `prefix.pdopt` (optimizer, LR schedule, AMP scaler, and the par
 its own, such as class proxies or a learnable temperature) and
 `prefix.pdstates` (JSON counters: epoch, step, best metric, history; never pickled).
 Files are written to a temporary name and renamed, so an interrupted save never
-leaves a half-written checkpoint under the real name."""
+leaves a half-written checkpoint under the real name; every write goes through the output folder's
+OutputGuard (utils/outputs.py), so a file ppshitu did not write (a user's best_model.pdparams) is never
+replaced: training refuses to start into a folder holding such checkpoint-named files, unless
+Global.checkpoints resumes from that folder (the user's explicit word that they are this run's)."""
 import json
 import os
 
 import paddle
+import yaml
 
 from .. import weights
-from ..config import dump_config
+from ..config import to_plain
 from ..utils.files import MAX_CONFIG_BYTES, read_input_text
+from ..utils.outputs import OutputGuard
 from ..weights import WeightsError
 
 
@@ -19,10 +24,26 @@ class CheckpointError(WeightsError):
     pass
 
 
-def _atomic_paddle_save(obj, path):
-    tmp = path + ".tmp"
-    paddle.save(obj, tmp)
-    os.replace(tmp, path)
+CHECKPOINT_EXTS = (".pdparams", ".pdopt", ".pdstates", ".pdema")
+CONFIG_NAME = "config.yaml"
+
+
+def checkpoint_named_files(folder):
+    """The files in `folder` a checkpoint save could write over (*.pdparams/.pdopt/.pdstates/.pdema,
+    config.yaml)."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    return [os.path.join(folder, n) for n in names if n.endswith(CHECKPOINT_EXTS) or n == CONFIG_NAME]
+
+
+def output_guard(folder):
+    return OutputGuard(folder, "Global.output_dir")
+
+
+def _guarded_paddle_save(guard, obj, path):
+    guard.write_with(path, lambda tmp: paddle.save(obj, tmp))
 
 
 def _rename_optimizer_state(state, named_parameters, to_structured):
@@ -53,24 +74,31 @@ def trained_parameters(model, loss=None):
 
 
 def save_checkpoint(prefix, model, optimizer=None, lr_scheduler=None, scaler=None, states=None, config=None,
-                    loss=None):
-    os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
-    _atomic_paddle_save(model.state_dict(), prefix + ".pdparams")
-    if optimizer is not None:
-        named = trained_parameters(model, loss)
-        opt = {"optimizer": _rename_optimizer_state(optimizer.state_dict(), named, True)}
-        if loss is not None and loss.state_dict():
-            opt["loss"] = loss.state_dict()
-        if lr_scheduler is not None:
-            opt["lr_scheduler"] = lr_scheduler.state_dict()
-        if scaler is not None:
-            opt["scaler"] = scaler.state_dict()
-        _atomic_paddle_save(opt, prefix + ".pdopt")
-    with open(prefix + ".pdstates.tmp", "w", encoding="utf-8") as f:
-        json.dump(states or {}, f, indent=1)
-    os.replace(prefix + ".pdstates.tmp", prefix + ".pdstates")
-    if config is not None:  # the config next to the weights says how they were trained
-        dump_config(config, os.path.join(os.path.dirname(prefix) or ".", "config.yaml"))
+                    loss=None, guard=None):
+    """Write the checkpoint `prefix` through `guard` (an OutputGuard of its folder; one is made and closed
+    here when None): a file there that ppshitu did not write is refused (OutputError), never replaced."""
+    own = guard is None
+    if own:
+        guard = output_guard(os.path.dirname(prefix) or ".")
+    try:
+        _guarded_paddle_save(guard, model.state_dict(), prefix + ".pdparams")
+        if optimizer is not None:
+            named = trained_parameters(model, loss)
+            opt = {"optimizer": _rename_optimizer_state(optimizer.state_dict(), named, True)}
+            if loss is not None and loss.state_dict():
+                opt["loss"] = loss.state_dict()
+            if lr_scheduler is not None:
+                opt["lr_scheduler"] = lr_scheduler.state_dict()
+            if scaler is not None:
+                opt["scaler"] = scaler.state_dict()
+            _guarded_paddle_save(guard, opt, prefix + ".pdopt")
+        guard.write_text(prefix + ".pdstates", json.dumps(states or {}, indent=1))
+        if config is not None:  # the config next to the weights says how they were trained
+            guard.write_text(os.path.join(os.path.dirname(prefix) or ".", CONFIG_NAME),
+                             yaml.safe_dump(to_plain(config), sort_keys=False, allow_unicode=True))
+    finally:
+        if own:
+            guard.close()
 
 
 def load_weights(model, path, where="Global.pretrained_model"):

@@ -163,8 +163,8 @@ class EMAHook(HookBase):
         self.ema.update()
 
     def after_save(self, trainer, prefix):
-        paddle.save(self.ema.state_dict(), prefix + EMA_EXT + ".tmp")
-        os.replace(prefix + EMA_EXT + ".tmp", prefix + EMA_EXT)
+        state = self.ema.state_dict()  # through the trainer's OutputGuard: never over a file ppshitu did not write
+        trainer.output_guard.write_with(prefix + EMA_EXT, lambda tmp: paddle.save(state, tmp))
 
     def resume(self, trainer, prefix):
         if os.path.isfile(prefix + EMA_EXT):

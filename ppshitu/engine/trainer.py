@@ -83,6 +83,7 @@ class Trainer:
         self.lr_scheduler = lr_scheduler
         self.epochs = epochs
         self.output_dir = output_dir
+        self._guard = None
         self.max_iters = max_iters_per_epoch
         self.seed = 0 if seed is None else int(seed)
         self.batch_size_fn = batch_size_fn or _default_batch_size
@@ -131,9 +132,21 @@ class Trainer:
         return {"epoch": self.epoch, "global_step": self.global_step, "best_metric": self.best_metric,
                 "key_metric": self.key_metric, "history": self.history}
 
+    @property
+    def output_guard(self):
+        """The OutputGuard of output_dir every checkpoint write goes through (utils/outputs.py)."""
+        if self._guard is None:
+            self._guard = ckpt.output_guard(self.output_dir)
+        return self._guard
+
     def resume(self, prefix):
-        """Continue from a checkpoint prefix (e.g. output/RecModel/epoch_5)."""
+        """Continue from a checkpoint prefix (e.g. output/RecModel/epoch_5). Resuming from a checkpoint in
+        output_dir is the user's word that the checkpoint files there are this run's to replace."""
         prefix = prefix[: -len(".pdparams")] if prefix.endswith(".pdparams") else prefix
+        if self.is_main and os.path.realpath(os.path.dirname(os.path.abspath(prefix))) == \
+                os.path.realpath(os.path.abspath(self.output_dir)):
+            for path in ckpt.checkpoint_named_files(self.output_dir):
+                self.output_guard.adopt(path)
         states = ckpt.load_checkpoint(prefix, self.bare_model, self.optimizer, self.lr_scheduler, self.scaler,
                                       self.loss_module)
         self.epoch = int(states["epoch"])
@@ -149,7 +162,7 @@ class Trainer:
             return
         prefix = os.path.join(self.output_dir, name)
         ckpt.save_checkpoint(prefix, self.bare_model, self.optimizer, self.lr_scheduler, self.scaler, self.state(),
-                             self.config, self.loss_module)
+                             self.config, self.loss_module, guard=self.output_guard)
         self._call_hooks("after_save", prefix)
 
     def _call_hooks(self, event, *args):
@@ -160,7 +173,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def train(self):
+        if self.is_main:  # refuse before any work: a checkpoint-named file ppshitu did not write is never replaced
+            self.output_guard.check_all(ckpt.checkpoint_named_files(self.output_dir))
         os.makedirs(self.output_dir, exist_ok=True)
+        try:
+            return self._train()
+        finally:
+            if self.is_main:
+                self.output_guard.flush()
+
+    def _train(self):
         self._call_hooks("before_train")
         for epoch in range(self.epoch + 1, self.epochs + 1):
             self.record = {"epoch": epoch, **self._train_epoch(epoch)}

@@ -297,6 +297,35 @@ class OutputGuard:
             raise PPShiTuError(f"cannot write image {path}: {e}") from None
         return self.write_bytes(path, buf.getvalue())
 
+    def write_with(self, path, write_fn):
+        """Write `path` by calling `write_fn(temporary_path)` (a library's own saver, e.g. paddle.save), then
+        moving the result into place as write_bytes does (refused as check() says); returns `path`."""
+        given = os.fspath(path)
+        path, rel = self._rel(given)
+        self.check(path)
+        tmp, fd = self._temp(path)
+        os.close(fd)
+        try:
+            write_fn(tmp)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._install(tmp, path, rel)
+        return given
+
+    def adopt(self, path):
+        """Record the regular file at `path` as ppshitu's (its content as it is now), so later writes may replace
+        it: only on the user's explicit word (e.g. resuming training from the checkpoint there)."""
+        path, rel = self._rel(path)
+        fd = _open_regular_nofollow(path)
+        if fd is None:
+            return
+        try:
+            self._written[rel] = {"size": os.fstat(fd).st_size, "sha256": _sha256_fd(fd)}
+        finally:
+            os.close(fd)
+
     @contextlib.contextmanager
     def open_text(self, path):
         """A text file to write (UTF-8) that appears at `path` only once the block ends without error."""

@@ -187,7 +187,7 @@ def test_two_ranks_train_like_one_process_with_the_global_batch_and_resume(data,
     # only rank 0 logs the run and writes checkpoints (one set, in the one output directory)
     assert not step_losses(logs[1]) and "epoch 1 done" not in logs[1] and "epoch 1 done" in logs[0]
     saved = sorted(os.listdir(tmp_path / "dp" / "RecModel"))
-    assert saved == sorted(["config.yaml"] + [f"{n}.{ext}" for n in ("epoch_1", "epoch_2", "latest")
+    assert saved == sorted([".ppshitu-outputs.json", "config.yaml"] + [f"{n}.{ext}" for n in ("epoch_1", "epoch_2", "latest")
                                               for ext in ("pdopt", "pdparams", "pdstates")])
 
     # exactly DataParallel's arithmetic (the log prints 4 decimals)
