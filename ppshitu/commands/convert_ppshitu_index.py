@@ -7,6 +7,7 @@ id_map.pkl is read with an unpickler that builds only dicts, ints and strings.
 import argparse
 
 from ppshitu.cli import run_main
+from ppshitu.errors import ConfigError
 from ppshitu.gallery.indexes import INDEX_METHODS
 from ppshitu.gallery.migrate import convert_ppshitu_index
 
@@ -21,7 +22,13 @@ def main(argv=None):
                         help="index type of the new gallery (default: the same as the source)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing gallery at OUT")
     args = parser.parse_args(argv)
-    delimiter = args.delimiter.encode().decode("unicode_escape")  # so '\t' can be typed on a shell
+    try:
+        delimiter = args.delimiter.encode().decode("unicode_escape")  # so '\t' can be typed on a shell
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"--delimiter {args.delimiter!r}: not a valid escape ({e.reason})") from None
+    if not delimiter or "\n" in delimiter or "\r" in delimiter:
+        raise ConfigError(f"--delimiter {args.delimiter!r}: must be a non-empty string within one line "
+                          f"(what separated image path and label, e.g. '\\t' or ' ')")
     g = convert_ppshitu_index(args.src, args.out, delimiter, args.index_method, args.overwrite)
     print(f"imported {len(g)} vectors, {len(g.labels())} labels ({g.manifest['index_method']}, "
           f"{g.manifest['dist_type']}, {g.embedding_size}-d) into {args.out}; model fingerprint unknown: "

@@ -15,6 +15,7 @@ import argparse
 from ppshitu.cli import run_main
 from ppshitu.gallery.indexes import INDEX_METHODS
 from ppshitu.gallery.migrate_backends import migrate
+from ppshitu.utils.argtypes import int_range, ranged
 
 
 def main(argv=None):
@@ -26,8 +27,9 @@ def main(argv=None):
     parser.add_argument("--index-method", choices=INDEX_METHODS.names(), default=None,
                         help="index type of the copy (default: the source's)")
     parser.add_argument("--overwrite", action="store_true", help="replace a gallery already at DST (atomically)")
-    parser.add_argument("--sample", type=int, default=200, help="stored vectors searched in both to verify")
-    args = parser.parse_args(argv)
+    parser.add_argument("--sample", type=int_range(1, 10 ** 9, "vectors"), default=200,
+                        help="stored vectors searched in both to verify (at least 1)")
+    args = ranged(parser).parse_args(argv)  # a range error before anything is written
     summary = migrate(args.src, args.dst, src_collection=args.src_collection, dst_collection=args.collection,
                       index_method=args.index_method, overwrite=args.overwrite, sample=args.sample)
     print(" ".join(f"{k}={v}" for k, v in summary.items()))

@@ -53,11 +53,15 @@ def read_id_map(path):
         data = IdMapUnpickler(io.BytesIO(raw)).load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
         raise GalleryError(f"{path}: not a plain PP-ShiTu id map ({e})") from None
+    except RecursionError:
+        raise GalleryError(f"{path}: not a plain PP-ShiTu id map (nested too deeply)") from None
     if not isinstance(data, dict):
         raise GalleryError(f"{path}: expected a dict of id -> 'path<TAB>label', got {type(data).__name__}")
     bad = [(k, v) for k, v in data.items() if not isinstance(k, int) or not isinstance(v, str)]
-    if bad:
-        raise GalleryError(f"{path}: expected int ids and string entries, got {bad[0]!r}")
+    if bad:  # (types, not repr: a deeply nested value's repr would recurse without end)
+        k, v = bad[0]
+        shown = lambda x: repr(x)[:80] if isinstance(x, (int, str)) else f"a {type(x).__name__}"  # noqa: E731
+        raise GalleryError(f"{path}: expected int ids and string entries, got {shown(k)} -> {shown(v)}")
     return data
 
 
@@ -86,8 +90,10 @@ def _inner_method(index, path):
 def read_ppshitu_index(index_dir):
     """(ids int64 [n], vectors float32 [n, d], dist_type, index_method, index_params)."""
     path = os.path.join(index_dir, "vector.index")
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise GalleryError(f"{path}: missing (not a PP-ShiTu index directory)")
+    if not os.path.isfile(path):
+        raise GalleryError(f"{path}: not a regular file (not a PP-ShiTu index directory)")
     try:
         index = faiss.read_index(path)
     except RuntimeError as e:
@@ -118,9 +124,27 @@ def _ivf_ids(ivf):
         if lists.list_size(i)]).astype(np.int64)
 
 
+def _refuse_conflicting_labels(src_dir, ids, docs):
+    """One image path under two or more labels is an error naming the path and its labels (build_gallery's
+    rule: an image has one label), never silently one item."""
+    seen = {}
+    for i, (p, label) in zip(ids, docs):
+        if p is not None:
+            seen.setdefault(p, {}).setdefault(label, int(i))
+    conflicts = [(p, labels) for p, labels in seen.items() if len(labels) > 1]
+    if conflicts:
+        shown = "; ".join(f"{p!r} is " + ", ".join(f"{lab!r} (id {i})" for lab, i in list(labels.items())[:5])
+                          + (f" and {len(labels) - 5} more" if len(labels) > 5 else "") for p, labels in conflicts[:5])
+        raise GalleryError(f"{src_dir}/id_map.pkl: {len(conflicts)} image path(s) under two or more labels (an "
+                           f"image has one label; fix the PP-ShiTu data file and rebuild): {shown}"
+                           + ("; ..." if len(conflicts) > 5 else ""))
+
+
 def convert_ppshitu_index(src_dir, out_dir, delimiter="\t", index_method=None, overwrite=False):
     """Write a Gallery at `out_dir` from PP-ShiTu's `src_dir`; returns it. The model that made the
     vectors is unknown, so the gallery records no fingerprint."""
+    if not isinstance(delimiter, str) or not delimiter or "\n" in delimiter or "\r" in delimiter:
+        raise GalleryError(f"delimiter {delimiter!r}: must be a non-empty string within one line")
     ids, vectors, dist_type, method, params = read_ppshitu_index(src_dir)
     id_map = read_id_map(os.path.join(src_dir, "id_map.pkl"))
     missing = [int(i) for i in ids if int(i) not in id_map]
@@ -128,6 +152,7 @@ def convert_ppshitu_index(src_dir, out_dir, delimiter="\t", index_method=None, o
         raise GalleryError(f"{src_dir}: vector.index holds {len(ids)} ids, id_map.pkl {len(id_map)}; "
                            f"{len(missing)} index ids have no entry (e.g. {missing[:3]})")
     docs = [split_doc(id_map[int(i)], delimiter) for i in ids]
+    _refuse_conflicting_labels(src_dir, ids, docs)
     if index_method is not None and index_method != method:
         method, params = index_method, {}
     return Gallery.create(out_dir, int(vectors.shape[1]), dist_type=dist_type, index_method=method,
