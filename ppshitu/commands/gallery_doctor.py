@@ -12,6 +12,7 @@ Global.output_dir/doctor. Changes nothing in the gallery.
 import os
 
 from ppshitu.cli import config_parser, load_cli_config, run_main
+from ppshitu.errors import ConfigError
 from ppshitu.schemas import INFER_SCHEMA
 from ppshitu.utils.argtypes import finite_float, int_range, ranged
 
@@ -41,6 +42,9 @@ def main(argv=None):
     from ppshitu.utils.outputs import OutputGuard
     from ppshitu.utils.text import printable
 
+    if args.root is not None and not os.path.isdir(args.root):
+        what = "does not exist" if not os.path.lexists(args.root) else "is not a directory"
+        raise ConfigError(f"--root {printable(args.root)} {what}: give the folder the gallery's image paths are under")
     ip = cfg.IndexProcess
     if args.index:
         ip["index_dir"] = args.index

@@ -178,11 +178,19 @@ def load_coco_scenes(json_path, image_root=None, counts=None):
         raise ScenesError(f"scenes json {json_path}: 'annotations' must be a list")
     root = image_root if image_root is not None else os.path.join(os.path.dirname(os.path.abspath(json_path)),
                                                                   "images")
-    images = {}
-    for im in coco["images"]:
+    images, names = {}, {}
+    for i, im in enumerate(coco["images"]):
         if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
             raise ScenesError(f"scenes json {json_path}: image entry {im!r} needs 'id' and 'file_name'")
-        images.setdefault(im["id"], im)
+        key = im["id"]
+        if key in images:  # one image scored twice would count its hits and misses twice
+            raise ScenesError(f"scenes json {json_path}: images[{i}]: image id {im['id']!r} is listed twice (also "
+                              f"{images[key]['file_name']!r}); each image once")
+        name = os.path.normpath(str(im["file_name"]))
+        if name in names:
+            raise ScenesError(f"scenes json {json_path}: images[{i}]: file_name {im['file_name']!r} is listed twice "
+                              f"(ids {names[name]!r} and {im['id']!r}); each image once")
+        images[key], names[name] = im, im["id"]
     by_image, skipped = {}, 0
     for i, a in enumerate(annotations):
         name = a.get("object_name", a.get("object_label")) if isinstance(a, dict) else None

@@ -114,17 +114,32 @@ def compare(cfg, rec, a, b, det=None):
     from .verify import compare_pair, prepare
 
     evidence = compare_pair(prepare(rgb_a), prepare(rgb_b))   # the whole images, as find_duplicates verifies
+    from .folder import sha256_file  # find_duplicates' content hash: the same sha256 is "identical files"
+
     return {"cosine": float(va @ vb), "phash_distance": distance, "evidence": evidence.as_dict(),
-            "a": {"path": str(a), "box": box_a}, "b": {"path": str(b), "box": box_b}}
+            "a": {"path": str(a), "box": box_a, "sha256": sha256_file(a)},
+            "b": {"path": str(b), "box": box_b, "sha256": sha256_file(b)}}
+
+
+IDENTICAL_FILES = "identical files"  # find_duplicates' exact duplicates (the same sha256; its report's wording)
+
+
+def identical_files(out):
+    """True when compare()'s two files have the same content (sha256), as find_duplicates' exact pairs."""
+    a, b = out["a"].get("sha256"), out["b"].get("sha256")
+    return bool(a) and a == b
 
 
 def verified_verdict(out, rule, entry=None):
-    """The verdict of a compare() result under find_duplicates' verified rule (verify.Rule): 'the same
+    """The verdict of a compare() result under find_duplicates' verified rule (verify.Rule): 'identical files'
+    (the same sha256, find_duplicates' exact duplicates), else 'the same
     picture, edited' / 'the same object' (the geometry agrees, the content or the overlap does not; or
     the embedding says so) / 'similar' / 'different'; the embedding's levels are the model's
     calibrated cosines (`entry`: its calibration.json entry, None: verification alone)."""
     from .verify import Evidence, verdict as rule_verdict
 
+    if identical_files(out):  # byte-identical (the same file twice, or a copy): not "edited"
+        return IDENTICAL_FILES
     e = out["evidence"]
     ev = Evidence(matches=e["matches"], inliers=e["inliers"], aligned=e["aligned"], ecc=e["ecc"] or 0.0,
                   scale=e["scale"] or 0.0, overlap=e["overlap"] or 0.0,

@@ -70,17 +70,19 @@ def test_similarity_verdicts(class_set, tmp_path, rec, capsys):
 
     a = class_set / "class_0002" / "000.jpg"
     same = tool.main(cli() + [str(a), str(a)], rec=rec)
-    assert same["cosine"] > 0.999 and same["verdict"] == "the same picture, edited" and same["phash_distance"] == 0
+    # the same file twice is find_duplicates' exact pair: "identical files", not "edited"
+    assert same["cosine"] > 0.999 and same["verdict"] == "identical files" and same["phash_distance"] == 0
     text = capsys.readouterr().out
-    assert "verdict: the same picture, edited" in text and f"inliers: {same['evidence']['inliers']}" in text
-    copy = tool.main(cli() + [str(a), str(_jpeg(a, tmp_path / "q40.jpg", 40))], rec=rec)
+    assert "verdict: identical files" in text and f"inliers: {same['evidence']['inliers']}" in text
+    q40 = _jpeg(a, tmp_path / "q40.jpg", 40)
+    copy = tool.main(cli() + [str(a), str(q40)], rec=rec)
     assert copy["cosine"] > 0.9 and copy["verdict"] == "the same picture, edited" and copy["evidence"]["aligned"]
     capsys.readouterr()
     other = tool.main(cli() + [str(a), str(class_set / "class_0005" / "001.jpg"), "--json"], rec=rec)
     assert other["cosine"] < copy["cosine"] and other["verdict"] in ("different", "similar")
     assert json.loads(capsys.readouterr().out)["verdict"] == other["verdict"]
     empty = tmp_path / "none.json"
-    out = tool.main(cli() + [str(a), str(a), "--calibration", str(empty), "--folder", str(tmp_path)], rec=rec)
+    out = tool.main(cli() + [str(a), str(q40), "--calibration", str(empty), "--folder", str(tmp_path)], rec=rec)
     text = capsys.readouterr().out
     assert out["verdict"] == "the same picture, edited" and "no cosine levels for model" in text   # verified anyway
     assert "no calibration cached for --folder" in text and out["rule"]["min_inliers"] == 12     # the default rule
