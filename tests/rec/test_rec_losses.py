@@ -101,7 +101,7 @@ def test_combined_loss_weights_and_separate_terms():
 @pytest.mark.parametrize("specs, match", [
     ([{"CELos": {"weight": 1.0}}], r"Loss.Train\[0\].*unknown loss 'CELos'.*did you mean CELoss"),
     ([{"TripletLossV2": {"weight": 1.0, "margn": 0.3}}], r"unknown key 'margn'.*did you mean.*margin"),
-    ([{"CELoss": {"weight": -1}}], r"Loss.Train\[0\].CELoss.weight must be a non-negative number"),
+    ([{"CELoss": {"weight": -1}}], r"Loss.Train\[0\].CELoss: weight must be from 0 to 1000, got -1"),
     ([], r"at least one loss"),
 ])
 def test_loss_config_errors(specs, match):

@@ -72,5 +72,5 @@ def test_same_list_without_uids_is_refused():
 def test_metric_config_errors():
     with pytest.raises(ConfigError, match=r"unknown metric 'Recall'"):
         METRICS.build_list([{"Recall": {}}], "Metric.Eval")
-    with pytest.raises(ConfigError, match="topk must be positive ints"):
+    with pytest.raises(ConfigError, match=r"Metric.Eval\[0\].Recallk: topk\[0\] must be from 1 to 10000, got 0"):
         METRICS.build_list([{"Recallk": {"topk": [0]}}], "Metric.Eval")
