@@ -13,7 +13,9 @@ verification.
 * **Two tiers, complete linkage.** Duplicate groups are complete-linkage clusters of duplicate
   links: two groups merge only when EVERY pair across them is verified a duplicate (pairs that were
   not candidates are verified then), strongest links first -- A~B and B~C never put A with C unless
-  A~C holds too, so a group is never chained through a weak link. Similar groups are built the same
+  A~C holds too, so a group is never chained through a weak link (at most `ON_DEMAND_PER_CANDIDATE`
+  x the candidates such pairs are verified; past that budget a pair counts as not linked, and groups
+  stay smaller rather than chained). Similar groups are built the same
   way over the duplicate groups (each stands as one unit: every pair across two units must be
   similar or duplicate). Exact copies always link. Only duplicate groups are ever moved by default.
 * **The suggested keeper** of a duplicate group (`keep="best"`): the highest resolution, then the
@@ -44,6 +46,7 @@ KEEP_RULES = ("best", "largest", "first", "oldest")
 SEARCH_CHUNK = 1024
 PHASH_DRAFT = (256, 256)   # JPEGs are decoded at a reduced scale no smaller than this (pHash looks at 32x32)
 FEATURE_CACHE = 2000       # images whose verification features are held at once (~190 KB each)
+ON_DEMAND_MIN, ON_DEMAND_PER_CANDIDATE = 2000, 2   # complete linkage's own verifications: at most this many
 HEADER_BYTES = 1 << 20     # read for an image's size and EXIF (the whole file when that is not enough)
 LINKAGE = ("complete: two groups merge only when every pair across them is verified (duplicate groups: the "
            "same picture; similar groups: the same scene or better), strongest links first, so no group is "
@@ -254,11 +257,16 @@ class Links:
     """What links two items: exact bytes, or the verified rule (verifying pairs on demand); or, with
     `threshold`, the embedding's cosine alone (unverified, for comparison)."""
 
-    def __init__(self, items, vectors, rule, features, evidence=None, threshold=None):
+    def __init__(self, items, vectors, rule, features, evidence=None, threshold=None, budget=None):
         self.items, self.vectors, self.rule, self.features = items, vectors, rule, features
         self.evidence = dict(evidence or {})
         self.threshold = threshold
         self.on_demand = 0
+        # pairs verified on demand (complete linkage asks about pairs that were no candidates): at most
+        # this many; past it such a pair counts as unverified, so not linked (groups stay smaller, never
+        # chained). A folder of hundreds of crops of one photo would otherwise ask about all their pairs.
+        self.budget = max(ON_DEMAND_MIN, ON_DEMAND_PER_CANDIDATE * len(self.evidence)) if budget is None else budget
+        self.over_budget = 0
 
     def same_bytes(self, i, j):
         a, b = self.items[i].get("sha256"), self.items[j].get("sha256")
@@ -272,6 +280,9 @@ class Links:
 
         key = (min(i, j), max(i, j))
         if key not in self.evidence:
+            if self.on_demand >= self.budget:
+                self.over_budget += 1
+                return None
             a, b = self.features(key[0]), self.features(key[1])
             self.evidence[key] = compare_pair(a, b) if a is not None and b is not None else None
             self.on_demand += 1
@@ -433,6 +444,7 @@ def find_duplicates(items, vectors, gallery, rule=None, floor=None, k=10, keep="
                   "source": "--threshold"}),
         "candidate_floor": round(floor, 4), "calibration": calibration,
         "candidates": len(cands), "verified_pairs": len(evidence) + links.on_demand,
+        "unverified_pairs_left_apart": links.over_budget,
         "features_computed": features.computed, "groups": groups,
         "exact_groups": sum(g["kind"] == "exact" for g in dups), "near_groups": sum(g["kind"] == "near" for g in dups),
         "similar_groups": sum(g["tier"] == "similar" for g in groups),
