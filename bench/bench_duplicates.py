@@ -1,26 +1,31 @@
-"""Duplicate finding measured: tools/find_duplicates.py's pipeline (embeddings through the gallery's own
-k-NN search, union-find groups) side by side with perceptual hashing (pHash, the ImageHash package) on
-the same generated set of near-duplicates of real photos.
+"""Duplicate finding measured on sets nobody tuned for: tools/find_duplicates.py's verified rule
+(calibrated at run time on each folder) side by side with pHash and the embedding, each of those at
+its BEST threshold for the set (chosen with the truth: upper bounds for them).
 
     .venv/bin/python bench/bench_duplicates.py [-c configs/inference/inference_general.yaml] [--quick]
+        [--sets dev,held-out,confusers] [--scale N]
 
-The set (ppshitu/library/photos.py): scikit-image's photos of subjects (`BENCH_PHOTOS`: astronaut,
-chelsea, coffee, rocket, camera — none of them used to calibrate) and crops of them that barely overlap
-as distinct images, half of them with two edited copies each (JPEG quality 10-30, resized to 30-60 %,
-10 % cropped, brightness/contrast, 2-6 degree rotation, or two of these); and, reported apart, crops of
-texture photos (`BENCH_TEXTURES`: brick, gravel, tissue, text), a third with copies.
-Everything is written as JPEG files (quality 92, shuffled names) and read back like a user's folder.
+The sets (bench/dup_sets.py): `dev` (the set the verifier and its calibration were built on), `held-out`
+(other photographs and designed images, other edit ranges, up to three copies each: built and looked
+at once, never used to choose anything), and `confusers` (pairs of similar-but-different images from
+the held-out sources: crops sharing less than half their area, neighbouring frames, colour variants of
+one design; every pair is a negative). Each is written as JPEG files into a fresh folder and indexed
+as a user's folder is; find_duplicates then calibrates its rule on that folder (its cache pointed at
+a temporary folder, so nothing is reused between sets).
 
-Scores are over pairs: a pair of images is predicted duplicate when the method puts them in one group
-(what the user is shown), true when they come from the same original. Three rows: find_duplicates'
-default (embedding k-NN candidates, linked by the cosine alone or by a lower cosine plus a pHash
-check), the embedding alone, and pHash alone, each at its threshold chosen by max F1 on the
-calibration sets (ppshitu/library/calibration.json,
-made by ppshitu/library/calibrate.py); sweeps of each threshold follow. Times are seconds per 1,000
-images on this machine (2 shared cores): decode + embed + hash + gallery add, then search + grouping;
-decode + pHash, then all-pairs Hamming + grouping.
+Scores are over pairs: a pair is predicted duplicate when the method puts the two images in one group
+(what the user is shown: for find_duplicates, its duplicate tier); true when they come from the same
+original. pHash: ImageHash's 64-bit phash, all pairs; embedding: the gallery's k-NN pairs by cosine;
+each swept over its threshold and grouping (pairs alone, or connected components), the best F1 taken.
+`previous default` is the rule find_duplicates used before (cosine >= 0.970, or cosine >= 0.650 and
+pHash distance <= 14). On the confusers, pHash and the embedding use their best held-out thresholds.
+Times: seconds per 1,000 images on this machine, all steps (decode, embed, index; calibration;
+candidates, features, verification, grouping; or decode + hash + all pairs).
+`--scale N`: a folder of N images (held-out-style photos and copies) timed end to end.
 Writes bench/results/bench_duplicates.md and .json.
 """
+import contextlib
+import io
 import json
 import os
 import platform
@@ -33,54 +38,34 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 from ppshitu.cli import config_parser, load_cli_config  # noqa: E402
 from ppshitu.schemas import INFER_SCHEMA  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "configs", "inference", "inference_general.yaml")
 RESULTS = os.path.join(ROOT, "bench", "results")
+PREVIOUS = (0.970, 0.650, 14)
+SETS = {"dev": ("dev_set", 11), "dev-hard": ("dev_hard_set", 12), "held-out": ("held_out_set", 4242)}
+# name: (seed, sources in dup_sets, first object class, designed backgrounds)
+CONFUSERS = {"confusers": (8888, "CONFUSER_SOURCES", 300, True), "dev-confusers": (5, "DEV_SOURCES", 0, "sources")}
+# The held-out set and the confusers were first drawn with seeds 20250 and 777 and looked at once, with an
+# earlier calibration (neighbour pairs passing a fixed "certain" rule left out; milder edits; large
+# local changes only; clipped values left out of the comparison). That look, recorded here, is why the
+# numbers below come from fresh draws (seeds 4242 and 8888) after the changes that dev-hard motivated;
+# it also found scikit-image's "cat" to be "chelsea" (the same photo under two families), since removed.
+FIRST_LOOK = {"held-out": {"precision": 0.827, "recall": 0.629, "f1": 0.715, "phash_f1": 0.839},
+              "confusers": {"share": 0.050, "pairs": 6, "of": 120}}
 
 
-def make_set(out, seed=0, quick=False):
-    """Write the benchmark's images; returns [{file, subset, family, edit}]."""
-    from ppshitu.library import photos
-
-    rng = np.random.default_rng(seed)
-    per_photo, per_texture = (6, 4) if quick else (20, 12)
-    natural = photos.distinct_images(photos.BENCH_PHOTOS, per_photo, rng, size=256)
-    texture = photos.distinct_images(photos.BENCH_TEXTURES, per_texture, rng, size=256)
-    items = []
-    for subset, images, share in (("natural", natural, 2), ("texture", texture, 3)):
-        for name, rgb, family, kind in photos.near_duplicate_set(images, len(images) // share, 2, rng):
-            items.append({"subset": subset, "family": f"{subset}/{family}", "edit": kind, "source": name, "rgb": rgb})
-    order = rng.permutation(len(items))
-    os.makedirs(out, exist_ok=True)
-    rows = []
-    for n, i in enumerate(order):
-        it = items[i]
-        file = os.path.join(out, f"img_{n:05d}.jpg")
-        with open(file, "wb") as f:
-            f.write(photos.jpeg_bytes(it["rgb"], 92))
-        rows.append({k: v for k, v in it.items() if k != "rgb"} | {"file": file, "name": os.path.basename(file)})
-    return rows
-
-
-def truth_pairs(rows, subset=None):
+def truth_pairs(rows):
     from ppshitu.library.photos import duplicate_pairs
 
     names = [r["name"] for r in rows]
-    pairs = duplicate_pairs([r["family"] for r in rows])
-    out = {tuple(sorted((names[a], names[b]))) for a, b in pairs}
-    if subset:
-        keep = {r["name"] for r in rows if r["subset"] == subset}
-        out = {p for p in out if p[0] in keep}
-    return out
+    return {tuple(sorted((names[a], names[b]))) for a, b in duplicate_pairs([r["family"] for r in rows])}
 
 
-def scores(pred, truth, names=None):
-    if names is not None:
-        pred = {p for p in pred if p[0] in names and p[1] in names}
-        truth = {p for p in truth if p[0] in names}
+def scores(pred, truth):
     tp = len(pred & truth)
     p = tp / len(pred) if pred else 1.0
     r = tp / len(truth) if truth else 1.0
@@ -101,182 +86,370 @@ def edit_recall(pred, rows):
     return {k: round(h / n, 3) for k, (h, n) in sorted(out.items())}
 
 
-# ------------------------------------------------------------------ the two methods
-def run_embedding(cfg, rec, folder, work, thresholds, k):
-    """ppshitu: index the folder (tools/index_folder.py's sync), then find_duplicates at each threshold."""
-    from ppshitu.library import common
-    from ppshitu.library.duplicates import find_duplicates, gallery_items, pairs_of
+def components(pairs):
+    """All pairs within the connected components of `pairs` (what single-linkage grouping shows)."""
+    from ppshitu.library.duplicates import UnionFind
+
+    names = sorted({n for p in pairs for n in p})
+    idx = {n: i for i, n in enumerate(names)}
+    uf = UnionFind(len(names))
+    for a, b in pairs:
+        uf.union(idx[a], idx[b])
+    out = set()
+    for g in uf.groups():
+        ns = sorted(names[i] for i in g)
+        out |= {(a, b) for x, a in enumerate(ns) for b in ns[x + 1:]}
+    return out
+
+
+def best_threshold(scored, truth, higher_is_better, thresholds):
+    """(threshold, grouping, pairs, scores) of the best F1 over thresholds x {pairs, components}."""
+    best = None
+    for t in thresholds:
+        direct = {p for p, s in scored.items() if (s >= t if higher_is_better else s <= t)}
+        for grouping, pred in (("pairs", direct), ("components", components(direct))):
+            sc = scores(pred, truth)
+            if best is None or sc["f1"] > best[3]["f1"]:
+                best = (t, grouping, pred, sc)
+    return best
+
+
+# ------------------------------------------------------------------ the methods
+def run_ppshitu(cfg, rec, folder, work, k=10, workers=2):
+    """Index the folder, then find_duplicates' default (calibrated, verified) rule; also the k-NN pairs'
+    cosines (for the embedding baseline). Returns (pred pairs, knn {pair: cos}, info)."""
+    from ppshitu.library import common, dupcalibrate
+    from ppshitu.library.duplicates import FeatureCache, candidate_pairs, find_duplicates, gallery_items, pairs_of
     from ppshitu.library.folder import read_state, sync_folder
 
     cfg["IndexProcess"]["index_dir"] = os.path.join(work, "index")
-    t = time.perf_counter()
-    sync = sync_folder(cfg, folder, rec=rec)
-    index_s = time.perf_counter() - t
+    t0 = time.perf_counter()
+    sync_folder(cfg, folder, rec=rec)
+    t_index = time.perf_counter() - t0
     gallery = common.open_store(cfg.IndexProcess, rec)
     state = read_state(cfg.IndexProcess)
     items, vectors = gallery_items(cfg, gallery, state, folder, rec=rec)
-    out = {}
-    for th in thresholds:
-        t = time.perf_counter()
-        report = find_duplicates(items, vectors, gallery, th, k)   # th: a NearRule or a cosine
-        search_s = time.perf_counter() - t
-        out[th] = {"pairs": {tuple(sorted((os.path.basename(a), os.path.basename(b))))
-                             for a, b in pairs_of(report["groups"])}, "search_s": search_s,
-                   "groups": len(report["groups"]), "phash_computed": report["phash_computed"]}
-    return out, index_s, sync.count
+    features = FeatureCache(items)
+    said = io.StringIO()
+    t0 = time.perf_counter()
+    cal = dupcalibrate.calibrate_folder(items, vectors, gallery, rec, features, 0.95,
+                                        say=lambda s: print(s, file=said), workers=workers)
+    t_cal = time.perf_counter() - t0
+    rule, floor = dupcalibrate.rule_of(cal)
+    t0 = time.perf_counter()
+    report = find_duplicates(items, vectors, gallery, rule, floor, k, features=features, workers=workers,
+                             calibration=cal)
+    t_find = time.perf_counter() - t0
+    pred = {tuple(sorted((os.path.basename(a), os.path.basename(b)))) for a, b in pairs_of(report["groups"])}
+    similar = {tuple(sorted((os.path.basename(a), os.path.basename(b))))
+               for a, b in pairs_of(report["groups"], tier="similar")}
+    ids = [it["id"] for it in items]
+    knn = {tuple(sorted((os.path.basename(items[i]["path"]), os.path.basename(items[j]["path"])))): c
+           for (i, j), c in candidate_pairs(gallery, vectors, ids, -1.0, k).items()}
+    info = {"index_s": t_index, "calibration_s": t_cal, "find_s": t_find, "calibration": cal,
+            "calibration_text": said.getvalue().strip(), "rule": rule.as_dict(), "floor": floor,
+            "candidates": report["candidates"], "verified_pairs": report["verified_pairs"],
+            "features_computed": report["features_computed"], "seconds": report["seconds"],
+            "similar_pairs": len(similar), "n": len(items)}
+    return pred, knn, info
 
 
-def run_phash(rows, max_distances):
+def phash_all(rows):
     import imagehash
     from PIL import Image
-
-    from ppshitu.library.duplicates import UnionFind
 
     t = time.perf_counter()
     bits = []
     for r in rows:
         with Image.open(r["file"]) as im:
             bits.append(imagehash.phash(im.convert("RGB")).hash.flatten())
-    hash_s = time.perf_counter() - t
-    packed = np.packbits(np.asarray(bits, bool), axis=1).view(np.uint64)[:, 0]
+    b = np.asarray(bits, bool)
     names = [r["name"] for r in rows]
-    out = {}
-    for h in max_distances:
-        t = time.perf_counter()
-        x = packed[:, None] ^ packed[None, :]
-        dist = np.unpackbits(x.view(np.uint8).reshape(len(rows), len(rows), 8), axis=2).sum(2)
-        uf = UnionFind(len(rows))
-        for a, b in zip(*np.nonzero(np.triu(dist <= h, 1))):
-            uf.union(int(a), int(b))
-        groups = uf.groups()
-        pairs = set()
-        for g in groups:
-            ns = sorted(names[i] for i in g)
-            pairs |= {(a, b) for x_, a in enumerate(ns) for b in ns[x_ + 1:]}
-        out[h] = {"pairs": pairs, "search_s": time.perf_counter() - t, "groups": len(groups)}
-    return out, hash_s
+    dist = (b[:, None, :] != b[None, :, :]).sum(-1)
+    iu = np.triu_indices(len(rows), 1)
+    scored = {tuple(sorted((names[i], names[j]))): int(dist[i, j]) for i, j in zip(*iu)}
+    return scored, time.perf_counter() - t
+
+
+def previous_rule(knn, ph):
+    a, c, h = PREVIOUS
+    return components({p for p, cos in knn.items() if cos >= a or (cos >= c and ph.get(p, 99) <= h)})
+
+
+# ------------------------------------------------------------------ one set
+def measure_set(name, rows, folder, cfg, rec, work, k, workers):
+    truth = truth_pairs(rows)
+    n = len(rows)
+    per_k = 1000.0 / n
+    pred, knn, info = run_ppshitu(cfg, rec, folder, work, k, workers)
+    ph, ph_s = phash_all(rows)
+    t_emb, g_emb, pred_emb, sc_emb = best_threshold(knn, truth, True, np.round(np.arange(0.80, 0.996, 0.005), 3))
+    t_ph, g_ph, pred_ph, sc_ph = best_threshold(ph, truth, False, range(0, 25))
+    prev = previous_rule(knn, ph)
+    ours_s = info["index_s"] + info["calibration_s"] + info["find_s"]
+    result = {
+        "set": name, "images": n, "true_pairs": len(truth), "originals": len({r["family"] for r in rows}),
+        "edited_copies": sum(r["edit"] is not None for r in rows),
+        "rows": [
+            {"method": "ppshitu find_duplicates (verified, calibrated on the folder)",
+             "threshold": info["rule"]["text"], **scores(pred, truth), "recall_by_edit": edit_recall(pred, rows),
+             "s_per_1000": round(ours_s * per_k, 1),
+             "time_split_s_per_1000": {"index": round(info["index_s"] * per_k, 1),
+                                       "calibration": round(info["calibration_s"] * per_k, 1),
+                                       "find": round(info["find_s"] * per_k, 1)}},
+            {"method": "pHash at its best threshold (upper bound)", "threshold": f"Hamming <= {t_ph} ({g_ph})",
+             **sc_ph, "recall_by_edit": edit_recall(pred_ph, rows), "s_per_1000": round(ph_s * per_k, 1)},
+            {"method": "embedding at its best threshold (upper bound)", "threshold": f"cosine >= {t_emb} ({g_emb})",
+             **sc_emb, "recall_by_edit": edit_recall(pred_emb, rows), "s_per_1000": round(info["index_s"] * per_k, 1)},
+            {"method": "previous default (embedding + pHash, fixed constants)",
+             "threshold": "cos >= 0.970, or cos >= 0.650 and pHash <= 14", **scores(prev, truth),
+             "recall_by_edit": edit_recall(prev, rows), "s_per_1000": round((info["index_s"] + ph_s) * per_k, 1)},
+        ],
+        "best": {"phash": [int(t_ph), g_ph], "embedding": [float(t_emb), g_emb]},
+        "ppshitu": {k_: v for k_, v in info.items() if k_ not in ("calibration",)},
+        "calibration": info["calibration"],
+        "false_pairs": sorted(pred - truth)[:20], "missed_pairs": len(truth - pred),
+    }
+    return result
+
+
+def measure_confusers(pairs_rows, rows, folder, cfg, rec, work, k, workers, best):
+    n_pairs = len(pairs_rows)
+    pred, knn, info = run_ppshitu(cfg, rec, folder, work, k, workers)
+    ph, _ = phash_all(rows)
+    t_ph, g_ph = best["phash"]
+    t_emb, g_emb = best["embedding"]
+    ph_pred = {p for p, d in ph.items() if d <= t_ph}
+    emb_pred = {p for p, c in knn.items() if c >= t_emb}
+    ph_pred = components(ph_pred) if g_ph == "components" else ph_pred
+    emb_pred = components(emb_pred) if g_emb == "components" else emb_pred
+    prev = previous_rule(knn, ph)
+    kinds = sorted({r["kind"] for r in pairs_rows})
+
+    def called(pred):
+        by = {kd: 0 for kd in kinds}
+        for r in pairs_rows:
+            if tuple(sorted((r["a"], r["b"]))) in pred:
+                by[r["kind"]] += 1
+        total = sum(by.values())
+        return {"pairs_called_duplicates": total, "share": round(total / n_pairs, 4), "by_kind": by,
+                "duplicate_pairs_reported_in_folder": len(pred)}
+    return {"pairs": n_pairs, "images": len(rows), "per_kind": {kd: sum(r["kind"] == kd for r in pairs_rows)
+                                                                 for kd in kinds},
+            "rows": [{"method": "ppshitu find_duplicates (verified, calibrated on the folder)",
+                      "threshold": info["rule"]["text"], **called(pred)},
+                     {"method": "pHash at its best held-out threshold", "threshold": f"Hamming <= {t_ph} ({g_ph})",
+                      **called(ph_pred)},
+                     {"method": "embedding at its best held-out threshold", "threshold": f"cosine >= {t_emb} ({g_emb})",
+                      **called(emb_pred)},
+                     {"method": "previous default", "threshold": "cos >= 0.970, or cos >= 0.650 and pHash <= 14",
+                      **called(prev)}],
+            "ppshitu": {k_: v for k_, v in info.items() if k_ not in ("calibration",)}, "calibration": info["calibration"],
+            "similar_pairs": info["similar_pairs"]}
+
+
+def measure_scale(n, cfg, rec, work, k, workers, rng):
+    """A folder of n images timed end to end: mostly distinct pictures, as a photo library is (designed
+    images drawn by dataset/synthetic.py -- objects on backgrounds -- and small crops of the photos), a
+    fifth of them with an edited copy (held-out edits)."""
+    import dup_sets
+
+    photos_ = [dup_sets.load_any(s) for s in dup_sets.CONFUSER_SOURCES + dup_sets.DEV_SOURCES]
+    items = []
+    while len(items) < n:
+        side = int(rng.integers(256, 385))
+        if rng.random() < 0.7:
+            img, _, _ = dup_sets.designed(rng, (side * 3 // 4, side), np.arange(0, 600))
+        else:   # a crop of 15-30 % of a photo's side: distinct from most others
+            src = photos_[int(rng.integers(len(photos_)))]
+            h, w = src.shape[:2]
+            s = rng.uniform(0.15, 0.3)
+            cw, ch = max(16, int(w * s)), max(16, int(h * s))
+            x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+            img = dup_sets._fit(src[y:y + ch, x:x + cw], side)
+        items.append({"rgb": img, "family": len(items), "edit": None, "source": "scale"})
+        if rng.random() < 0.2 and len(items) < n:
+            kind = str(rng.choice(dup_sets.HELD_OUT_EDITS))
+            items.append({"rgb": dup_sets.held_out_edit(img, kind, rng), "family": items[-1]["family"], "edit": kind,
+                          "source": "scale"})
+    folder = os.path.join(work, "scale")
+    rows = dup_sets.write_items(items, folder, rng)
+    t0 = time.perf_counter()
+    pred, _, info = run_ppshitu(cfg, rec, folder, os.path.join(work, "scale_index"), k, workers)
+    total = time.perf_counter() - t0
+    # (no scores: crops of one photo may share most of their area, so the families are no truth here)
+    return {"images": len(rows), "seconds_total": round(total, 1), "index_s": round(info["index_s"], 1),
+            "calibration_s": round(info["calibration_s"], 1), "find_s": round(info["find_s"], 1),
+            "find_split": info["seconds"], "candidates": info["candidates"], "verified_pairs": info["verified_pairs"],
+            "features_computed": info["features_computed"], "duplicate_pairs": len(pred)}
 
 
 # ------------------------------------------------------------------ main
 def main(argv=None):
+    import dup_sets
+
     p = config_parser(__doc__.splitlines()[0])
     p.set_defaults(config=CONFIG)
     for a in p._actions:
         if a.dest == "config":
             a.required = False
-    p.add_argument("--quick", action="store_true", help="a small set (smoke run)")
+    p.add_argument("--quick", action="store_true", help="small sets (smoke run)")
+    p.add_argument("--sets", default="dev,dev-hard,held-out,confusers")
+    p.add_argument("--scale", type=int, default=0, help="also time a folder of this many images")
     p.add_argument("--k", type=int, default=10)
+    p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", default=RESULTS)
     args = p.parse_args(argv)
     cfg = load_cli_config(args, INFER_SCHEMA)
     from ppshitu.library import common
-    from ppshitu.library.duplicates import NearRule
-    from ppshitu.library.similarity import calibration_for, near_duplicate_rule
 
     common.setup_tool(cfg)
     rec, _ = common.predictors(cfg, detect=False)
     fingerprint = common.model_id(rec)
-    entry = calibration_for(fingerprint)
-    if entry is None:
-        sys.exit(f"no calibration for model {fingerprint}: run python -m ppshitu.library.calibrate -c ... first")
-    t_emb = float(entry["thresholds"]["near_duplicate"]["cosine"])
-    t_ph = int(entry["phash"]["max_hamming"])
-    hybrid = near_duplicate_rule(fingerprint)
-    emb_sweep = sorted({t_emb, 0.88, 0.90, 0.92, 0.95, 0.97})
-    h = hybrid
-    hybrid_sweep = [hybrid] + [NearRule(a, c, m) for a, c, m in
-                               ((h.cosine, h.candidate, h.max_hamming - 2), (h.cosine, h.candidate, h.max_hamming + 2),
-                                (h.cosine, h.candidate + 0.1, h.max_hamming), (h.cosine - 0.02, h.candidate,
-                                                                               h.max_hamming))]
-    ph_sweep = sorted({t_ph, 6, 8, 10, 12, 16, 18})
-
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     work = tempfile.mkdtemp(prefix="bench-dups-")
+    os.environ["PPSHITU_DUPLICATES_CACHE"] = os.path.join(work, "cache")
+    result = {"model": {"dir": os.path.relpath(cfg.Global.rec_inference_model_dir, ROOT), "fingerprint": fingerprint},
+              "k": args.k, "workers": args.workers, "quick": args.quick, "sets": {},
+              "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}}
     try:
-        folder = os.path.join(work, "photos")
-        rows = make_set(folder, quick=args.quick)
-        truth = truth_pairs(rows)
-        by_subset = {s: {r["name"] for r in rows if r["subset"] == s} for s in ("natural", "texture")}
-        emb, index_s, count = run_embedding(cfg, rec, folder, work, hybrid_sweep + emb_sweep, args.k)
-        ph, hash_s = run_phash(rows, ph_sweep)
+        for name in sets:
+            t0 = time.perf_counter()
+            if name in SETS:
+                make, seed = SETS[name]
+                rng = np.random.default_rng(seed)
+                items = getattr(dup_sets, make)(rng, args.quick)
+                folder = os.path.join(work, name)
+                rows = dup_sets.write_items(items, folder, rng)
+                res = measure_set(name, rows, folder, cfg, rec, os.path.join(work, name + "_index"), args.k,
+                                  args.workers)
+            elif name in CONFUSERS:
+                seed, srcs, lo, bg = CONFUSERS[name]
+                rng = np.random.default_rng(seed)
+                sources = getattr(dup_sets, srcs)
+                bg = [dup_sets.load_any(n) for n in sources] if bg == "sources" else bg
+                pairs = dup_sets.confuser_pairs(rng, sources, np.arange(lo, lo + 300),
+                                                n_per_kind=12 if args.quick else 40, photo_bg=bg)
+                folder = os.path.join(work, name)
+                pair_rows, rows = dup_sets.write_confusers(pairs, folder, rng)
+                best = (result["sets"].get("held-out") or {}).get("best") or {"phash": [8, "pairs"],
+                                                                             "embedding": [0.94, "pairs"]}
+                res = measure_confusers(pair_rows, rows, folder, cfg, rec, os.path.join(work, name + "_index"), args.k,
+                                        args.workers, best)
+                res["thresholds_from"] = "held-out" if "held-out" in result["sets"] else "defaults (8, 0.94)"
+            else:
+                raise SystemExit(f"unknown set {name!r}")
+            res["seconds"] = round(time.perf_counter() - t0, 1)
+            result["sets"][name] = res
+            print(render_set(name, res), flush=True)
+        if args.scale:
+            result["scale"] = measure_scale(args.scale, cfg, rec, work, args.k, args.workers,
+                                            np.random.default_rng(99))
+            print(json.dumps(result["scale"]), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    n = len(rows)
-    per_k = 1000.0 / n
-
-    def row(method, th, res, build_s):
-        r = res[th]
-        label = th.describe() if isinstance(th, NearRule) else th
-        return {"method": method, "threshold": label, **scores(r["pairs"], truth),
-                "phash_computed": r.get("phash_computed"),
-                "natural": scores(r["pairs"], truth, by_subset["natural"]),
-                "texture": scores(r["pairs"], truth, by_subset["texture"]),
-                "recall_by_edit": edit_recall(r["pairs"], rows), "groups": r["groups"],
-                "s_per_1000_build": round(build_s * per_k, 2), "s_per_1000_search": round(r["search_s"] * per_k, 3)}
-    main_rows = [row("ppshitu find_duplicates default: embedding k-NN + pHash check", hybrid, emb, index_s),
-                 row("ppshitu embedding alone (--no-phash)", t_emb, emb, index_s),
-                 row("pHash alone (ImageHash, 64 bit, all pairs)", t_ph, ph, hash_s)]
-    sweeps = [row("embedding + pHash", th, emb, index_s) for th in hybrid_sweep[1:]] + \
-        [row("embedding", th, emb, index_s) for th in emb_sweep] + [row("pHash", h, ph, hash_s) for h in ph_sweep]
-    result = {"images": n, "indexed": count, "true_pairs": len(truth),
-              "distinct_originals": len({r["family"] for r in rows}),
-              "subsets": {s: len(v) for s, v in by_subset.items()}, "k": args.k,
-              "model": {"dir": os.path.relpath(cfg.Global.rec_inference_model_dir, ROOT), "fingerprint": fingerprint},
-              "thresholds": {"embedding_cosine": t_emb, "phash_max_hamming": t_ph, "default_rule": hybrid.as_dict(),
-                             "source": "ppshitu/library/calibration.json, by ppshitu/library/calibrate.py on "
-                                       "other scikit-image photos and textures and the demo's unseen-class "
-                                       "objects, edited"},
-              "default": main_rows, "sweep": sweeps,
-              "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "omp_threads": os.environ.get("OMP_NUM_THREADS")},
-              "quick": args.quick}
     text = render(result)
-    print(text)
     os.makedirs(args.out, exist_ok=True)
-    name = "bench_duplicates_quick" if args.quick else "bench_duplicates"
-    with open(os.path.join(args.out, name + ".md"), "w", encoding="utf-8") as f:
+    stem = "bench_duplicates_quick" if args.quick else "bench_duplicates"
+    if set(sets) != {"dev", "dev-hard", "held-out", "confusers"}:
+        stem += "_" + ("_".join(sets) if sets else "scale")
+    with open(os.path.join(args.out, stem + ".md"), "w", encoding="utf-8") as f:
         f.write(text)
-    with open(os.path.join(args.out, name + ".json"), "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
+    with open(os.path.join(args.out, stem + ".json"), "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1, default=str)
+    print(text)
     return result
 
 
-def render(res):
-    edits = sorted(res["default"][0]["recall_by_edit"])
-    lines = [
-        "# Duplicate finding: ppshitu embeddings vs pHash",
-        "",
-        f"`bench/bench_duplicates.py`{' --quick' if res['quick'] else ''}: {res['images']} JPEG files "
-        f"({res['subsets']['natural']} from photos of subjects, {res['subsets']['texture']} from texture photos), "
-        f"{res['distinct_originals']} distinct originals, {res['true_pairs']} true duplicate pairs. "
-        f"Model `{res['model']['dir']}` ({res['model']['fingerprint']}), k = {res['k']} nearest per image. "
-        f"Thresholds: find_duplicates' default rule {res['thresholds']['default_rule']['text']}; embedding "
-        f"alone cosine >= {res['thresholds']['embedding_cosine']}; pHash alone Hamming <= "
-        f"{res['thresholds']['phash_max_hamming']}; all chosen by max F1 on the calibration sets "
-        f"({res['thresholds']['source']}); none of the photos here were used for that.",
-        "",
-        "Pairs are scored as the tools show them (two images in one group). Time: seconds per 1,000 images on "
-        f"{res['machine']['cores']} cores (build: decode + embed + sha256 + gallery add, or decode + pHash; "
-        "search: k-NN search + union-find, or all-pairs Hamming + union-find).",
-        "",
-        "| method | threshold | precision | recall | F1 | natural P / R | texture P / R | "
-        + " | ".join(f"recall {e}" for e in edits) + " | s/1000 build | s/1000 search |",
-        "|---|---|---|---|---|---|---|" + "---|" * len(edits) + "---|---|",
-    ]
-
-    def fmt(r):
-        return (f"| {r['method']} | {r['threshold']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | "
-                f"{r['natural']['precision']:.3f} / {r['natural']['recall']:.3f} | "
-                f"{r['texture']['precision']:.3f} / {r['texture']['recall']:.3f} | "
-                + " | ".join(f"{r['recall_by_edit'].get(e, float('nan')):.2f}" for e in edits)
-                + f" | {r['s_per_1000_build']:.1f} | {r['s_per_1000_search']:.2f} |")
-    lines += [fmt(r) for r in res["default"]]
-    lines += ["", "Threshold sweeps (the same runs):", "",
-              "| method | threshold | precision | recall | F1 | natural P / R | texture P / R | "
-              + " | ".join(f"recall {e}" for e in edits) + " | s/1000 build | s/1000 search |",
-              "|---|---|---|---|---|---|---|" + "---|" * len(edits) + "---|---|"]
-    lines += [fmt(r) for r in res["sweep"]]
+def render_set(name, res):
+    if "pairs" in res and "true_pairs" not in res:
+        lines = [f"### {name}: {res['pairs']} similar-but-different pairs ({', '.join(f'{v} {k}' for k, v in res['per_kind'].items())}), "
+                 f"{res['images']} images, no duplicates", "",
+                 "| method | threshold | pairs called duplicates | share | by kind | duplicate pairs reported in the folder |",
+                 "|---|---|---|---|---|---|"]
+        for r in res["rows"]:
+            lines.append(f"| {r['method']} | {r['threshold']} | {r['pairs_called_duplicates']} | {r['share']:.1%} | "
+                         + ", ".join(f"{k} {v}" for k, v in r["by_kind"].items())
+                         + f" | {r['duplicate_pairs_reported_in_folder']} |")
+        return "\n".join(lines) + "\n"
+    edits = sorted({e for r in res["rows"] for e in r["recall_by_edit"]})
+    lines = [f"### {name}: {res['images']} images, {res['originals']} originals + {res['edited_copies']} edited copies, "
+             f"{res['true_pairs']} true duplicate pairs", "",
+             "| method | threshold | precision | recall | F1 | " + " | ".join(f"recall {e}" for e in edits)
+             + " | s / 1000 images |", "|---|---|---|---|---|" + "---|" * len(edits) + "---|"]
+    for r in res["rows"]:
+        lines.append(f"| {r['method']} | {r['threshold']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | "
+                     + " | ".join(f"{r['recall_by_edit'].get(e, float('nan')):.2f}" for e in edits)
+                     + f" | {r['s_per_1000']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
+def render(res):
+    lines = ["# Duplicate finding: verified and calibrated per folder, vs pHash and the embedding", "",
+             f"`bench/bench_duplicates.py`{' --quick' if res['quick'] else ''}. Model `{res['model']['dir']}` "
+             f"({res['model']['fingerprint']}), k = {res['k']} nearest per image, {res['workers']} verification threads, "
+             f"{res['machine']['cores']} cores (shared). pHash and the embedding are at their best threshold for each "
+             f"set, chosen with the truth (upper bounds); find_duplicates calibrates its rule on each folder at run "
+             f"time (target precision 0.95) without the truth. Time: seconds per 1,000 images, every step, on a "
+             f"machine shared with other jobs (wall times there ran 2-4x the CPU time); calibration is a fixed "
+             f"cost per folder (~20-50 s here), large on sets of ~200 images: see the scale run for a large folder.",
+             ""]
+    ho, cf = res["sets"].get("held-out"), res["sets"].get("confusers")
+    if ho and cf:
+        ours, ph = ho["rows"][0], ho["rows"][1]
+        share = cf["rows"][0]["share"]
+        ok = lambda c: "met" if c else "NOT met"  # noqa: E731
+        lines += ["Issue 25's targets, on the held-out set (fresh draw) and the confusers:", "",
+                  f"- precision >= 0.95: {ours['precision']:.3f} ({ok(ours['precision'] >= 0.95)})",
+                  f"- F1 >= 0.90: {ours['f1']:.3f} ({ok(ours['f1'] >= 0.90)}), ahead of pHash at its best threshold "
+                  f"({ph['f1']:.3f}: {ok(ours['f1'] > ph['f1'])})",
+                  f"- confusers called duplicates <= 2 %: {share:.1%} ({cf['rows'][0]['pairs_called_duplicates']} of "
+                  f"{cf['pairs']}; {ok(share <= 0.02)})", ""]
+        if share > 0.02:
+            by = cf["rows"][0]["by_kind"]
+            lines += ["What stops the confuser target: the pairs that pass ("
+                      + ", ".join(f"{v} {k}" for k, v in by.items() if v) + ") disagree in less of their worst "
+                      "tile than the share this folder's calibration allowed (here "
+                      f"{cf['calibration']['rule']['max_local']:.0%}); the calibration's synthetic local changes "
+                      "(1-12 % of the area) did not make it stricter, and the verifier compares at <= 112 px over "
+                      "a 160 px copy, so a change of a few pixels there is at the level of JPEG and resampling "
+                      "noise. A stricter rule (e.g. --precision 0.99) trades recall for it; no such setting was "
+                      "tried on these sets.", ""]
+    for name, r in res["sets"].items():
+        lines.append(render_set(name, r))
+        pp = r.get("ppshitu") or {}
+        if pp.get("calibration_text"):
+            lines += [f"Calibration on this folder, as printed: {pp['calibration_text']}", ""]
+        if "time_split_s_per_1000" in (r.get("rows") or [{}])[0]:
+            t = r["rows"][0]["time_split_s_per_1000"]
+            lines += [f"find_duplicates' time per 1,000 images: index {t['index']} s, calibration {t['calibration']} s, "
+                      f"candidates + verification + grouping {t['find']} s ({pp.get('candidates')} candidate pairs, "
+                      f"{pp.get('verified_pairs')} verified, {pp.get('features_computed')} images' features); "
+                      f"{pp.get('similar_pairs')} pairs shown as similar (never moved by default).", ""]
+    fl = FIRST_LOOK
+    lines += [f"First look (recorded, not re-run): the held-out set's first draw (seed 20250, with scikit-image's cat = "
+              f"chelsea counted as two photos) under the earlier calibration gave precision {fl['held-out']['precision']}, "
+              f"recall {fl['held-out']['recall']}, F1 {fl['held-out']['f1']} (pHash at its best: "
+              f"{fl['held-out']['phash_f1']}), and the first confuser draw {fl['confusers']['pairs']} of "
+              f"{fl['confusers']['of']} pairs ({fl['confusers']['share']:.1%}). What changed after it was motivated "
+              f"on dev-hard (dev's sources, stronger edits): the neighbour pairs' own duplicates no longer count "
+              f"against a rule (look-alikes are counted where unambiguous instead), wider calibration edit ranges, "
+              f"visible local changes of 1-12 % of the area, clipped values compared one-sidedly, the whole frame "
+              f"also tried unrefined. The held-out set and the confusers above are fresh draws (seeds 4242, 8888).", ""]
+    if res.get("scale"):
+        s = res["scale"]
+        f = s.get("find_split") or {}
+        lines += [f"Scale (`--scale {s['images']}`): a folder of {s['images']} images (designed images and small photo "
+                  f"crops, a fifth with an edited copy), end to end {s['seconds_total']} s "
+                  f"({s['seconds_total'] / 60:.1f} min) on the 2 shared cores: index (decode, embed, hash) "
+                  f"{s['index_s']} s, calibration {s['calibration_s']} s, find {s['find_s']} s "
+                  f"(candidates {f.get('candidates')} s, verification {f.get('verification')} s for "
+                  f"{s['candidates']} candidate pairs, grouping {f.get('grouping')} s; {s['verified_pairs']} pairs "
+                  f"verified, {s['features_computed']} images' features). Time grows with the candidate pairs "
+                  f"(at most k per image): a 10,000-image folder of this kind takes about twice as long.", ""]
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    main()
+    with contextlib.suppress(KeyboardInterrupt):
+        main()
