@@ -113,7 +113,6 @@ def main(argv=None, rec=None, det=None):
     from ppshitu.library.duplicates import FeatureCache, find_duplicates, gallery_items, move_duplicates
     from ppshitu.library.folder import read_state, refuse_inside, sync_folder
     from ppshitu.library.report import check_report, write_report
-    from ppshitu.utils.text import printable
 
     common.setup_tool(cfg, index=args.index, detect=args.detect)
     if not args.dir and not common.gallery_exists(cfg.IndexProcess):
@@ -141,21 +140,7 @@ def main(argv=None, rec=None, det=None):
         features = FeatureCache(items, cfg.Global.get("max_image_pixels"))
         rule = floor = cal = None
         if args.threshold is None:
-            where = root or common.location(ip)
-            if args.default_rule:
-                cal = dupcalibrate._fallback({"format": dupcalibrate.FORMAT, "images": len(items)},
-                                             "--default-rule", print, time.time())
-            else:
-                cal = None if args.recalibrate else dupcalibrate.cached(where, fingerprint, args.precision, len(items))
-                if cal is not None:
-                    print(f"calibration: cached for this folder and model ({cal['cached']}, {cal.get('date')}, "
-                          f"{cal.get('images')} images): {cal['rule']['text']}"
-                          f"{'; ' + cal['fallback'] if cal.get('fallback') else ''}; candidates from cosine >= "
-                          f"{cal['floor']} (--recalibrate measures again)")
-                else:
-                    cal = dupcalibrate.calibrate_folder(items, vectors, gallery, rec, features, args.precision,
-                                                        workers=args.workers)
-                    dupcalibrate.store(cal, where, fingerprint, args.precision)
+            cal = _calibration(args, root or common.location(ip), fingerprint, items, vectors, gallery, rec, features)
             rule, floor = dupcalibrate.rule_of(cal)
         report = find_duplicates(items, vectors, gallery, rule, floor, args.k, args.keep, features=features,
                                  workers=args.workers, threshold=args.threshold, calibration=cal)
@@ -171,6 +156,35 @@ def main(argv=None, rec=None, det=None):
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+    _print_report(report, moves, args.move_to, html_path, json_path)
+    sys.stdout.flush()
+    return report
+
+
+def _calibration(args, where, fingerprint, items, vectors, gallery, rec, features):
+    """The folder's duplicate rule: the documented default (--default-rule), the cached calibration of this
+    folder and model, or a new one (measured, printed and cached)."""
+    from ppshitu.library import dupcalibrate
+
+    if args.default_rule:
+        return dupcalibrate._fallback({"format": dupcalibrate.FORMAT, "images": len(items)}, "--default-rule",
+                                      print, time.time())
+    cal = None if args.recalibrate else dupcalibrate.cached(where, fingerprint, args.precision, len(items))
+    if cal is not None:
+        print(f"calibration: cached for this folder and model ({cal['cached']}, {cal.get('date')}, "
+              f"{cal.get('images')} images): {cal['rule']['text']}"
+              f"{'; ' + cal['fallback'] if cal.get('fallback') else ''}; candidates from cosine >= "
+              f"{cal['floor']} (--recalibrate measures again)")
+        return cal
+    cal = dupcalibrate.calibrate_folder(items, vectors, gallery, rec, features, args.precision, workers=args.workers)
+    dupcalibrate.store(cal, where, fingerprint, args.precision)
+    return cal
+
+
+def _print_report(report, moves, move_to, html_path, json_path):
+    """One line a group, one a member (tab-separated, names printable), then the totals and the rule."""
+    from ppshitu.utils.text import printable
+
     for g in report["groups"]:
         print(f"group {g['id']} ({g['tier']}, {g['kind']}, {len(g['members'])}): keep {printable(g['keep'])}")
         for m in g["members"]:
@@ -182,7 +196,7 @@ def main(argv=None, rec=None, det=None):
                  f"{m['cosine_to_keep']:.3f}" if e else f"cos {m['cosine_to_keep']:.3f}")
             print(f"    {m['action']}\t{what}\t{printable(m['path'])}")
     if moves:
-        print(f"moved {len(moves)} files into {args.move_to}")
+        print(f"moved {len(moves)} files into {move_to}")
     s = report["seconds"]
     print(f"images={report['items']} duplicate_groups={report['exact_groups'] + report['near_groups']} "
           f"exact={report['exact_groups']} near={report['near_groups']} duplicates={report['duplicates']} "
@@ -190,8 +204,6 @@ def main(argv=None, rec=None, det=None):
           f"verified={report['verified_pairs']} seconds={s['total']}")
     print(f"duplicate rule: {report['rule']['text']} ({report['rule'].get('source', '')})")
     print(f"report: {html_path} {json_path}")
-    sys.stdout.flush()
-    return report
 
 
 def cli(argv=None):
