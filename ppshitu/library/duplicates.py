@@ -617,11 +617,28 @@ def load_decisions(path):
     return data
 
 
-def check_decisions(data, where="the decisions file"):
+def _check_inside(data, where, root):
+    """Refuse (nothing moved) a member whose file lies outside `root` (when the report names its folder) or
+    whose path has a '..' part: the relative path it is moved under must stay inside --move-to."""
+    real_root = os.path.realpath(root) if root else None
+    for g in data["groups"]:
+        for m in g["members"]:
+            path = m.get("path")
+            if isinstance(path, str) and ".." in path.replace("\\", "/").split("/"):
+                raise DecisionsError(f"{where}: {m['file']}: its path {path!r} is not a path inside the folder "
+                                     f"(nothing was moved)")
+            if real_root and os.path.commonpath([real_root, os.path.realpath(m["file"])]) != real_root:
+                raise DecisionsError(f"{where}: {m['file']} is outside the report's folder {root}; a decisions "
+                                     f"file moves only that folder's files (nothing was moved)")
+
+
+def check_decisions(data, where="the decisions file", root=None):
+    """DecisionsError naming what is wrong, before anything is moved: a file outside the report's folder
+    `root` or a member path that climbs out of it (a decisions file moves only the library's own files),
+    a group with no copy kept (the last copy is never moved), a file decided both ways, a file changed or
+    gone since the report (size, mtime or sha256 differ from what the report recorded)."""
     data = _numbers(data)
-    """DecisionsError naming what is wrong, before anything is moved: a group with no copy kept (the
-    last copy is never moved), a file decided both ways, a file changed or gone since the report
-    (size, mtime or sha256 differ from what the report recorded)."""
+    _check_inside(data, where, root)
     actions = {}
     for n, g in enumerate(data["groups"], 1):
         kept = [m for m in g["members"] if m["action"] == "keep"]
@@ -659,7 +676,7 @@ def apply_decisions(data, move_to, library_root=None, where="the decisions file"
     moved) by check_decisions. Returns [{from, to, kept}]."""
     root = library_root or data.get("folder")
     move_to = _check_move_to(move_to, root)
-    actions = check_decisions(data, where)
+    actions = check_decisions(data, where, root)
     moves = []
     moved = set()
     for g in data["groups"]:

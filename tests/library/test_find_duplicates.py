@@ -154,3 +154,31 @@ def test_threshold_apply_and_errors(library, tmp_path, rec, capsys):
     (tmp_path / "d.json").write_text("{}")
     with pytest.raises(Exception, match="not a ppshitu decisions file"):
         tool.main(["--apply", str(tmp_path / "d.json"), "--move-to", str(tmp_path / "m")])
+
+
+def test_apply_moves_only_the_reports_own_folders_files(library, tmp_path, rec):
+    """A decisions file (an editable JSON) naming a file outside the report's folder, or a member path that
+    climbs out with '..', is refused as a whole: nothing moves."""
+    import tools.find_duplicates as tool
+    from ppshitu.library.duplicates import DecisionsError, apply_decisions, default_decisions, file_fingerprint
+
+    folder, _ = library
+    report = tool.main(cli() + ["--dir", str(folder), "--threshold", "0.9999", "--out", str(tmp_path / "r")],
+                       rec=rec)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for name in ("keep.jpg", "secret.jpg"):
+        shutil.copyfile(folder / "coffee" / "coffee.jpg", outside / name)
+    forged = default_decisions(report)
+    forged["groups"].append({"id": 99, "members": [
+        {"file": str(outside / n), "path": n, "action": a, **file_fingerprint(str(outside / n))}
+        for n, a in (("keep.jpg", "keep"), ("secret.jpg", "move"))]})
+    with pytest.raises(DecisionsError, match="outside the report's folder"):
+        apply_decisions(forged, str(tmp_path / "moved"))
+    climbing = default_decisions(report)
+    moved = next(m for g in climbing["groups"] for m in g["members"] if m["action"] == "move")
+    moved["path"] = "../../../escaped/dup.jpg"
+    with pytest.raises(DecisionsError, match="not a path inside the folder"):
+        apply_decisions(climbing, str(tmp_path / "moved"))
+    assert (outside / "secret.jpg").is_file() and not (tmp_path / "moved").exists()
+    assert all(os.path.isfile(m["file"]) for g in report["groups"] for m in g["members"])
