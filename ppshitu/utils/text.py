@@ -53,6 +53,8 @@ def label_problem(label, allow=""):
             kind = "format" if cat == "Cf" else "control"
             return (f"{kind} characters (tabs, newlines, zero-width or bidirectional marks, ...) are not "
                     f"allowed, got U+{ord(ch):04X}")
+    if label and all(unicodedata.category(ch)[0] in "MZ" for ch in label):
+        return "a label needs a visible character (it holds only combining marks or spaces)"
     return None
 
 

@@ -133,6 +133,14 @@ def test_check_label_refuses_format_and_control_characters(label):
         check_label(label)
 
 
+@pytest.mark.parametrize("label", ["\u0301\u0301", "\u0301 \u0308"])
+def test_check_label_refuses_a_label_of_combining_marks_only(label):
+    from ppshitu.serving.errors import ServiceError
+    from ppshitu.serving.service import check_label
+    with pytest.raises(ServiceError, match="visible character"):
+        check_label(label)
+
+
 def test_check_label_keeps_ordinary_unicode():
     from ppshitu.serving.service import check_label
     assert check_label(" caf\u00e9 \u732b ") == "caf\u00e9 \u732b"
