@@ -315,6 +315,8 @@ def parse_override(text):
     parts = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
     if not key.strip() or any(p == "" for p in parts):
         raise ConfigError(f"-o {text}: empty key")
+    if any("\udc80" <= ch <= "\udcff" for ch in raw):
+        return parts, raw  # a path whose bytes are not UTF-8 (argv's surrogateescape): text, never YAML
     try:
         value = _safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as e:

@@ -75,7 +75,9 @@ def check_model_out_dir(out_dir, overwrite=False, what="--out"):
         raise ConfigError(f"{what} {out_dir} is not a model directory (no {SPEC_FILE}; it holds "
                           f"{os.path.join(out_dir, entries[0])}); refusing to replace it: choose a new directory")
     try:
-        if not isinstance(yaml.safe_load(open(spec_path, encoding="utf-8").read(1 << 20)), dict):
+        from ..utils.files import read_input_text
+
+        if not isinstance(yaml.safe_load(read_input_text(spec_path, "model spec", 1 << 20, ConfigError)), dict):
             raise ConfigError("not a mapping")
         read_spec(out_dir)
     except (ConfigError, yaml.YAMLError, UnicodeDecodeError, TypeError, ValueError) as e:

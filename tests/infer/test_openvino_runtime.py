@@ -212,7 +212,7 @@ def test_quantize_tool_from_a_folder(tiny, tmp_path):
     out = str(tmp_path / "int8")
     spec = tool.main(["-c", str(cfg), "--calib", str(calib), "--out", out])
     assert spec["calibration"]["images"] == 12
-    with pytest.raises(ConfigError, match="not empty"):
+    with pytest.raises(ConfigError, match="already holds a model.*--overwrite"):
         tool.main(["-c", str(cfg), "--calib", str(calib), "--out", out])
 
 

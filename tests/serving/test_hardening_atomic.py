@@ -85,7 +85,8 @@ def kill_when(srv, world, trigger, label, blobs, deadline=240):
     poster = threading.Thread(target=lambda: result.update(answer=post_items(srv, label, blobs)), daemon=True)
     poster.start()
     fired, end = None, time.monotonic() + deadline
-    while time.monotonic() < end and poster.is_alive():
+    while time.monotonic() < end:
+        done = not poster.is_alive()  # read before the trigger: a publish and its answer may fall in one sleep
         if trigger == "embedded":
             if get_json(srv, "/health")["inference"]["avg_job_ms"] != avg_before:
                 fired = "the first embedding batch finished"
@@ -93,9 +94,11 @@ def kill_when(srv, world, trigger, label, blobs, deadline=240):
             fired = "a new gallery version was published"
         if fired:
             os.kill(srv.pid, signal.SIGKILL)
+            srv.proc.wait(30)
+            break
+        if done:
             break
         time.sleep(0.005)
-    srv.proc.wait(30)
     poster.join(60)
     srv.stop()
     status = result.get("answer", (None, b""))[0]
