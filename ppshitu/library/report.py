@@ -18,34 +18,10 @@ file, moving nothing, when any listed file changed since the report).
 import html
 import json
 import os
-import pathlib
 
-import numpy as np
-from PIL import Image
-
-from ..utils.image import ImageReadError, read_image
-from ..utils.outputs import OutputGuard
+from ..utils.outputs import OutputGuard, file_uri, write_thumbnail
 
 THUMB = 160
-
-
-def _thumb(src, dst, guard):
-    """Write the thumbnail of the image file `src` (read by utils.image: regular files only, under the
-    pixel and byte limits; EXIF orientation applied); False when it cannot be read."""
-    try:
-        im = Image.fromarray(read_image(src, min_side=THUMB))
-    except ImageReadError:
-        return False
-    im.thumbnail((THUMB, THUMB))
-    guard.write_image(dst, np.asarray(im), quality=85)
-    return True
-
-
-def _uri(path):
-    try:
-        return pathlib.Path(os.path.abspath(path)).as_uri()
-    except ValueError:
-        return ""
 
 
 def write_report(report, out_dir, moves=None):
@@ -214,8 +190,8 @@ def _write_report(report, out_dir, moves, guard):
         for mi, m in enumerate(g["members"]):
             n += 1
             name = f"{n:06d}.jpg"
-            ok = bool(m.get("file")) and _thumb(m["file"], os.path.join(thumbs, name), guard)
-            img = f"<a href='{e(_uri(m['file']))}'><img src='thumbs/{name}' alt=''></a>" if ok else "<i>(missing)</i>"
+            ok = bool(m.get("file")) and write_thumbnail(m["file"], os.path.join(thumbs, name), guard, THUMB)
+            img = f"<a href='{e(file_uri(m['file']))}'><img src='thumbs/{name}' alt=''></a>" if ok else "<i>(missing)</i>"
             suggested = m.get("keep") or (tier == "similar" and mi == 0)
             fid = files.setdefault(m.get("file") or m["path"], f"f{len(files)}")
             action = m.get("action") or "keep"
