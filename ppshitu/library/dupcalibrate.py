@@ -243,7 +243,7 @@ def calibrate_folder(items, vectors, gallery, rec, features, target=0.95, seed=0
     embeddings, searched in `gallery`); `features(i)` gives item i's verify.Prepared (None if
     unreadable) and `features.image(i)` its decoded RGB. Returns the calibration dict (`rule_of`
     reads it)."""
-    from .duplicates import parallel_map, to_cosine
+    from .duplicates import parallel_map
     from .verify import prepare
 
     t0 = time.time()
@@ -268,24 +268,7 @@ def calibrate_folder(items, vectors, gallery, rec, features, target=0.95, seed=0
     vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
     pos_cos = [float(v @ vectors[i]) for (i, _, _), v in zip(copies, vecs)]
     pos_kind = [k for _, k, _ in copies]
-    # hard negatives: nearest neighbours in the folder
-    where = {int(it["id"]): j for j, it in enumerate(items)}
-    _, scores, found = gallery.search(np.asarray(vectors[sample], np.float32), NEIGHBOURS + 4)
-    cos = to_cosine(scores, gallery.higher_is_better)
-    pairs, pair_cos, seen = [], [], set()
-    for row, i in enumerate(sample):
-        taken = 0
-        for g, c in zip(found[row], cos[row]):
-            j = where.get(int(g))
-            if j is None or j == i or taken >= NEIGHBOURS:
-                continue
-            key = (min(i, j), max(i, j))
-            if key in seen or (items[i].get("sha256") and items[i].get("sha256") == items[j].get("sha256")):
-                continue
-            seen.add(key)
-            taken += 1
-            pairs.append(key)
-            pair_cos.append(float(c))
+    pairs, pair_cos = _neighbour_pairs(items, vectors, gallery, sample)
 
     def versus_copy(task):
         i, img = task
@@ -329,15 +312,45 @@ def calibrate_folder(items, vectors, gallery, rec, features, target=0.95, seed=0
     out["rule"] = {**rule.as_dict(), "source": f"calibrated on this folder ({len(sample)} images sampled)"}
     out["floor"] = round(floor, 4)
     out["seconds"] = round(time.time() - t0, 1)
-    m = out["measured"]
-    say(f"calibration on this folder: {len(sample)} images sampled, {len(pos)} edited copies (in memory) vs "
-        f"{len(local)} locally changed copies + {len(near)} nearest-neighbour pairs (about "
-        f"{stats['lookalikes_among_neighbour_pairs']:.0f} look-alikes among them); "
-        f"chosen: >= {rule.min_inliers} inliers, "
-        f"<= {rule.max_local:.1%} of the worst tile disagreeing, mean residual <= {rule.max_global:.2f}: precision "
-        f"{stats['precision']:.3f}, recall {stats['recall']:.3f} on these pairs (target {target:.2f}); candidates "
-        f"from cosine >= {floor:.3f} (edited copies' cosine p2 {m['positive_cosine']['p2']}); {out['seconds']:.0f} s")
+    say(_summary(out, rule, stats, floor))
     return out
+
+
+def _neighbour_pairs(items, vectors, gallery, sample):
+    """The hard negatives: up to NEIGHBOURS nearest other items of each sampled item (distinct files),
+    each pair once; ([(i, j)], [cosine])."""
+    from .duplicates import to_cosine
+
+    where = {int(it["id"]): j for j, it in enumerate(items)}
+    _, scores, found = gallery.search(np.asarray(vectors[sample], np.float32), NEIGHBOURS + 4)
+    cos = to_cosine(scores, gallery.higher_is_better)
+    pairs, pair_cos, seen = [], [], set()
+    for row, i in enumerate(sample):
+        taken = 0
+        for g, c in zip(found[row], cos[row]):
+            j = where.get(int(g))
+            if j is None or j == i or taken >= NEIGHBOURS:
+                continue
+            key = (min(i, j), max(i, j))
+            if key in seen or (items[i].get("sha256") and items[i].get("sha256") == items[j].get("sha256")):
+                continue
+            seen.add(key)
+            taken += 1
+            pairs.append(key)
+            pair_cos.append(float(c))
+    return pairs, pair_cos
+
+
+def _summary(out, rule, stats, floor):
+    """The line calibration prints: what it measured and the rule it chose."""
+    m, target = out["measured"], out["target_precision"]
+    return (f"calibration on this folder: {m['sampled_images']} images sampled, {m['positives']} edited copies (in "
+            f"memory) vs {m['local_change_negatives']} locally changed copies + {m['neighbour_pairs']} "
+            f"nearest-neighbour pairs (about {stats['lookalikes_among_neighbour_pairs']:.0f} look-alikes among "
+            f"them); chosen: >= {rule.min_inliers} inliers, <= {rule.max_local:.1%} of the worst tile disagreeing, "
+            f"mean residual <= {rule.max_global:.2f}: precision {stats['precision']:.3f}, recall "
+            f"{stats['recall']:.3f} on these pairs (target {target:.2f}); candidates from cosine >= {floor:.3f} "
+            f"(edited copies' cosine p2 {m['positive_cosine']['p2']}); {out['seconds']:.0f} s")
 
 
 def _fallback(out, why, say, t0, floor=None):
