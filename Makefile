@@ -44,7 +44,7 @@ demo-models: install
 	$(PY) tools/demo.py --retrain-only
 
 test: install
-	$(PY) -m pytest -q -p no:cacheprovider -rs --durations=12 tests
+	$(PY) -m pytest -q -p no:cacheprovider -rs --durations=12 -n 2 --dist loadfile tests
 
 bench: install
 	$(PY) bench/run_all.py
