@@ -127,8 +127,8 @@ def test_the_suggested_keeper_resolution_then_size_then_exif():
 
 
 def test_image_info_respects_exif_orientation(tmp_path):
-    from ppshitu.library.report import _thumb
-    from ppshitu.utils.outputs import OutputGuard
+    from ppshitu.library.report import THUMB
+    from ppshitu.utils.outputs import OutputGuard, write_thumbnail
 
     exif = Image.Exif()
     exif[0x0112] = 6                      # stored landscape, shown rotated: portrait
@@ -138,7 +138,7 @@ def test_image_info_respects_exif_orientation(tmp_path):
     info = image_info(str(path))
     assert (info["width"], info["height"], info["orientation"]) == (200, 300, 6) and info["exif_fields"] >= 2
     with OutputGuard(tmp_path / "out") as guard:
-        assert _thumb(str(path), str(tmp_path / "out" / "t.jpg"), guard)
+        assert write_thumbnail(str(path), str(tmp_path / "out" / "t.jpg"), guard, THUMB)
     w, h = Image.open(tmp_path / "out" / "t.jpg").size
     assert h > w                          # the thumbnail as the photo is shown
 
