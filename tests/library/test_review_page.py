@@ -8,33 +8,13 @@ Skipped when no chromium is installed, unless PPSHITU_REQUIRE_BROWSER is set (.c
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-from bench_service import find_chromium  # noqa: E402
-
-CHROMIUM = find_chromium()
-if CHROMIUM is None:
-    if os.environ.get("PPSHITU_REQUIRE_BROWSER"):
-        raise RuntimeError("PPSHITU_REQUIRE_BROWSER is set but no chromium is installed "
-                           "(apt-get install chromium, or make install as root)")
-    pytest.skip("chromium is not installed (make install as root installs it)", allow_module_level=True)
-from playwright import sync_api  # noqa: E402
-expect = sync_api.expect
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        args = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-        yield b
-        b.close()
+from tests.browser_helpers import browser, expect, sync_api  # noqa: E402,F401  (browser: a fixture)
 
 
 def _member(folder, name, colour, size, keep=False, action="keep"):

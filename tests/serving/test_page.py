@@ -14,23 +14,7 @@ import httpx
 
 from serving_helpers import TOKEN, ThreadBoundRec, bench_service, learnable_class, read, recognised_scene
 
-CHROMIUM = bench_service.find_chromium()
-if CHROMIUM is None:
-    if os.environ.get("PPSHITU_REQUIRE_BROWSER"):
-        raise RuntimeError("PPSHITU_REQUIRE_BROWSER is set but no chromium is installed "
-                           "(apt-get install chromium, or make install as root)")
-    pytest.skip("chromium is not installed (make install as root installs it)", allow_module_level=True)
-from playwright import sync_api  # noqa: E402
-expect = sync_api.expect
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        args = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-        yield b
-        b.close()
+from tests.browser_helpers import browser, expect, sync_api  # noqa: E402,F401  (browser: a fixture)
 
 
 @pytest.fixture
