@@ -177,26 +177,8 @@ class Gallery(GalleryStore):
     def __len__(self):
         return len(self.ids)
 
-    @property
-    def embedding_size(self):
-        return self.manifest["embedding_size"]
-
-    @property
-    def dist_type(self):
-        return self.manifest["dist_type"]
-
-    @property
-    def higher_is_better(self):
-        """IP scores are cosine similarities; L2 scores are squared distances (lower is better)."""
-        return self.manifest["dist_type"] == "IP"
-
-    @property
-    def model_fingerprint(self):
-        return self.manifest["model_fingerprint"]
-
-    def labels(self):
-        """Distinct labels, sorted."""
-        return sorted(self.label_counts())
+    def _model_record(self):
+        return self.manifest
 
     def label_counts(self):
         with self._lock:

@@ -49,10 +49,30 @@ class GalleryStore:
         raise NotImplementedError
 
     index_dir = None            # where the gallery is, for messages (a directory, or uri#collection)
-    embedding_size = None       # int
-    dist_type = None            # "IP" | "L2"
-    higher_is_better = True     # IP: cosine; L2: squared distance
-    model_fingerprint = None    # the model whose vectors it holds
+
+    def _model_record(self):
+        """The store's record of the model its vectors came from: a dict with embedding_size (int),
+        dist_type ("IP" | "L2") and model_fingerprint (FAISS: the manifest; Milvus: the collection's meta)."""
+        raise NotImplementedError
+
+    @property
+    def embedding_size(self):
+        return self._model_record()["embedding_size"]
+
+    @property
+    def dist_type(self):
+        return self._model_record()["dist_type"]
+
+    @property
+    def higher_is_better(self):
+        """IP scores are cosine similarities; L2 scores are squared distances (lower is better)."""
+        return self.dist_type == "IP"
+
+    @property
+    def model_fingerprint(self):
+        """The model whose vectors the gallery holds."""
+        return self._model_record()["model_fingerprint"]
+
     # The published state this object last saw (at open, refresh() or its own write): a string that
     # changes with every write, whoever makes it (FAISS: the version name, 'v000007'; Milvus: a revision
     # token), so a reader may cache what it derived from the items until it changes. None: the store
@@ -61,7 +81,7 @@ class GalleryStore:
 
     def labels(self):
         """Sorted distinct labels."""
-        raise NotImplementedError
+        return sorted(self.label_counts())
 
     def label_counts(self):
         raise NotImplementedError

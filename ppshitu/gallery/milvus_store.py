@@ -441,30 +441,14 @@ class MilvusStore(GalleryStore):
                           consistency_level="Strong")
         return int(rows[0]["count(*)"]) if rows else 0
 
-    @property
-    def embedding_size(self):
-        return self.meta["embedding_size"]
-
-    @property
-    def dist_type(self):
-        return self.meta["dist_type"]
-
-    @property
-    def higher_is_better(self):
-        return self.meta["dist_type"] == "IP"
-
-    @property
-    def model_fingerprint(self):
-        return self.meta["model_fingerprint"]
+    def _model_record(self):
+        return self.meta
 
     @property
     def manifest(self):
         """The FAISS gallery's manifest keys that apply (count is live), plus where the gallery is."""
         return {**self.meta, "count": len(self), "backend": "milvus", "uri": self.uri,
                 "collection": self.collection, "physical_collection": self.physical, "server": self.server}
-
-    def labels(self):
-        return sorted(self.label_counts())
 
     def label_counts(self):
         counts = {}

@@ -48,10 +48,8 @@ class ToyStore(GalleryStore):
         return g
 
     # ---- reading
-    embedding_size = property(lambda self: self._g["embedding_size"])
-    dist_type = property(lambda self: self._g["dist_type"])
-    higher_is_better = property(lambda self: self._g["dist_type"] == "IP")
-    model_fingerprint = property(lambda self: self._g["model_fingerprint"])
+    def _model_record(self):
+        return self._g
     version = property(lambda self: str(self._g["version"]))
     manifest = property(lambda self: {k: v for k, v in self._g.items() if k != "items"})
 
@@ -68,9 +66,6 @@ class ToyStore(GalleryStore):
         for _, label, _, _ in self._g["items"].values():
             counts[label] = counts.get(label, 0) + 1
         return counts
-
-    def labels(self):
-        return sorted(self.label_counts())
 
     def get_vectors(self, ids):
         missing = [int(i) for i in ids if int(i) not in self._g["items"]]
