@@ -8,6 +8,7 @@ keys (decoded from raw bytes into plain ints); any other class is refused.
 import io
 import os
 import pickle
+import struct
 
 import faiss
 import numpy as np
@@ -18,6 +19,7 @@ from .gallery import Gallery
 _NUMPY_SCALAR = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
 _NUMPY_DTYPE = {("numpy", "dtype")}
 _INT_CODES = {f"{k}{n}" for k in "iu" for n in (1, 2, 4, 8)}
+MAX_INDEX_DIM = 1 << 16  # embedding sizes are hundreds to a few thousand
 
 
 def _int_dtype(code, align=False, copy=True):
@@ -94,11 +96,7 @@ def read_ppshitu_index(index_dir):
         raise GalleryError(f"{path}: missing (not a PP-ShiTu index directory)")
     if not os.path.isfile(path):
         raise GalleryError(f"{path}: not a regular file (not a PP-ShiTu index directory)")
-    try:
-        index = faiss.read_index(path)
-    except RuntimeError as e:
-        raise GalleryError(f"{path}: cannot read it as a float FAISS index (binary/hamming indexes are "
-                           f"not supported): {str(e).splitlines()[0]}") from None
+    index = _read_sized_index(path)
     wrapped = isinstance(index, (faiss.IndexIDMap, faiss.IndexIDMap2))
     inner = faiss.downcast_index(index.index if wrapped else index)
     method, params = _inner_method(inner, path)
@@ -115,6 +113,62 @@ def read_ppshitu_index(index_dir):
         ids, vectors = np.arange(inner.ntotal, dtype=np.int64), inner.reconstruct_n(0, inner.ntotal)
     dist_type = "IP" if index.metric_type == faiss.METRIC_INNER_PRODUCT else "L2"
     return ids, np.asarray(vectors, np.float32), dist_type, method, params
+
+
+def _available_memory():
+    """Bytes of memory this process may still fill (psutil's `available`: free plus reclaimable cache)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def _check_index_header(path, head, size):
+    """Refuse, before FAISS allocates anything, an index whose header (every FAISS index starts with its
+    fourcc, d as int32 and ntotal as int64) describes more vectors than this machine can import (the import
+    holds them as float32 about twice), or a file larger than the memory it would be read into."""
+    if len(head) < 16:
+        raise GalleryError(f"{path}: {size} bytes, too short for a FAISS index header")
+    d, ntotal = struct.unpack_from("<iq", head, 4)
+    if not 0 < d <= MAX_INDEX_DIM or not 0 <= ntotal <= 1 << 48:
+        raise GalleryError(f"{path}: its header says {ntotal} vectors of {d} dimensions: not a FAISS index "
+                           f"ppshitu can import (damaged?)")
+    need, available = 2 * 4 * d * ntotal, _available_memory()
+    gib = lambda n: f"{n / 2**30:.1f} GiB"  # noqa: E731
+    if size > available:
+        raise GalleryError(f"{path}: {size} bytes, more than the {gib(available)} of memory free to read it into "
+                           f"(its header says {ntotal} vectors of {d} dimensions: {4 * d * ntotal} bytes of "
+                           f"vectors); not imported")
+    if need > available:
+        raise GalleryError(f"{path}: its header says {ntotal} vectors of {d} dimensions; importing them needs about "
+                           f"{gib(need)} of memory, {gib(available)} is free; not imported")
+
+
+def _read_sized_index(path):
+    """faiss.read_index of the regular file `path`, read through a counting reader: the header is checked
+    first (_check_index_header), and bytes after the index the header describes (a padded or damaged file:
+    a 30 GB sparse file behind a 2 KB index was imported silently) are refused, naming the file."""
+    from ..utils.files import open_input
+
+    with open_input(path, "PP-ShiTu index", max_bytes=1 << 50, error=GalleryError) as f:  # (memory: below)
+        size = os.stat(path).st_size
+        _check_index_header(path, f.peek(16)[:16], size)
+        read = [0]
+
+        def chunk(n):
+            data = f.read(n)
+            read[0] += len(data)
+            return data
+
+        try:
+            index = faiss.read_index(faiss.PyCallbackIOReader(chunk))
+        except RuntimeError as e:
+            raise GalleryError(f"{path}: cannot read it as a float FAISS index (binary/hamming indexes are "
+                               f"not supported): {str(e).splitlines()[0]}") from None
+        if f.read(1):
+            raise GalleryError(f"{path}: {size} bytes, but the index its header describes ({index.ntotal} vectors "
+                               f"of {index.d} dimensions) ends at byte {read[0]}: {size - read[0]} bytes of "
+                               f"trailing data (a damaged or padded file); not imported")
+    return index
 
 
 def _ivf_ids(ivf):

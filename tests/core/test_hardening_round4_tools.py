@@ -1,0 +1,79 @@
+"""Round 4 of the hardening probes (issue 23's gaps), each refused at its cause as one line (exit 2):
+
+1. convert_ppshitu_index accepted a 30 GB sparse vector.index (a 1 KB index padded with zeros) silently: the
+   header (fourcc, d, ntotal) is checked against the memory the import needs before FAISS allocates, the
+   file size against the memory it is read into, and bytes after the index the header describes are refused.
+2. train into an output folder holding the user's own config.yaml (or one ppshitu wrote and the user edited,
+   or the very config this run reads) never writes over it.
+"""
+import os
+import pickle
+import shutil
+import struct
+
+import numpy as np
+import pytest
+
+from test_hardening_round3c_tools import REC_CONFIG, _tiny_rec_overrides, refused, tiny_rec  # noqa: F401
+
+
+def _index(folder, n=3, d=4):
+    import faiss
+
+    folder.mkdir(exist_ok=True)
+    index = faiss.IndexIDMap2(faiss.IndexHNSWFlat(d, 32))
+    index.add_with_ids(np.eye(n, d, dtype=np.float32) + 0.1, np.arange(n, dtype=np.int64))
+    faiss.write_index(index, str(folder / "vector.index"))
+    (folder / "id_map.pkl").write_bytes(pickle.dumps({i: f"{i}.jpg\tc{i}" for i in range(n)}))
+    return folder / "vector.index"
+
+
+# 1 -------------------------------------------------------------------------------------------------
+def test_a_padded_vector_index_is_refused_naming_the_file(tmp_path, capsys):
+    from ppshitu.commands.convert_ppshitu_index import cli
+
+    path = _index(tmp_path / "pad")
+    size = path.stat().st_size
+    with open(path, "ab") as f:
+        f.write(b"\0" * 100)
+    line = refused(cli, [str(tmp_path / "pad"), str(tmp_path / "o1")], capsys, path, "trailing data",
+                   f"ends at byte {size}")
+    assert "100 bytes" in line and not (tmp_path / "o1").exists()
+
+
+def test_a_30_gb_sparse_vector_index_is_refused_at_once(tmp_path, capsys, monkeypatch):
+    from ppshitu.commands.convert_ppshitu_index import cli
+    from ppshitu.gallery import migrate
+
+    path = _index(tmp_path / "sparse")
+    os.truncate(path, 30 << 30)  # sparse: no disk used
+    for free in (16 << 30, 64 << 30):  # less memory than the file (refused unread), or more (trailing data)
+        monkeypatch.setattr(migrate, "_available_memory", lambda: free)
+        line = refused(cli, [str(tmp_path / "sparse"), str(tmp_path / "o")], capsys, path, str(30 << 30))
+        assert ("more than the 16.0 GiB of memory" if free < 30 << 30 else "trailing data") in line
+        assert not (tmp_path / "o").exists()
+
+
+def test_a_header_claiming_more_vectors_than_memory_is_refused_before_reading(tmp_path, capsys):
+    from ppshitu.commands.convert_ppshitu_index import cli
+
+    path = _index(tmp_path / "huge")
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<q", data, 8, 1 << 40)  # ntotal, after the fourcc and d
+    path.write_bytes(bytes(data))
+    refused(cli, [str(tmp_path / "huge"), str(tmp_path / "o")], capsys, path, f"{1 << 40} vectors", "memory")
+    struct.pack_into("<i", data, 4, 0)  # d = 0
+    path.write_bytes(bytes(data))
+    refused(cli, [str(tmp_path / "huge"), str(tmp_path / "o")], capsys, path, "0 dimensions")
+    path.write_bytes(b"IxM2")
+    refused(cli, [str(tmp_path / "huge"), str(tmp_path / "o")], capsys, path, "too short")
+
+
+def test_an_honest_index_still_imports(tmp_path, capsys):
+    from ppshitu.commands.convert_ppshitu_index import cli
+    from ppshitu.gallery.gallery import Gallery
+
+    _index(tmp_path / "ok", n=5)
+    cli([str(tmp_path / "ok"), str(tmp_path / "g")])
+    g = Gallery.open(str(tmp_path / "g"))
+    assert len(g) == 5 and sorted(g.labels()) == [f"c{i}" for i in range(5)]
