@@ -33,6 +33,8 @@ COMMANDS = {
                        "check a gallery's labels: recall per label, confusions, mislabels, duplicates, outliers"),
     "migrate_gallery": ("migrate_gallery", "tools/migrate_gallery.py",
                         "copy a gallery between backends (FAISS <-> Milvus)"),
+    "import_model": ("import_model", "tools/import_model.py",
+                     "import ONNX encoders (image; text + tokenizer for text search) as a model directory"),
     "convert_ppshitu_index": ("convert_ppshitu_index", "tools/convert_ppshitu_index.py",
                               "import a PP-ShiTu index directory as a gallery"),
     # the walkthrough on generated data: the repository's configs/, models/demo/ and dataset/ (a checkout only)

@@ -3,7 +3,10 @@
 A gallery records this fingerprint and refuses vectors from any other model. It is hashed from
 `inference.pdiparams` itself, not copied from `inference.yml`: new weights exported (or copied)
 under an old `inference.yml` are a different model, and their vectors must not be mixed with the
-old ones. Hashing costs little next to loading the model (~10 ms per 10 MB).
+old ones. Hashing costs little next to loading the model (~10 ms per 10 MB). An imported ONNX model
+(tools/import_model.py) is hashed from its inference.onnx; a text-image model's fingerprint adds its text
+encoder's hash ("IMAGE+text:TEXT"), so a gallery answers text queries only from the text encoder that belongs
+to the image encoder that made its vectors.
 """
 import logging
 import os
@@ -24,15 +27,30 @@ def weights_fingerprint(params_path):
 
 def model_fingerprint(rec):
     """The fingerprint of the weights `rec` (a RecPredictor) runs; a stand-in without a
-    `model_dir` answers its own `fingerprint`. Warns when inference.yml records another one."""
+    `model_dir` answers its own `fingerprint`. Warns when inference.yml records another one.
+    An imported text-image model (inference.yml's `text` section) answers IMAGE+text:TEXT, the hashes of both
+    encoders' files: its gallery then says which text encoder may query it (text_fingerprint)."""
     model_dir = getattr(rec, "model_dir", None)
     if model_dir is None:
         return rec.fingerprint
     from ..infer.runtime import model_files
 
     actual = weights_fingerprint(model_files(model_dir)[1])
-    recorded = (getattr(rec, "spec", None) or {}).get("fingerprint")
+    spec = getattr(rec, "spec", None) or {}
+    recorded = spec.get("fingerprint")
     if recorded is not None and recorded != actual:
         log.warning("%s: inference.yml records fingerprint %s but inference.pdiparams hashes to %s (the weights "
                     "changed after export); the gallery uses the weights' %s", model_dir, recorded, actual, actual)
+    text = spec.get("text")
+    if isinstance(text, dict) and text.get("onnx_model"):
+        actual += TEXT_MARK + weights_fingerprint(os.path.join(model_dir, str(text["onnx_model"])))
     return actual
+
+
+TEXT_MARK = "+text:"
+
+
+def text_fingerprint(fingerprint):
+    """The text encoder's part of a gallery's model fingerprint, or None (a model without one)."""
+    fingerprint = str(fingerprint or "")
+    return fingerprint.split(TEXT_MARK, 1)[1] if TEXT_MARK in fingerprint else None

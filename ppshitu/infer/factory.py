@@ -16,12 +16,13 @@ from .runtime import runtime_class
 REC_BATCH = 32  # the crops of a query and gallery chunks go through the network in batches up to this
 
 
-def runtime_options(cfg):
+def runtime_options(cfg, backend=None):
     """Global keys -> the runtime's options (ppshitu.infer.runtime): the common ones here, the rest from the
-    selected runtime's own `config_options` (a new runtime adds no line here)."""
+    selected runtime's own `config_options` (a new runtime adds no line here). `backend`: this runtime
+    instead of Global.inference_backend's."""
     g = cfg["Global"]
     precision = g.get("precision") or ("bf16" if g.get("enable_mkldnn_bfloat16") else "fp32")
-    backend = g.get("inference_backend") or "paddle"
+    backend = backend or g.get("inference_backend") or "paddle"
     return {"backend": backend, "use_gpu": bool(g.get("use_gpu", False)),
             "cpu_threads": int(g.get("cpu_num_threads", 2)), "precision": precision,
             **runtime_class(backend).config_options(g)}
@@ -36,7 +37,23 @@ def rec_predictor(cfg):
         raise ConfigError("Global.rec_inference_model_dir is required (an exported recognition model)")
     batch = max(REC_BATCH, int((cfg.get("IndexProcess") or {}).get("batch_size") or REC_BATCH))
     return RecPredictor(model_dir, preprocess=(cfg.get("RecPreProcess") or {}).get("transform_ops"),
-                        max_batch_size=batch, **runtime_options(cfg))
+                        max_batch_size=batch, **runtime_options(cfg, _backend_for(model_dir)))
+
+
+def _backend_for(model_dir):
+    """An imported ONNX model (tools/import_model.py) runs on OpenVINO whatever Global.inference_backend
+    says (Paddle Inference cannot read ONNX); None: the config's backend."""
+    from .runtime_base import is_onnx_dir
+
+    return "openvino" if is_onnx_dir(model_dir) else None
+
+
+def text_predictor(cfg, rec):
+    """The text encoder that belongs to `rec`'s image encoder (an imported text-image model), on OpenVINO
+    with the config's precision and threads; TextModelError when `rec`'s model has none."""
+    from .text import TextPredictor
+
+    return TextPredictor(rec.model_dir, **runtime_options(cfg, "openvino"))
 
 
 def det_predictor(cfg, max_det_results=None):

@@ -102,7 +102,10 @@ class OpenVINORuntime(Runtime):
         return {"enable_profile": bool(g.get("enable_profile", False)), "bf16_f32_layers": g.get("bf16_f32_layers")}
 
     def __init__(self, model_dir, use_gpu=False, cpu_threads=2, precision="fp32", enable_mkldnn=True,
-                 ir_optim=True, gpu_mem=8000, enable_profile=False, cache_dir=None, bf16_f32_layers=None):
+                 ir_optim=True, gpu_mem=8000, enable_profile=False, cache_dir=None, bf16_f32_layers=None,
+                 model_file=None):
+        """`model_file`: a file of the directory to run instead of its model (an imported text-image model's
+        text encoder, inference.yml's text.onnx_model)."""
         del enable_mkldnn, ir_optim, gpu_mem  # Paddle Inference settings; OpenVINO has its own
         if use_gpu:
             raise ConfigError("Global.inference_backend openvino runs on CPU here; with use_gpu: True use "
@@ -110,7 +113,10 @@ class OpenVINORuntime(Runtime):
         ov = _ov()
         self.model_dir = model_dir
         spec = read_spec(model_dir) or {}
-        self.program, self.source = resolve_program(model_dir, cache_dir)
+        if model_file:
+            self.program, self.source = os.path.join(model_dir, model_file), "onnx"
+        else:
+            self.program, self.source = resolve_program(model_dir, cache_dir)
         core = ov.Core()
         model = optimize_for_cpu(core.read_model(self.program))
         hint = precision_hint(model_dir, spec, model, precision)

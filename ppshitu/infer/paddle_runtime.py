@@ -48,9 +48,9 @@ def create_predictor(model_dir, use_gpu=False, enable_mkldnn=True, cpu_threads=2
     if precision == "bf16" and (use_gpu or not enable_mkldnn):
         raise ConfigError("Global.precision bf16 runs on CPU with oneDNN only (enable_mkldnn: True, use_gpu: False)")
     prog, params = model_files(model_dir)
-    if prog.endswith(".xml"):
-        raise ConfigError(f"{model_dir}: holds an OpenVINO model only ({prog}); run it with "
-                          f"Global.inference_backend: openvino")
+    if prog.endswith((".xml", ".onnx")):
+        raise ConfigError(f"{model_dir}: holds an {'ONNX' if prog.endswith('.onnx') else 'OpenVINO'} model only "
+                          f"({prog}); run it with Global.inference_backend: openvino")
     config = inference.Config(prog, params)
     if use_gpu:
         config.enable_use_gpu(gpu_mem, 0)

@@ -54,8 +54,12 @@ class RecPreprocess:
 
     @classmethod
     def from_spec(cls, spec):
-        return cls(spec["input_size"], spec["interpolation"], parse_number(spec["scale"], "inference.yml: scale"),
-                   spec["mean"], spec["std"])
+        """inference.yml's keys; `resize_short` and `crop_size` (optional) are written by tools/import_model.py
+        for models preprocessed that way (CLIP: shorter side to 224, centre crop 224)."""
+        crop = spec.get("crop_size")
+        return cls(crop or spec["input_size"], spec["interpolation"],
+                   parse_number(spec["scale"], "inference.yml: scale"), spec["mean"], spec["std"],
+                   resize_short=spec.get("resize_short") or None, crop_size=crop or None)
 
     @classmethod
     def from_transform_ops(cls, ops, where="RecPreProcess.transform_ops"):

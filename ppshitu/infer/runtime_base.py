@@ -26,7 +26,7 @@ class ModelDirError(PPShiTuError, FileNotFoundError):
 def model_files(model_dir, prefix="inference"):
     """(program file, params file) of an inference directory: Paddle's PIR json preferred, then the legacy
     .pdmodel, each with .pdiparams; else an OpenVINO IR .xml with its .bin (tools/quantize.py writes only
-    that, and only the openvino backend runs it)."""
+    that, and only the openvino backend runs it); else an ONNX file (tools/import_model.py; OpenVINO only)."""
     params = os.path.join(model_dir, prefix + ".pdiparams")
     for ext in (".json", ".pdmodel"):
         prog = os.path.join(model_dir, prefix + ext)
@@ -35,8 +35,20 @@ def model_files(model_dir, prefix="inference"):
     xml, bin_ = os.path.join(model_dir, prefix + ".xml"), os.path.join(model_dir, prefix + ".bin")
     if os.path.isfile(xml) and os.path.isfile(bin_):
         return xml, bin_
+    onnx = os.path.join(model_dir, prefix + ".onnx")  # tools/import_model.py: program and weights in one file
+    if os.path.isfile(onnx):
+        return onnx, onnx
     raise ModelDirError(f"{model_dir}: no inference model found (expected {prefix}.json or {prefix}.pdmodel "
-                        f"with {prefix}.pdiparams, or an OpenVINO {prefix}.xml with {prefix}.bin)")
+                        f"with {prefix}.pdiparams, an OpenVINO {prefix}.xml with {prefix}.bin, or an imported "
+                        f"{prefix}.onnx)")
+
+
+def is_onnx_dir(model_dir):
+    """Whether `model_dir` holds an imported ONNX model (tools/import_model.py), which only OpenVINO runs."""
+    try:
+        return model_files(model_dir)[0].endswith(".onnx")
+    except ModelDirError:
+        return False
 
 
 class Runtime:

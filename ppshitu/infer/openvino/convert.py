@@ -4,6 +4,7 @@
                            (int8); `inference.yml` names it (`openvino_model: inference.xml`)
   inference.pdmodel        PP-ShiTu's published legacy models and legacy exports: read directly
                            (OpenVINO's Paddle front end, `multiclass_nms3` included)
+  inference.onnx           an imported ONNX encoder (tools/import_model.py): read directly
   inference.json           Paddle 3 PIR, which OpenVINO cannot read: converted once (paddle2onnx, opset 17,
                            in a child process, then `ov.convert_model`) into an IR cached under
                            $PPSHITU_OPENVINO_CACHE (default ~/.cache/ppshitu/openvino), keyed by the program,
@@ -62,7 +63,7 @@ def ir_path(model_dir, spec=None):
 
 
 def resolve_program(model_dir, cache_dir=None):
-    """(path OpenVINO reads, kind): kind is 'ir', 'legacy' (direct .pdmodel read) or 'converted'."""
+    """(path OpenVINO reads, kind): kind is 'ir', 'legacy' (direct .pdmodel read), 'onnx' (imported) or 'converted'."""
     spec = read_spec(model_dir)
     xml = ir_path(model_dir, spec)
     if xml:
@@ -70,6 +71,8 @@ def resolve_program(model_dir, cache_dir=None):
     prog, params = model_files(model_dir)
     if prog.endswith(".pdmodel"):
         return prog, "legacy"
+    if prog.endswith(".onnx"):  # imported (tools/import_model.py): ONNX is OpenVINO's own front end
+        return prog, "onnx"
     return cached_ir(model_dir, prog, params, cache_dir), "converted"
 
 
