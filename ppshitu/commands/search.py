@@ -1,10 +1,14 @@
-"""Search a gallery by image: print the nearest gallery images with their scores and write a contact
+"""Search a gallery by image or by text: print the nearest gallery images with their scores and write a contact
 sheet (the query and its results, each captioned with label and score).
 
     python tools/search.py -c configs/inference/inference_general.yaml --index output/photos_index \
         --image query.jpg [--k 10] [--out sheet.jpg] [--detect] [--json]
+    python tools/search.py -c CONFIG --index output/photos_index --text "a red car"
 
-Scores are cosine similarities for IP galleries (higher is closer), squared distances for L2 ones.
+Scores are cosine similarities for IP galleries (higher is closer), squared distances for L2 ones. A text query
+needs a gallery indexed with a text-image model's image encoder (tools/import_model.py --text-encoder) and that
+model in the config (Global.rec_inference_model_dir); a query longer than the model's context length is cut
+to it, and said.
 """
 import json
 import os
@@ -18,7 +22,9 @@ MAX_K = 1000  # results: a contact sheet of 1000 tiles is 200 rows, ~43000 px ta
 
 def parser():
     p = config_parser(__doc__.splitlines()[0])
-    p.add_argument("--image", required=True, help="the query image")
+    query = p.add_mutually_exclusive_group(required=True)
+    query.add_argument("--image", help="the query image")
+    query.add_argument("--text", help="the query sentence (a text-image model's gallery): \"a red car\", \"红色的汽车\"")
     p.add_argument("--k", type=int_range(1, MAX_K, "results"), default=10,
                    help=f"how many results, 1 to {MAX_K} (default 10; at most the gallery's items)")
     p.add_argument("--index", help="the gallery (default: IndexProcess.index_dir)")
@@ -35,46 +41,100 @@ def main(argv=None, rec=None, det=None):
     args = parser().parse_args(argv)
     cfg = load_cli_config(args, INFER_SCHEMA)
     apply_threads(cfg)
-    from ppshitu.errors import ConfigError
     from ppshitu.library import common
     from ppshitu.library.folder import read_state
-    from ppshitu.library.search import hits_sheet, search_image
-    from ppshitu.utils.outputs import OutputGuard
-    from ppshitu.utils.text import printable
-    from ppshitu.visualize import save_image
 
     common.setup_tool(cfg, index=args.index)
+    if args.text is not None and args.detect:
+        from ppshitu.errors import ConfigError
+
+        raise ConfigError("--detect finds the main object of a query image; a --text query has none")
     rec, det = common.predictors(cfg, detect=args.detect, rec=rec, det=det)
     ip = cfg.IndexProcess
-    gallery = common.open_store(ip, rec)
-    root = args.root or common.image_root(ip, read_state(ip))
-    sheet_path = guard = None
-    if not args.no_sheet:
-        sheet_path = args.out or os.path.join(cfg.Global.output_dir,
-                                              f"search_{os.path.splitext(os.path.basename(args.image))[0]}.jpg")
-        if os.path.exists(sheet_path) and os.path.samefile(sheet_path, args.image):
-            raise ConfigError(f"--out {sheet_path} is the query image; choose another file")
-        # never over a file ppshitu did not write (a re-run replaces its own sheet); refused before the search
-        guard = OutputGuard(os.path.dirname(os.path.abspath(sheet_path)),
-                            "--out" if args.out else "Global.output_dir", inputs=[args.image])
-        guard.check(sheet_path)
-    hits, box, rgb = search_image(cfg, rec, gallery, args.image, args.k, det=det, root=root)
-    if guard is not None:
-        kind = "cosine" if gallery.higher_is_better else "squared L2 distance"
-        with guard:
-            save_image(sheet_path, hits_sheet(cfg, rgb, hits, query_box=box,
-                                              title=f"{os.path.basename(args.image)}: {len(hits)} nearest ({kind})"),
-                       guard=guard)
-    if args.json:
-        print(json.dumps({"query": args.image, "box": box, "results": hits, "sheet": sheet_path}, indent=1))
+    if args.text is not None:
+        from ppshitu.infer.text_tokenizer import TextQueryError
+
+        if not args.text.strip():  # before any model or gallery loads
+            raise TextQueryError(f"--text {args.text!r} is empty: give words to search for")
+        from ppshitu.library.search import open_for_text
+        gallery = open_for_text(ip, rec)
     else:
-        if box is not None:
-            print(f"main object: {[round(v, 1) for v in box]}")
-        for h in hits:
-            print(f"{h['rank']:3d}  {h['score']:.4f}  {printable(h['label'])}\t{printable(h['file'])}")
-        if sheet_path:
-            print(f"contact sheet: {sheet_path}")
+        gallery = common.open_store(ip, rec)
+    root = args.root or common.image_root(ip, read_state(ip))
+    sheet_path, guard = _sheet_target(args, cfg)
+    hits, box, rgb, note = _search(args, cfg, rec, det, gallery, root)
+    if guard is not None:
+        _write_sheet(args, cfg, gallery, hits, box, rgb, sheet_path, guard)
+    _report(args, hits, box, note, sheet_path)
     return hits
+
+
+def _search(args, cfg, rec, det, gallery, root):
+    """(hits, the query's box, the query tile's RGB, the truncation note or None)."""
+    from ppshitu.library import search
+
+    if args.text is None:
+        hits, box, rgb = search.search_image(cfg, rec, gallery, args.image, args.k, det=det, root=root)
+        return hits, box, rgb, None
+    from ppshitu.infer.factory import text_predictor
+    from ppshitu.library.sheet import text_card
+
+    hits, info = search.search_text(text_predictor(cfg, rec), gallery, args.text, args.k, root=root)
+    rgb = text_card(args.text, font_path=(cfg.get("Global") or {}).get("font_path"))
+    return hits, None, rgb, search.truncation_note(info)
+
+
+def _sheet_target(args, cfg):
+    """(the contact sheet's path, its OutputGuard), checked before the search; (None, None) with --no-sheet."""
+    from ppshitu.errors import ConfigError
+    from ppshitu.utils.outputs import OutputGuard
+
+    if args.no_sheet:
+        return None, None
+    name = os.path.splitext(os.path.basename(args.image))[0] if args.image is not None else _text_slug(args.text)
+    sheet_path = args.out or os.path.join(cfg.Global.output_dir, f"search_{name}.jpg")
+    if args.image is not None and os.path.exists(sheet_path) and os.path.samefile(sheet_path, args.image):
+        raise ConfigError(f"--out {sheet_path} is the query image; choose another file")
+    # never over a file ppshitu did not write (a re-run replaces its own sheet); refused before the search
+    guard = OutputGuard(os.path.dirname(os.path.abspath(sheet_path)), "--out" if args.out else "Global.output_dir",
+                        inputs=[args.image] if args.image is not None else [])
+    guard.check(sheet_path)
+    return sheet_path, guard
+
+
+def _text_slug(text, most=40):
+    """A file-name part of a text query: its letters and digits (any script), the rest '_'."""
+    slug = "".join(c if c.isalnum() else "_" for c in text.strip())[:most].strip("_")
+    return f"text_{slug or 'query'}"
+
+
+def _write_sheet(args, cfg, gallery, hits, box, rgb, sheet_path, guard):
+    from ppshitu.library.search import hits_sheet
+    from ppshitu.visualize import save_image
+
+    kind = "cosine" if gallery.higher_is_better else "squared L2 distance"
+    query = os.path.basename(args.image) if args.image is not None else f"\"{args.text}\""
+    with guard:
+        save_image(sheet_path, hits_sheet(cfg, rgb, hits, query_box=box, title=f"{query}: {len(hits)} nearest ({kind})"),
+                   guard=guard)
+
+
+def _report(args, hits, box, note, sheet_path):
+    from ppshitu.utils.text import printable
+
+    if args.json:
+        query = {"query": args.image} if args.image is not None else {"text": args.text, "truncated": bool(note)}
+        print(json.dumps({**query, "box": box, "results": hits, "sheet": sheet_path, **({"note": note} if note else {})},
+                         indent=1))
+        return
+    if note:
+        print(f"note: {note}")
+    if box is not None:
+        print(f"main object: {[round(v, 1) for v in box]}")
+    for h in hits:
+        print(f"{h['rank']:3d}  {h['score']:.4f}  {printable(h['label'])}\t{printable(h['file'])}")
+    if sheet_path:
+        print(f"contact sheet: {sheet_path}")
 
 
 def cli(argv=None):

@@ -54,3 +54,24 @@ def text_fingerprint(fingerprint):
     """The text encoder's part of a gallery's model fingerprint, or None (a model without one)."""
     fingerprint = str(fingerprint or "")
     return fingerprint.split(TEXT_MARK, 1)[1] if TEXT_MARK in fingerprint else None
+
+
+def check_text_queries(gallery_fingerprint, model_fingerprint, where):
+    """Refuse (GalleryError naming `where`) a text query to a gallery whose vectors another image encoder made, or
+    one the model has no text encoder for: a text vector is only comparable with its own model's image vectors."""
+    from .errors import GalleryError
+
+    mine = text_fingerprint(model_fingerprint)
+    if mine is None:
+        raise GalleryError(f"{where}: the model ({model_fingerprint}) has no text encoder, so this gallery cannot "
+                           f"be searched by text; index the folder with a text-image model imported by "
+                           f"tools/import_model.py --text-encoder, and search with that model")
+    if gallery_fingerprint is None or gallery_fingerprint == model_fingerprint:
+        return
+    if text_fingerprint(gallery_fingerprint) is None:
+        raise GalleryError(f"{where}: this gallery was indexed with model {gallery_fingerprint}, which has no text "
+                           f"encoder; it cannot answer text queries (index the folder again with the text-image "
+                           f"model {model_fingerprint} to search it by text)")
+    raise GalleryError(f"{where}: this gallery was indexed with the text-image model {gallery_fingerprint}, not "
+                       f"{model_fingerprint}; text vectors of one model are not comparable with another's image "
+                       f"vectors: search with the model that indexed it")

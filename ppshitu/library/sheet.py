@@ -73,3 +73,28 @@ def contact_sheet(query, results, tile=160, columns=5, query_box=None, font_path
             draw.text((x + 2, y + tile + 6 + j * line_h), _fit_text(draw, str(text), font, tile + 2),
                       fill=(0, 0, 0), font=font)
     return np.asarray(sheet, dtype=np.uint8).copy()
+
+
+def text_card(text, size=320, font_path=None):
+    """RGB uint8 `size` x `size`: a text query written on a light card (the query tile of a text search's sheet),
+    wrapped to its width, cut with "…" where it does not fit."""
+    from ..visualize import load_font
+
+    card = Image.new("RGB", (size, size), (245, 245, 235))
+    draw = ImageDraw.Draw(card)
+    font = load_font(font_path, max(12, size // 12))
+    text, lines, line = drawable(text), [], ""
+    for ch in text:  # by character: Chinese has no spaces to break at
+        if draw.textlength(line + ch, font=font) > size - 16:
+            lines.append(line)
+            line = ch.lstrip()
+        else:
+            line += ch
+    lines.append(line)
+    step = max(14, size // 10)
+    fit = max(1, (size - 16) // step)
+    if len(lines) > fit:
+        lines = lines[:fit - 1] + [_fit_text(draw, lines[fit - 1] + "…", font, size - 16)]
+    for i, ln in enumerate(lines):
+        draw.text((8, 8 + i * step), ln, fill=(20, 20, 20), font=font)
+    return np.asarray(card, dtype=np.uint8).copy()

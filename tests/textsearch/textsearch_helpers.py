@@ -104,7 +104,7 @@ def wordpiece_vocab(path):
 
 
 def colour_images(folder, per_colour=3, size=64, seed=0):
-    """`per_colour` textured images of each colour: {path: colour}."""
+    """`per_colour` textured images of each colour, in a sub-folder named for it: {path: colour}."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
@@ -114,7 +114,8 @@ def colour_images(folder, per_colour=3, size=64, seed=0):
         for i in range(per_colour):
             noise = rng.integers(-20, 21, size=(size, size, 3))
             img = np.clip(np.asarray(rgb)[None, None, :] + noise, 0, 255).astype(np.uint8)
-            path = os.path.join(folder, f"{name}_{i}.png")
+            os.makedirs(os.path.join(folder, name), exist_ok=True)
+            path = os.path.join(folder, name, f"{i:03d}.png")  # label: the sub-folder (index_folder)
             Image.fromarray(img).save(path)
             out[path] = name
     return out
@@ -139,3 +140,14 @@ def import_args(tmp, kind="bpe", with_mask=False, length=16, out="model", **extr
     for k, v in extra.items():
         argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
     return argv
+
+
+CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs",
+                      "inference", "inference_general.yaml")
+
+
+def cli(model_dir, index_dir, output_dir, **extra):
+    """-c/-o arguments of a tool running the imported model (whatever the config's backend: ONNX runs on OpenVINO)."""
+    o = [f"Global.rec_inference_model_dir={model_dir}", "Global.cpu_num_threads=1", f"Global.output_dir={output_dir}",
+         f"IndexProcess.index_dir={index_dir}", "IndexProcess.use_det=False"] + [f"{k}={v}" for k, v in extra.items()]
+    return ["-c", CONFIG] + [a for x in o for a in ("-o", x)]
