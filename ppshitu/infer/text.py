@@ -85,3 +85,12 @@ class TextPredictor:
 
     def __repr__(self):
         return f"TextPredictor({os.path.basename(os.path.normpath(self.model_dir))}, D={self.embedding_size})"
+
+
+def truncation_note(info):
+    """The line said when a text query was cut to the model's context length (None when it was not)."""
+    if not info.get("truncated"):
+        return None
+    return (f"the query has {info['tokens']} tokens; the model reads {info['context_length'] - 2} (context length "
+            f"{info['context_length']} with its start and end tokens): searched with its first "
+            f"{info['context_length'] - 2}")

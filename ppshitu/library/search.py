@@ -7,6 +7,7 @@
 """
 import os
 
+from ..infer.text import truncation_note  # noqa: F401  (what tools/search.py says)
 from . import common
 
 
@@ -39,15 +40,6 @@ def search_text(text_model, gallery, text, k=10, root=None):
     out = text_model.embed([text])
     info = {"truncated": bool(out.truncated[0]), "tokens": int(out.counts[0]), "context_length": out.context_length}
     return nearest(gallery, out.vectors[0], k, root), info
-
-
-def truncation_note(info):
-    """The line said when a text query was cut to the model's context length (None when it was not)."""
-    if not info.get("truncated"):
-        return None
-    return (f"the query has {info['tokens']} tokens; the model reads {info['context_length'] - 2} (context length "
-            f"{info['context_length']} with its start and end tokens): searched with its first "
-            f"{info['context_length'] - 2}")
 
 
 def nearest(gallery, vec, k, root=None):

@@ -124,3 +124,27 @@ async def read_image_upload(request):
     async with reader.body(request) as data:
         [(name, raw)], _ = await reader.uploads(request, data)
         return await service.decode(raw, "image" if name == "body" else f"image {name!r}")
+
+
+MAX_TEXT_BODY = 64 << 10  # a JSON text query: a sentence, not a document
+
+
+def is_json(request):
+    return request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
+
+
+async def read_text_query(request):
+    """The `text` of a JSON body {"text": "..."} (POST /search), within MAX_TEXT_BODY; ServiceError 400 naming
+    what is wrong."""
+    import json
+
+    reader = request.app.state.bodies
+    async with reader.body(request, limit=MAX_TEXT_BODY) as data:
+        try:
+            doc = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise ServiceError(f"the JSON body is not valid UTF-8 JSON ({str(e)[:80]}); send {{\"text\": \"a red "
+                               f"car\"}}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("text"), str):
+        raise ServiceError(f"the JSON body must be {{\"text\": \"...\"}} with a string, got {str(doc)[:80]!r}")
+    return doc["text"]

@@ -120,11 +120,15 @@ class SearchHit(Item):
 
 
 class SearchResponse(Answer):
-    box: Optional[list[Number]] = Field(description="the main object searched; null: the whole image")
+    box: Optional[list[Number]] = Field(description="the main object searched; null: the whole image (or a text "
+                                                    "query)")
     results: list[SearchHit]
     higher_is_better: bool
-    width: int
-    height: int
+    width: Optional[int] = Field(None, description="the query image's size (an image query)")
+    height: Optional[int] = None
+    text: Optional[str] = Field(None, description="the text query (a text query)")
+    truncated: Optional[bool] = Field(None, description="the text query was cut to the model's context length")
+    note: Optional[str] = Field(None, description="what was cut, when it was")
     gallery: GalleryState
 
 
@@ -229,6 +233,13 @@ def _body(content):
     return {"requestBody": {"required": True, "content": content}}
 
 
+class TextQuery(BaseModel):
+    text: str = Field(description="the sentence to search for (a text-image model's gallery)")
+
+
+SEARCH_BODY = _body({"multipart/form-data": {"schema": ImageForm.model_json_schema()},
+                     "image/*": {"schema": _BINARY}, "application/octet-stream": {"schema": _BINARY},
+                     "application/json": {"schema": TextQuery.model_json_schema()}})
 IMAGE_BODY = _body({"multipart/form-data": {"schema": ImageForm.model_json_schema()},
                     "image/*": {"schema": _BINARY}, "application/octet-stream": {"schema": _BINARY}})
 ITEMS_BODY = _body({"multipart/form-data": {"schema": ItemsForm.model_json_schema()},

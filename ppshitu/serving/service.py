@@ -20,6 +20,7 @@ since an append is idempotent by path (and an upload's path is its content's has
 """
 import asyncio
 import hashlib
+import json
 import logging
 import os
 import re
@@ -80,8 +81,9 @@ class Recognizer:
     match's gallery item) and the embedder of the images added through the API and of search queries
     (the system's models: the main object with IndexProcess.use_det, as tools/build_gallery.py embeds)."""
 
-    def __init__(self, system, use_det=False, min_crop_std=0.0, min_side=MIN_IMAGE_SIDE):
+    def __init__(self, system, use_det=False, min_crop_std=0.0, min_side=MIN_IMAGE_SIDE, make_text=None):
         self.system = system
+        self.make_text, self.text = make_text, None  # the text encoder, loaded by the first text query
         self.gallery = system.gallery
         self.use_det = bool(use_det)
         self.embedder = Embedder(system.rec, system.det, min_side=int(min_side), min_crop_std=float(min_crop_std))
@@ -102,11 +104,26 @@ class Recognizer:
     def search(self, rgb, k, whole=False):
         """The gallery items nearest to the image's main object (`whole`: the whole image)."""
         vector, box = self.embedder.embed_query(rgb, detect=not whole)
-        labels, scores, ids = self.gallery.search(vector, k)
+        return {"box": box, **self._nearest(vector, k)}
+
+    def search_text(self, text, k):
+        """The gallery items nearest to the sentence `text`, by the text encoder of the model that made the
+        gallery's vectors (GalleryError when the model has none, or another model made them)."""
+        from ..gallery.model_id import check_text_queries
+
+        check_text_queries(self.gallery.model_fingerprint, self.fingerprint, "gallery")
+        if self.text is None:
+            self.text = (self.make_text or _default_text_model)(self.system.rec)
+        out = self.text.embed([text])
+        info = {"truncated": bool(out.truncated[0]), "tokens": int(out.counts[0]),
+                "context_length": out.context_length}
+        return {"box": None, "text": info, **self._nearest(out.vectors, k)}
+
+    def _nearest(self, vectors, k):
+        labels, scores, ids = self.gallery.search(vectors, k)
         hits = [{"id": int(i), "label": lab, "score": round(float(s), 6)}
                 for lab, s, i in zip(labels[0], scores[0], ids[0]) if i >= 0 and lab is not None]
-        return {"box": box, "results": hits, "higher_is_better": self.gallery.higher_is_better,
-                "version": self.gallery.version}
+        return {"results": hits, "higher_is_better": self.gallery.higher_is_better, "version": self.gallery.version}
 
     def embed(self, images):
         """[(name, rgb)] -> Embedded (vectors, boxes, kept positions `index`, `refused` {position: why})."""
@@ -114,6 +131,12 @@ class Recognizer:
 
 
 # ---------------------------------------------------------------- writes
+def _default_text_model(rec):
+    from ..infer.text import TextPredictor
+
+    return TextPredictor(rec.model_dir)
+
+
 def check_label(label):
     """The label as the gallery keeps it: stripped, NFC (utils/text.nfc: one spelling per class, as gallery
     lists and folder labels); ServiceError (400) naming what is wrong."""
@@ -171,6 +194,33 @@ def default_upload_dir(index_process):
                       f"machine where images added through the API are kept")
 
 
+GALLERY_FILE = "GALLERY"  # in a gallery's subfolder of a given upload folder: which gallery its uploads are
+
+
+def gallery_identity(index_process):
+    """The gallery an IndexProcess section names, as one line (backend, resolved location, collection): the same
+    gallery however its path is spelled, and another gallery for another folder, file or collection."""
+    _, location, options = gallery_location(index_process)
+    location = os.fspath(location)
+    if "://" not in location:
+        location = os.path.realpath(location)
+    return json.dumps([index_process.get("backend") or "faiss", location, options.get("collection")])
+
+
+def service_upload_dir(given, index_process):
+    """(the folder this service stores uploads in, its gallery's identity or None). The default folder beside
+    the gallery (default_upload_dir) is that gallery's own: uploads go straight into it. A folder given with
+    --upload-dir may be shared by the services of several galleries, and each deletes (item removal, compact's
+    reclaiming) only uploads its own gallery no longer names; so each gallery keeps its uploads in its own
+    subfolder, gallery-<16 hex of its identity's sha256>, whose GALLERY file names the gallery. (Uploads stored
+    straight into a given folder by an older version are never deleted: nothing says whose they are.)"""
+    if not given:
+        return default_upload_dir(index_process), None
+    identity = gallery_identity(index_process)
+    key = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
+    return os.path.join(os.path.abspath(given), f"gallery-{key}"), identity
+
+
 def check_upload_dir(path, given=True):
     """Refuse, at start-up, an upload folder that cannot hold uploads: a file (or anything not a folder) is
     there, or it is not writable, or it does not exist and cannot be made (its nearest existing parent is not
@@ -199,10 +249,39 @@ class GalleryWriter:
     this thread touches (a stored file is named by its content's sha256, so the same image uploaded
     twice is one path, and the gallery reports it as already present)."""
 
-    def __init__(self, index_process, upload_dir, fingerprint):
+    def __init__(self, index_process, upload_dir, fingerprint, owner=None):
         self.gallery = open_gallery(index_process)
         self.upload_dir = os.path.abspath(upload_dir)
         self.fingerprint = fingerprint
+        self.owner = owner  # the gallery's identity when upload_dir is its subfolder of a shared folder
+
+    def _mark_owner(self):
+        """Write the subfolder's GALLERY file (once; atomically): which gallery these uploads belong to."""
+        path = os.path.join(self.upload_dir, GALLERY_FILE)
+        if self.owner is None or os.path.lexists(path):
+            return
+        fd, tmp = tempfile.mkstemp(dir=self.upload_dir, prefix=".gallery-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(self.owner + "\n")
+            os.link(tmp, path)  # never over a file that appeared meanwhile
+        except FileExistsError:
+            pass
+        finally:
+            os.remove(tmp)
+
+    def _owned(self):
+        """False when the folder's GALLERY file names another gallery (a copied or hand-made folder): then
+        nothing in it is reclaimed."""
+        if self.owner is None:
+            return True
+        from ..utils.files import MAX_CONFIG_BYTES, read_input_text
+        try:
+            text = read_input_text(os.path.join(self.upload_dir, GALLERY_FILE), "upload folder owner",
+                                   MAX_CONFIG_BYTES)
+        except (OSError, UnicodeDecodeError):
+            return not os.path.lexists(os.path.join(self.upload_dir, GALLERY_FILE))
+        return text.strip() == self.owner
 
     def before_job(self):
         stale = _refresh(self.gallery)
@@ -213,13 +292,17 @@ class GalleryWriter:
     def _store(self, sha, data):
         """Write the upload once (atomically); (absolute path, created now)."""
         path = upload_path(self.upload_dir, sha, data)
-        if os.path.exists(path):
+        if os.path.lexists(path):
+            if not is_stored_upload(self.upload_dir, path):  # a user's file (or link) under an upload's name
+                raise Conflict(f"{path} is in the way: a file the service did not store has the name of this "
+                               f"upload; move it away")
             try:  # recent again: compact's reclaiming (RECLAIM_GRACE_S) leaves it to the add that reuses it
                 os.utime(path)
             except OSError:
                 pass
             return path, False
         os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._mark_owner()
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".upload-")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -330,6 +413,9 @@ class GalleryWriter:
         folder down, named <2 hex>/<sha256><ext> whose content's sha256 is its name, or a temporary file of
         _store's (.upload-XXXXXXXX); and only once they are `grace_s` old (RECLAIM_GRACE_S)."""
         root = self.upload_dir
+        if not self._owned():
+            log.warning("compact: %s names another gallery in its %s file; reclaimed nothing there", root, GALLERY_FILE)
+            return 0
         try:
             subs = [d for d in os.listdir(root) if re.fullmatch(r"[0-9a-f]{2}", d)]
         except OSError:  # no upload folder (yet): nothing to reclaim
@@ -555,7 +641,7 @@ class Service:
     the read methods (run in the thread pool)."""
 
     def __init__(self, make_system, index_process, settings=None, image_root=None, use_det=False,
-                 min_crop_std=0.0, min_side=MIN_IMAGE_SIDE, return_k=5):
+                 min_crop_std=0.0, min_side=MIN_IMAGE_SIDE, return_k=5, make_text=None):
         self.settings = settings or Settings()
         ip = index_process
         self.index_process = dict(ip) if isinstance(ip, Mapping) else {"backend": "faiss", "index_dir": os.fspath(ip)}
@@ -563,12 +649,12 @@ class Service:
         gallery_location(self.index_process)  # a missing index_dir / uri fails here, before any model loads
         self.image_root = image_root
         self.return_k = int(return_k)
-        self.upload_dir = self.settings.upload_dir or default_upload_dir(self.index_process)
+        self.upload_dir, self.upload_owner = service_upload_dir(self.settings.upload_dir, self.index_process)
         if self.settings.writes_enabled:  # a folder that cannot be one would answer every upload 500
-            check_upload_dir(self.upload_dir, given=bool(self.settings.upload_dir))
+            check_upload_dir(self.settings.upload_dir or self.upload_dir, given=bool(self.settings.upload_dir))
         s = self.settings
         self.inference = ThreadOwner(
-            "inference", lambda: Recognizer(make_system(), use_det, min_crop_std, min_side), workers=s.workers,
+            "inference", lambda: Recognizer(make_system(), use_det, min_crop_std, min_side, make_text), workers=s.workers,
             capacity=s.queue, queue_timeout=s.queue_timeout, max_pixels=s.inflight_pixels,
             before_job=lambda r: r.before_job())
         self.writer = None
@@ -587,12 +673,15 @@ class Service:
             raise ConfigError(f"no gallery at {gallery_location(ip)[1]}: build it first with "
                               f"python tools/build_gallery.py -c CONFIG (the same config; IndexProcess.data_file "
                               f"lists its images)")
+        from ..infer.factory import text_predictor
+
         settings = settings or Settings()
         if settings.max_pixels is None and g.get("max_image_pixels"):
             settings.max_pixels = int(g["max_image_pixels"])
         return cls(lambda: RecognitionSystem.from_config(cfg), ip, settings, image_root=ip.get("image_root"),
                    use_det=ip.get("use_det", False), min_crop_std=ip.get("min_crop_std", 0.0),
-                   min_side=g.get("min_image_side", MIN_IMAGE_SIDE), return_k=ip.get("return_k", 5))
+                   min_side=g.get("min_image_side", MIN_IMAGE_SIDE), return_k=ip.get("return_k", 5),
+                   make_text=lambda rec: text_predictor(cfg, rec))
 
     def start(self):
         self.inference.start()
@@ -600,7 +689,8 @@ class Service:
         self.fingerprint, self.embedding_size = first.fingerprint, first.embedding_size
         s = self.settings
         self.writer = ThreadOwner(
-            "writer", lambda: GalleryWriter(self.index_process, self.upload_dir, self.fingerprint), workers=1,
+            "writer", lambda: GalleryWriter(self.index_process, self.upload_dir, self.fingerprint, self.upload_owner),
+            workers=1,
             capacity=s.write_queue, queue_timeout=max(s.queue_timeout, 120.0),
             before_job=lambda w: w.before_job()).start()
         self.catalog = Catalog(self.index_process, self.image_root)
@@ -684,12 +774,31 @@ class Service:
     async def search(self, rgb, k=0, whole=False):
         """POST /search: the gallery items nearest to the image's main object (`whole`: the whole image)."""
         out = await self.infer(lambda r: r.search(rgb, k or self.return_k, whole), rgb.shape[0] * rgb.shape[1])
-        records = await run_in_threadpool(lambda: [self.catalog.record(h["id"]) for h in out["results"]])
-        items = [{**(item_json(rec) if rec else {"id": hit["id"], "label": hit["label"],
-                                                 "thumbnail": f"/api/items/{hit['id']}/thumbnail"}),
-                  "score": hit["score"]} for hit, rec in zip(out["results"], records)]
-        return {"box": out["box"], "results": items, "higher_is_better": out["higher_is_better"],
+        return {"box": out["box"], "results": await self._items(out), "higher_is_better": out["higher_is_better"],
                 "width": rgb.shape[1], "height": rgb.shape[0], "gallery": {"version": out["version"]}}
+
+    async def search_text(self, text, k=0):
+        """POST /search with a text query: the gallery items nearest to the sentence (a text-image model's
+        gallery); `truncated` and a `note` when it was cut to the model's context length."""
+        from ..infer.text_tokenizer import MAX_QUERY_CHARS, TextQueryError
+        from ..infer.text import truncation_note
+
+        if not isinstance(text, str) or not text.strip():
+            raise TextQueryError(f"empty text query {text!r}: give words to search for")
+        if len(text) > MAX_QUERY_CHARS:
+            raise ServiceError(f"the text query has {len(text)} characters; the limit is {MAX_QUERY_CHARS}")
+        out = await self.infer(lambda r: r.search_text(text, k or self.return_k))
+        note = truncation_note(out["text"])
+        return {"text": text, "box": None, "results": await self._items(out), "truncated": out["text"]["truncated"],
+                "higher_is_better": out["higher_is_better"], "gallery": {"version": out["version"]},
+                **({"note": note} if note else {})}
+
+    async def _items(self, out):
+        """The answer's items of a search's hits (their gallery records; a hit removed meanwhile keeps its id)."""
+        records = await run_in_threadpool(lambda: [self.catalog.record(h["id"]) for h in out["results"]])
+        return [{**(item_json(rec) if rec else {"id": hit["id"], "label": hit["label"],
+                                                "thumbnail": f"/api/items/{hit['id']}/thumbnail"}),
+                 "score": hit["score"]} for hit, rec in zip(out["results"], records)]
 
     async def add_images(self, label, files):
         """POST /api/items: [(name, bytes)] added under `label` -> the answer's body; ServiceError 400
@@ -768,4 +877,5 @@ def sha256(data):
 
 
 __all__ = ["Service", "Recognizer", "GalleryWriter", "Catalog", "Thumbnails", "check_label",
-           "sha256", "IMAGE_EXTENSIONS", "is_stored_upload"]
+           "sha256", "IMAGE_EXTENSIONS", "is_stored_upload",
+           "service_upload_dir"]

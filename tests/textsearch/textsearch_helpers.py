@@ -123,6 +123,7 @@ def colour_images(folder, per_colour=3, size=64, seed=0):
 
 def import_args(tmp, kind="bpe", with_mask=False, length=16, out="model", **extra):
     """Files of a text-image model of `kind` under `tmp`, and the import_model arguments for them."""
+    os.makedirs(tmp, exist_ok=True)
     img = image_encoder(os.path.join(tmp, "img.onnx"))
     if kind == "bpe":
         tok = bpe_tokenizer(os.path.join(tmp, "tokenizer.json"))
