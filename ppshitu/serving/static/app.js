@@ -151,14 +151,28 @@ async function drawResults(file, results) {
 
 // ------------------------------------------------------------------ search
 async function search(file) {
+  const form = new FormData();
+  form.append("image", file);
+  await showSearch(form);
+}
+
+// a text query (a text-image model's gallery): the service cuts a long one to the model's context length, and says so
+async function searchText(event) {
+  event.preventDefault();
+  const text = $("#search-text").value;
+  if (!text.trim()) { say("type words to search for", true); return; }
+  await showSearch({ text });
+}
+
+async function showSearch(body) {
   const grid = $("#search-results");
   grid.dataset.state = "busy";
   grid.textContent = "searching…";
-  const form = new FormData();
-  form.append("image", file);
+  $("#search-note").textContent = "";
   try {
-    const out = await call("POST", "/search?k=8", form);
+    const out = await call("POST", "/search?k=8", body);
     grid.textContent = "";
+    if (out.note) $("#search-note").textContent = out.note;
     if (!out.results.length) grid.textContent = "the gallery is empty";
     for (const r of out.results) grid.append(tile(r, `${r.label} ${fmt(r.score)}`, false));
     grid.dataset.state = "done";
@@ -313,6 +327,7 @@ function dropZone(zone, input, handler) {
 document.addEventListener("DOMContentLoaded", async () => {
   dropZone($("#predict-drop"), $("#predict-input"), recognise);
   dropZone($("#search-drop"), $("#search-input"), search);
+  $("#search-text-form").addEventListener("submit", searchText);
   $("#add-form").addEventListener("submit", addImages);
   $("#refresh-labels").addEventListener("click", refreshAll);
   $("#compact").addEventListener("click", compact);
