@@ -48,7 +48,9 @@ def parse_args(argv=None):
     a("--allowed-host", action="append", default=None, metavar="NAME",
       help="a Host header name to answer (repeatable; default on loopback: localhost, 127.0.0.1, ::1)")
     a("--upload-dir", default=None, help="where images added through the API are kept (default: INDEX_DIR/uploads; "
-                                         "Milvus Lite: URI.uploads/COLLECTION; required for a Milvus server)")
+                                         "Milvus Lite: URI.uploads/COLLECTION; required for a Milvus server). A given "
+                                         "folder may be shared by several services: each gallery keeps its uploads "
+                                         "in its own subfolder gallery-<16 hex>, named in its GALLERY file")
     a("--access-log", action="store_true", help="log every request")
     a("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     args = parser.parse_args(argv)

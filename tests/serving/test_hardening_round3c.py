@@ -89,7 +89,9 @@ def test_delete_never_removes_the_users_own_photos(tmp_path, monkeypatch, upload
             r = c.post("/api/items", data={"label": "olive"}, headers=auth,
                        files=[("images", (f"{i}.png", _png(i), "image/png")) for i in range(3)])
             assert r.status_code == 201, r.text
-            stored = [up / h[:2] / (h + ".png") for h in (hashlib.sha256(_png(i)).hexdigest() for i in range(3))]
+            from ppshitu.serving.service import service_upload_dir  # (a given folder: the gallery's subfolder)
+            own = Path(service_upload_dir(upload_dir, {"backend": "faiss", "index_dir": str(tmp_path / "g")})[0])
+            stored = [own / h[:2] / (h + ".png") for h in (hashlib.sha256(_png(i)).hexdigest() for i in range(3))]
             assert all(p.is_file() for p in stored)
             first = c.get("/api/items?label=olive").json()["items"][0]["id"]
             assert c.delete(f"/api/items/{first}", headers=auth).status_code == 200
