@@ -23,6 +23,7 @@ KINDS = ("bpe", "wordpiece")
 SPECIAL = {"bpe": {"sot": ("<|startoftext|>", "<s>", "<bos>", "[CLS]"), "eot": ("<|endoftext|>", "</s>", "<eos>", "[SEP]"),
                    "pad": ("<|pad|>", "<pad>", "[PAD]")},
            "wordpiece": {"sot": ("[CLS]",), "eot": ("[SEP]",), "pad": ("[PAD]",)}}
+MAX_TOKENIZER_BYTES = 64 << 20  # CLIP's tokenizer.json is ~3.5 MB, a BERT vocab.txt ~0.1-0.3 MB
 MAX_QUERY_CHARS = 2000  # a query is a sentence: text past this is cut before tokenising (and said)
 
 
@@ -40,24 +41,29 @@ class Tokens:
 
 def load_tokenizer(kind, path, lowercase=True):
     """The `tokenizers` object of a tokenizer.json (bpe) or vocab.txt (wordpiece); ConfigError naming the file."""
-    from ..utils.files import check_input_file
+    from ..utils.files import read_input_text
 
     if kind not in KINDS:
         raise ConfigError(f"tokenizer kind must be one of {list(KINDS)}, got {kind!r}")
-    check_input_file(path, "tokenizer file", error=ConfigError)
+    try:
+        text = read_input_text(path, "tokenizer file", MAX_TOKENIZER_BYTES, ConfigError)  # regular files only
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: a tokenizer file is UTF-8 text; this is not ({e.reason} at byte {e.start})") from None
     try:
         if kind == "bpe":
             from tokenizers import Tokenizer
 
-            return Tokenizer.from_file(os.fspath(path))
+            return Tokenizer.from_str(text)
         from tokenizers.implementations import BertWordPieceTokenizer
 
-        with open(path, encoding="utf-8") as f:
-            vocab = {line.rstrip("\n"): i for i, line in enumerate(f) if line.rstrip("\n")}
+        vocab = {}
+        for i, line in enumerate(text.split("\n")):  # one token a line, its id the line number (BERT's vocab.txt)
+            if line.rstrip("\r"):
+                vocab.setdefault(line.rstrip("\r"), i)
         if not vocab:
             raise ValueError("no tokens in it")
         return BertWordPieceTokenizer(vocab, lowercase=bool(lowercase), handle_chinese_chars=True)
-    except (ValueError, UnicodeDecodeError, Exception) as e:  # noqa: BLE001 - the library's own errors
+    except Exception as e:  # noqa: BLE001 - the library's own errors (its Exception type for a bad file)
         hint = "a tokenizer.json (Hugging Face tokenizers)" if kind == "bpe" else "a WordPiece vocab.txt (one token a line)"
         raise ConfigError(f"{path}: not {hint} ({type(e).__name__}: {str(e)[:200]})") from None
 
