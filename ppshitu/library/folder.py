@@ -52,6 +52,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import re
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -68,6 +69,7 @@ from . import common
 log = logging.getLogger("ppshitu.library")
 MAX_REMOVAL = 0.5   # the largest share of a gallery one sync removes without allow_mass_removal
 STATE_FILE = "folder_state.sqlite"
+UPLOADS_OWNER_FILE = "GALLERY"  # serving.service.GALLERY_FILE (not imported: the library needs no web stack)
 STATE_FORMAT = "ppshitu-folder-state-1"
 # the mark of ppshitu's folder states: SQLite's application_id header field ("PPsf"); a file without it
 # is someone else's and never written (check_state_file)
@@ -119,6 +121,13 @@ def own_folder_reason(path):
         return f"a ppshitu index (it holds {STATE_FILE}): never indexed"
     if os.path.isfile(os.path.join(path, CURRENT)) and os.path.isdir(os.path.join(path, VERSIONS)):
         return "a ppshitu gallery: never indexed"
+    # the service's uploads (serving/service.py): a gallery's subfolder of a given --upload-dir, named in its
+    # GALLERY file, or a Milvus Lite gallery's default folder beside its file (X.db.uploads next to X.db)
+    if re.fullmatch(r"gallery-[0-9a-f]{16}", os.path.basename(path)) and \
+            os.path.isfile(os.path.join(path, UPLOADS_OWNER_FILE)):
+        return f"the service's uploads of a gallery (it holds {UPLOADS_OWNER_FILE}): never indexed"
+    if path.endswith(".uploads") and os.path.isfile(path[:-len(".uploads")]):
+        return f"the service's uploads of the gallery {os.path.basename(path)[:-len('.uploads')]}: never indexed"
     return None
 
 
