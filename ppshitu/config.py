@@ -406,6 +406,8 @@ def _src(source, path, override_paths):
 def load_config(path, overrides=(), schema=None):
     """Load `path`, apply `-o` overrides in order, validate against `schema` (if given)."""
     cfg = load_yaml(path)
+    from .utils.outputs import note_config
+    note_config(path)  # an input of this run: no output of it is ever written over it
     override_paths = []
     for text in overrides or ():
         parts = apply_override(cfg, text)

@@ -43,6 +43,17 @@ FLUSH_SECONDS = 1.0
 MAX_MANIFEST_BYTES = 256 << 20
 
 
+# The files this process reads as its configuration (config.load_config notes each -c file): no OutputGuard of
+# the process writes over them, whatever a folder's record says (train -c RUN/RecModel/config.yaml into RUN
+# replaced the very config it was reading with the merged one).
+RUN_CONFIGS = set()
+
+
+def note_config(path):
+    """Record `path` as a configuration this run reads: never written over by an OutputGuard."""
+    RUN_CONFIGS.add(os.path.realpath(os.fspath(path)))
+
+
 class OutputError(PPShiTuError):
     """ppshitu refuses to write an output: a file it did not write is in the way, or the folder is not one."""
 
@@ -160,8 +171,9 @@ class OutputGuard:
         path, rel = self._rel(path)
         if rel == MANIFEST:
             raise OutputError(f"{path}: ppshitu keeps its record of written files under that name")
-        if os.path.realpath(path) in self.inputs:
-            raise OutputError(f"{self.what} {self.given}: {path} is an input of this run; it is never written over "
+        if os.path.realpath(path) in self.inputs | RUN_CONFIGS:
+            which = "the config (-c) of this run" if os.path.realpath(path) in RUN_CONFIGS else "an input of this run"
+            raise OutputError(f"{self.what} {self.given}: {path} is {which}; it is never written over "
                               f"(choose another {self.what})")
         real_folder = os.path.realpath(self.folder)
         parent = os.path.realpath(os.path.dirname(path))

@@ -77,3 +77,36 @@ def test_an_honest_index_still_imports(tmp_path, capsys):
     cli([str(tmp_path / "ok"), str(tmp_path / "g")])
     g = Gallery.open(str(tmp_path / "g"))
     assert len(g) == 5 and sorted(g.labels()) == [f"c{i}" for i in range(5)]
+
+
+# 2 -------------------------------------------------------------------------------------------------
+def test_train_never_writes_over_a_users_config_or_its_own_input_config(tiny_rec, tmp_path, capsys):  # noqa: F811
+    from ppshitu.commands.train import cli
+
+    out = tmp_path / "u"
+    (out / "RecModel").mkdir(parents=True)
+    for where in (out / "config.yaml", out / "RecModel" / "config.yaml"):
+        where.write_text("user: mine\n")
+    refused(cli, ["-c", REC_CONFIG, *_tiny_rec_overrides(tiny_rec, out)], capsys, out / "RecModel" / "config.yaml")
+    assert all(p.read_text() == "user: mine\n" for p in (out / "config.yaml", out / "RecModel" / "config.yaml"))
+    # the config a run wrote (recorded as its own), given back as -c into the same folder: an input, never replaced
+    run = tmp_path / "run"
+    cli(["-c", REC_CONFIG, *_tiny_rec_overrides(tiny_rec, run)])
+    own = run / "RecModel" / "config.yaml"
+    before = own.read_bytes()
+    line = refused(cli, ["-c", str(own), *_tiny_rec_overrides(tiny_rec, run), "-o", "Global.epochs=2"], capsys, own)
+    assert "the config (-c) of this run" in line and own.read_bytes() == before
+
+
+def test_no_output_guard_writes_over_a_loaded_config(tmp_path):
+    from ppshitu.config import load_config
+    from ppshitu.utils.outputs import OutputError, OutputGuard
+
+    cfg = tmp_path / "out" / "c.yaml"
+    cfg.parent.mkdir()
+    with OutputGuard(cfg.parent) as guard:
+        guard.write_text(cfg, "Global: {}\n")  # adopted as the folder's own output ...
+    load_config(str(cfg))                       # ... then read as this run's config: never written again
+    with OutputGuard(cfg.parent) as guard, pytest.raises(OutputError, match="config"):
+        guard.write_text(cfg, "Global: {x: 1}\n")
+    assert cfg.read_text() == "Global: {}\n"
