@@ -5,6 +5,7 @@
     python dataset/make_synthetic.py cub --out data/cub            # data/cub/CUB_200_2011/...
     python dataset/make_synthetic.py scenes --out data/scenes --classes 40-69
     python dataset/make_synthetic.py all --out data/synthetic      # rec/, cub/, scenes/ under it
+    python dataset/make_synthetic.py captions --out data/clip      # captioned images (dataset/captions.py)
 
 The same --seed writes byte-identical files; see ppshitu/data/synthetic.py for the layouts.
 """
@@ -62,6 +63,22 @@ def _scene_options():
     return p
 
 
+def _caption_options():
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("captioned images (the text-image model)")
+    g.add_argument("--views-per-combo", type=int, default=4, help="training images of each combination")
+    g.add_argument("--heldout-views", type=int, default=2, help="images of each held-out combination")
+    g.add_argument("--heldout-share", type=float, default=0.12, help="share of the combinations held out")
+    g.add_argument("--caption-size", type=int, default=96, help="image side in pixels")
+    return p
+
+
+def write_captions(args, out):
+    from dataset.captions import make_caption_set
+    return [make_caption_set(out, views_per_combo=args.views_per_combo, heldout_views=args.heldout_views,
+                             heldout_share=args.heldout_share, image_size=args.caption_size, seed=args.seed)]
+
+
 def write_rec(args, out):
     return [synthetic.make_recognition_set(
         out, num_classes=args.num_classes, views_per_class=args.views_per_class, image_size=args.rec_size,
@@ -89,6 +106,7 @@ COMMANDS = {  # name: (writer, option groups, help)
     "rec": (write_rec, [_rec_options], "recognition set with PaddleClas and PP-ShiTu gallery lists"),
     "cub": (write_cub, [_cub_options], "miniature CUB_200_2011 tree"),
     "scenes": (write_scenes, [_scene_options], "detection scenes, train and val COCO json"),
+    "captions": (write_captions, [_caption_options], "captioned images, held-out attribute combinations"),
     "all": (write_all, [_rec_options, _cub_options, _scene_options], "all three, under OUT/{rec,cub,scenes}"),
 }
 

@@ -11,6 +11,7 @@ from .registry import Registry
 TASKS = Registry("model", {
     "RecModel": "ppshitu.rec.task:TASK",
     "PicoDet": "ppshitu.det.task:TASK",
+    "ClipModel": "ppshitu.clip.task:TASK",
 })
 
 

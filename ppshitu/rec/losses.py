@@ -15,6 +15,7 @@ from ..registry import Registry, split_spec
 from .heads import l2_normalize
 
 LOSSES = Registry("loss")
+LOSSES.add("ClipLoss", "ppshitu.clip.loss:ClipLoss")  # the text-image model's (configs/clip)
 NUM = (int, float)
 FEATURE_FROM = Field(str, choices=("features", "backbone"), doc="the embedding after the neck, or the backbone's")
 # each loss's `weight` in Loss.Train (CombinedLoss takes it before the loss is built)
