@@ -95,6 +95,35 @@ COMMANDS = {
         (VALIDATED, "the user's images; run by tests/library/test_search_similarity.py"),
     "python tools/find_duplicates.py -c configs/inference/inference_general.yaml --dir ~/Pictures":
         (VALIDATED, "the user's photos; run by tests/library/test_find_duplicates.py"),
+    # "Text search, and models from ONNX": the user's exports (torch, weights); the paths they feed are run on
+    # tiny ONNX encoders and tokenizers the tests build
+    "python deploy/export_onnx_encoders.py open_clip --model ViT-B-32 --pretrained laion2b_s34b_b79k --out clip_onnx":
+        (VALIDATED, "PyTorch, open_clip and the weights (none here); its files' import: tests/textsearch/test_import_model_errors.py"),
+    "python tools/import_model.py --image-encoder clip_onnx/image_encoder.onnx --text-encoder clip_onnx/text_encoder.onnx "
+    "--tokenizer clip_onnx/tokenizer.json --context-length 77 --resize-short 224 --crop 224 "
+    "--mean 0.48145466 0.4578275 0.40821073 --std 0.26862954 0.26130258 0.27577711 --out models/clip_vit_b32":
+        (VALIDATED, "the OpenCLIP export; a BPE text-image import: tests/textsearch/test_text_search_cli.py"),
+    "python tools/index_folder.py -c configs/inference/inference_general.yaml "
+    "-o Global.rec_inference_model_dir=models/clip_vit_b32 --dir ~/Pictures --index lib_clip/":
+        (VALIDATED, "the imported OpenCLIP and the user's photos; an imported model indexing: "
+                    "tests/textsearch/test_text_search_cli.py"),
+    "python tools/search.py -c configs/inference/inference_general.yaml "
+    "-o Global.rec_inference_model_dir=models/clip_vit_b32 --index lib_clip/ --text \"a red car on a street\"":
+        (VALIDATED, "the OpenCLIP gallery; text search: tests/textsearch/test_text_search_cli.py"),
+    "python tools/import_model.py --image-encoder cnclip/vit-b-16.img.fp32.onnx --text-encoder cnclip/vit-b-16.txt.fp32.onnx "
+    "--tokenizer Chinese-CLIP/cn_clip/clip/vocab.txt --context-length 52 --input-size 224 "
+    "--mean 0.48145466 0.4578275 0.40821073 --std 0.26862954 0.26130258 0.27577711 --out models/cn_clip_vit_b16":
+        (VALIDATED, "Chinese-CLIP's export; a WordPiece text-image import: tests/textsearch/test_text_search_service.py"),
+    "python tools/search.py -c configs/inference/inference_general.yaml "
+    "-o Global.rec_inference_model_dir=models/cn_clip_vit_b16 --index lib_cn/ --text \"红色的汽车\"":
+        (VALIDATED, "a Chinese-CLIP gallery; Chinese text search: tests/textsearch/test_text_search_cli.py"),
+    "python deploy/export_onnx_encoders.py dinov2 --model dinov2_vits14 --out dinov2_onnx":
+        (VALIDATED, "PyTorch and torch.hub's weights (none here); an image-only import: "
+                    "tests/textsearch/test_import_model_errors.py"),
+    "python tools/import_model.py --image-encoder dinov2_onnx/image_encoder.onnx --resize-short 256 --crop 224 "
+    "--mean 0.485 0.456 0.406 --std 0.229 0.224 0.225 --out models/dinov2_small":
+        (VALIDATED, "the DINOv2 export; an image-only import with resize + crop: "
+                    "tests/textsearch/test_import_model_errors.py"),
     # "Multi-GPU and multi-node training"
     "python -m paddle.distributed.launch --gpus 0,1,2,3 tools/train.py "
     "-c configs/rec/EfficientNetLite0_retrieval_CUB.yaml -o Global.device=gpu": (VALIDATED, "GPUs and CUB"),

@@ -130,7 +130,14 @@ class OpenVINORuntime(Runtime):
         if enable_profile:
             self._config["PERF_COUNT"] = True
         self._core, self._model = core, model
-        self.compiled = core.compile_model(dynamic_batch(model.clone()), "CPU", self._config)
+        try:
+            self.compiled = core.compile_model(dynamic_batch(model.clone()), "CPU", self._config)
+        except RuntimeError:
+            if self.source != "onnx":
+                raise
+            # an imported ONNX traced at a fixed batch (Chinese-CLIP's text encoder: [1, 52]) may not reshape;
+            # it runs at the batch it was traced with (text queries come one at a time)
+            self.compiled = core.compile_model(model.clone(), "CPU", self._config)
         self.input_names = [_port_name(p, i, "input") for i, p in enumerate(self.compiled.inputs)]
         self.output_names = [_port_name(p, i, "output") for i, p in enumerate(self.compiled.outputs)]
         self._dynamic = self._request(self.compiled)
