@@ -115,8 +115,11 @@ INFER_GLOBAL = {
                        "deploy/configs/inference_general.yaml): accepted so that config runs unchanged, and "
                        "ignored like label_list (the detector's labels come from its inference.yml)"),
     "inference_backend": Field(str, "paddle", choices=lambda: _runtimes(), doc="the inference runtime"),
-    "precision": Field(STR_OR_NONE, None, choices=("fp32", "bf16", "int8", None),
-                       doc="fp32 | bf16 | int8 (default fp32, or bf16 with enable_mkldnn_bfloat16)"),
+    "precision": Field(STR_OR_NONE, None, choices=("auto", "fp32", "bf16", "int8", None),
+                       doc="auto | fp32 | bf16 | int8 (unset: auto, or bf16 with enable_mkldnn_bfloat16). auto "
+                           "matters on openvino only (paddle: fp32): bf16 where the CPU computes it natively, "
+                           "else the int8 model beside the fp32 one (<dir>_int8) that passed its agreement "
+                           "check, else fp32; printed once with its reason (ppshitu/infer/precision.py)"),
     "bf16_f32_layers": Field((int, NONE), None, min_value=0,
                              doc="bf16 on openvino: the first N convolution/matmul layers from the input stay "
                                  "f32 (none: the runtime's measured default; 0: bf16 everywhere)"),

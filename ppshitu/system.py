@@ -82,6 +82,7 @@ class RecognitionSystem:
         and checked against the inference schema (ppshitu.api.load_inference_config)."""
         from .api import load_inference_config
         from .gallery.base import gallery_location, open_gallery
+        from .gallery.errors import GalleryError
         from .gallery.model_id import model_fingerprint
 
         if isinstance(cfg, (str, os.PathLike)) or overrides:
@@ -90,7 +91,11 @@ class RecognitionSystem:
         gallery_location(idx)  # a missing index_dir (faiss) or uri (milvus) fails before any model loads
         rec = factory.rec_predictor(cfg)
         # the weights' own fingerprint, not inference.yml's copy (new weights under an old yml)
-        gallery = open_gallery(idx, model_fingerprint=model_fingerprint(rec), embedding_size=rec.embedding_size)
+        try:
+            gallery = open_gallery(idx, model_fingerprint=model_fingerprint(rec), embedding_size=rec.embedding_size)
+        except GalleryError:
+            rec = _rec_of_gallery(cfg, rec)  # auto chose int8 for a gallery the fp32 model built: run fp32
+            gallery = open_gallery(idx, model_fingerprint=model_fingerprint(rec), embedding_size=rec.embedding_size)
         if idx.get("ef_search") or idx.get("nprobe"):
             gallery.set_search_params(ef_search=idx.get("ef_search"), nprobe=idx.get("nprobe"))
         det = factory.det_predictor(cfg)
@@ -237,6 +242,19 @@ class RecognitionSystem:
         if x2 - x1 < self.min_crop_size or y2 - y1 < self.min_crop_size:
             return None  # an empty or sliver crop cannot be recognised (and breaks cv2.resize)
         return [x1, y1, x2, y2]
+
+
+def _rec_of_gallery(cfg, rec):
+    """The fp32 model where Global.precision auto chose its int8 sibling (ppshitu/infer/precision.py) but the
+    gallery was built by the fp32 model; else re-raise the gallery's refusal."""
+    from .infer.precision import Choice, announce
+
+    choice = getattr(rec, "precision_choice", None)
+    if choice is None or choice.alternative is None:
+        raise
+    announce("rec", Choice(choice.alternative, "fp32", "the gallery was built by this model (build it again "
+                           "with precision auto for int8's speed)"))
+    return factory.rec_predictor(cfg, precision="fp32")
 
 
 def _number(value, key, kind, low=None):

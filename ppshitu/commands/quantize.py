@@ -10,8 +10,16 @@ Global.det_inference_model_dir (--model det). --calib is an image folder (search
 file (gallery lists `path<TAB>label`, PaddleClas lists `path label`; paths relative to the list's folder,
 or to --image-root) or one image. The images go through the model's own preprocessing (inference.yml;
 for PP-ShiTu's published models, RecPreProcess / DetPreProcess). Use images like the ones the model will
-see, not the ones you evaluate on. Run the result with -o Global.inference_backend=openvino
--o Global.precision=int8 and the model dir pointed at --out.
+see, not the ones you evaluate on (for the detector: scenes like the user's; for the recognition model: gallery
+images and crops of scenes).
+
+The int8 model is checked against fp32 on the calibration images by what the user sees (the detector's boxes
+clear of Global.threshold kept at IoU >= 0.8; each image's gallery neighbour among the others kept, cosine >=
+0.98: ppshitu/infer/quantize_check.py); below --target, NNCF's accuracy control keeps the layers that move
+answers most in f32 until it is reached. The agreement, the layers kept in f32 and whether it passed are printed
+and written to --out/quantize_report.json. --out defaults to the model dir + "_int8", where
+Global.precision auto (the openvino default) finds it and runs it if it passed; -o Global.precision=int8 with
+the model dir pointed at --out runs it in any case.
 """
 import logging
 import os
@@ -35,7 +43,12 @@ def main(argv=None):
     parser = config_parser(__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("rec", "det"), default="rec", help="which model of the config")
     parser.add_argument("--calib", required=True, help="calibration images: a folder, a list file or an image")
-    parser.add_argument("--out", required=True, help="the quantized model directory to write")
+    parser.add_argument("--out", default=None, help="the quantized model directory to write (default: the model "
+                        "dir + '_int8', where Global.precision auto looks)")
+    parser.add_argument("--target", type=float, default=None, help="agreement with fp32 on the calibration "
+                        "images to reach (default 0.99)")
+    parser.add_argument("--no-accuracy-control", action="store_true", help="plain post-training quantization: "
+                        "check and report, but keep no layer in f32 beyond the first")
     parser.add_argument("--image-root", default=None, help="root of a list file's relative paths "
                         "(default: the list file's folder)")
     parser.add_argument("--subset-size", type=int, default=300, help="calibration images used (default 300)")
@@ -56,14 +69,24 @@ def main(argv=None):
         raise ConfigError(f"{key} is required: the model to quantize")
     if args.subset_size < 1:
         raise ConfigError(f"--subset-size must be >= 1, got {args.subset_size}")
-    from ppshitu.infer.quantize import quantize_model
+    from ppshitu.infer.precision import int8_beside
+    from ppshitu.infer.quantize import DEFAULT_TARGET, quantize_model
 
-    spec = quantize_model(model_dir, calibration_paths(args.calib, args.image_root), args.out,
+    out = args.out or int8_beside(model_dir)
+    target = DEFAULT_TARGET if args.target is None else args.target
+    spec = quantize_model(model_dir, calibration_paths(args.calib, args.image_root), out,
                           model_type=args.model, transform_ops=ops, subset_size=args.subset_size,
-                          calib_source=args.calib, overwrite=args.overwrite)
-    print(f"wrote {args.out} ({spec['model_type']}, int8, {spec['calibration']['images']} calibration images, "
-          f"fingerprint {spec['fingerprint']}); run it with -o Global.inference_backend=openvino "
-          f"-o Global.precision=int8 -o {key}={args.out}")
+                          calib_source=args.calib, overwrite=args.overwrite, target=target,
+                          threshold=g.get("threshold", 0.2), accuracy_control=not args.no_accuracy_control)
+    cal = spec["calibration"]
+    layers = cal["float_layers"]
+    print(f"agreement with fp32 on the calibration images: {cal['agreement']:.4f} (target {target:.4f}): "
+          f"{'passed' if cal['passed'] else 'FAILED'}; {len(layers)} layer(s) kept in f32: "
+          f"{', '.join(layers) or 'none'}")
+    print(f"wrote {out} ({spec['model_type']}, int8, {cal['images']} calibration images, "
+          f"fingerprint {spec['fingerprint']}, report {out}/quantize_report.json); "
+          + (f"Global.precision auto runs it where bf16 is not native" if cal["passed"] and out == int8_beside(model_dir)
+             else f"run it with -o Global.inference_backend=openvino -o Global.precision=int8 -o {key}={out}"))
     return spec
 
 

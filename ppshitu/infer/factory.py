@@ -6,9 +6,11 @@ benchmarks all build them here, so a model runs with the same runtime settings e
     det = det_predictor(cfg)                 # None when Global.det_inference_model_dir is empty
 
 Both models run on `Global.inference_backend` (a registered runtime: paddle | openvino) in `Global.precision`
-(fp32 | bf16 | int8; unset: bf16 when enable_mkldnn_bfloat16, else fp32). int8 needs models written by tools/quantize.py
-(point both model dirs at them); bf16 on a CPU without native bf16, or int8 on a model that is not
-quantized, is refused by the runtime with the reason.
+(fp32 | bf16 | int8 | auto; unset: bf16 when enable_mkldnn_bfloat16, else auto). auto, chosen per model for the CPU
+(ppshitu/infer/precision.py), matters on openvino only: bf16 where native, else the int8 model beside the fp32
+one that passed its agreement check, else fp32; on paddle it is fp32. Explicit int8 needs models written by
+tools/quantize.py (point both model dirs at them); bf16 on a CPU without native bf16, or int8 on a model that
+is not quantized, is refused by the runtime with the reason.
 """
 from ..errors import ConfigError
 from .runtime import runtime_class
@@ -20,15 +22,19 @@ def runtime_options(cfg, backend=None):
     """Global keys -> the runtime's options (ppshitu.infer.runtime): the common ones here, the rest from the
     selected runtime's own `config_options` (a new runtime adds no line here). `backend`: this runtime
     instead of Global.inference_backend's."""
+    from .precision import auto_float, requested
+
     g = cfg["Global"]
-    precision = g.get("precision") or ("bf16" if g.get("enable_mkldnn_bfloat16") else "fp32")
     backend = backend or g.get("inference_backend") or "paddle"
+    precision = requested(g)
+    if precision == "auto":  # no model to look beside: the float precision auto would pick
+        precision = auto_float(backend)[0]
     return {"backend": backend, "use_gpu": bool(g.get("use_gpu", False)),
             "cpu_threads": int(g.get("cpu_num_threads", 2)), "precision": precision,
             **runtime_class(backend).config_options(g)}
 
 
-def rec_predictor(cfg):
+def rec_predictor(cfg, precision=None):
     from .rec import RecPredictor  # paddle loads only when a model is needed
 
     g = cfg["Global"]
@@ -36,8 +42,25 @@ def rec_predictor(cfg):
     if not model_dir:
         raise ConfigError("Global.rec_inference_model_dir is required (an exported recognition model)")
     batch = max(REC_BATCH, int((cfg.get("IndexProcess") or {}).get("batch_size") or REC_BATCH))
-    return RecPredictor(model_dir, preprocess=(cfg.get("RecPreProcess") or {}).get("transform_ops"),
-                        max_batch_size=batch, **runtime_options(cfg, _backend_for(model_dir)))
+    model_dir, options, choice = model_options(cfg, model_dir, "rec", _backend_for(model_dir), precision)
+    rec = RecPredictor(model_dir, preprocess=(cfg.get("RecPreProcess") or {}).get("transform_ops"),
+                       max_batch_size=batch, **options)
+    rec.precision_choice = choice
+    return rec
+
+
+def model_options(cfg, model_dir, kind, backend=None, precision=None):
+    """(model dir, runtime options, Choice) for one model: Global.precision (or `precision`) resolved for it,
+    auto's choice printed once (ppshitu.infer.precision)."""
+    from .precision import announce, choose_precision, requested
+
+    options = runtime_options(cfg, backend)
+    asked = precision or requested(cfg["Global"])
+    choice = choose_precision(model_dir, kind, options["backend"], asked)
+    if asked == "auto":
+        announce(kind, choice)
+    options["precision"] = choice.precision
+    return choice.model_dir, options, choice
 
 
 def _backend_for(model_dir):
@@ -63,6 +86,7 @@ def det_predictor(cfg, max_det_results=None):
     g = cfg["Global"]
     if not g.get("det_inference_model_dir"):
         return None
-    return DetPredictor(g["det_inference_model_dir"], threshold=g.get("threshold", 0.2),
+    model_dir, options, _ = model_options(cfg, g["det_inference_model_dir"], "det")
+    return DetPredictor(model_dir, threshold=g.get("threshold", 0.2),
                         max_det_results=max_det_results or g.get("max_det_results", 5),
-                        preprocess=(cfg.get("DetPreProcess") or {}).get("transform_ops"), **runtime_options(cfg))
+                        preprocess=(cfg.get("DetPreProcess") or {}).get("transform_ops"), **options)

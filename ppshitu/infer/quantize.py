@@ -23,7 +23,7 @@ from .spec import SPEC_FILE, check_model_out_dir, check_spec, fingerprint, read_
 log = logging.getLogger("ppshitu.infer")
 
 DEFAULT_SUBSET = 300
-QUANTIZER_VERSION = 3  # in inference.yml's calibration block: what settings wrote the model
+QUANTIZER_VERSION = 4  # in inference.yml's calibration block: what settings wrote the model
 
 
 def _nncf():
@@ -130,21 +130,42 @@ def _feeds(model_type, preprocess, rgb, input_names):
 
 
 FLOAT_LAYERS = 1  # the first convolution/matmul layers left in float (openvino.passes.front_layers)
+DEFAULT_TARGET = 0.99  # agreement with fp32 on the calibration set (quantize_check) that the check asks for
+CHECK_IMAGES = 120     # calibration images the check and the accuracy control run on (each run is one pass)
+REPORT_FILE = "quantize_report.json"
+
+
+def _settings(nncf, model_type, names, fast_bias_correction, overflow_fix):
+    """nncf.quantize's keyword arguments. OverflowFix ENABLE (7-bit weights everywhere): AVX2 / AVX-512 CPUs
+    without VNNI sum u8 x s8 pairs in 16 bits, which saturate with full-range weights; a model that must keep
+    its answers on every CPU cannot assume VNNI."""
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+    # NMS stays float: its inputs are box coordinates and scores, not activations
+    types = ["NonMaxSuppression", "MulticlassNms", "MatrixNms"] if model_type == "det" else []
+    return dict(preset=nncf.QuantizationPreset.PERFORMANCE, fast_bias_correction=fast_bias_correction,
+                ignored_scope=nncf.IgnoredScope(names=names, types=types, validate=False),
+                advanced_parameters=AdvancedQuantizationParameters(overflow_fix=OverflowFix(overflow_fix)))
 
 
 def quantize_model(model_dir, images, out_dir, model_type=None, transform_ops=None, subset_size=DEFAULT_SUBSET,
-                   calib_source=None, overwrite=False, fast_bias_correction=False, float_layers=FLOAT_LAYERS):
-    """Quantize `model_dir` to int8 with NNCF's post-training quantization; returns the written spec.
+                   calib_source=None, overwrite=False, fast_bias_correction=False, float_layers=FLOAT_LAYERS,
+                   target=DEFAULT_TARGET, threshold=0.3, accuracy_control=True, overflow_fix="enable"):
+    """Quantize `model_dir` to int8 with NNCF's post-training quantization, check it against fp32 on the
+    calibration images (quantize_check: boxes kept / gallery neighbours kept) and, while the agreement is
+    below `target` and `accuracy_control`, let NNCF's accuracy control put the layers that move answers most
+    back in float; returns the written spec. The check's outcome, the layers left in float and whether it
+    passed go to REPORT_FILE beside the model (Global.precision auto runs only a model that passed).
 
     images: paths or RGB uint8 arrays (at least one); subset_size: how many of them NNCF uses.
     transform_ops: RecPreProcess / DetPreProcess.transform_ops, for a directory without inference.yml.
-    Defaults chosen on the demo rec model: full bias correction (cosine mean 0.9972 vs 0.9922 with the fast
-    one) and the first `float_layers` convolution/matmul layers in float: on the demo rec model
-    (EfficientNet-Lite0) quantizing the stem convolution alone cost most of the int8 error (embedding cosine to
-    fp32 mean 0.9972 / min 0.971 with it in int8, 0.9985 / 0.991 without)."""
+    threshold: the detector's score threshold (Global.threshold), below which a box does not count.
+    Defaults chosen on the demo models: full bias correction (rec cosine mean 0.9972 vs 0.9922 with the fast
+    one), the first `float_layers` convolution/matmul layers in float (the stem convolution alone cost most
+    of the rec model's int8 error: cosine mean / min 0.9972 / 0.971 in int8, 0.9985 / 0.991 in float)."""
     from .openvino import _ov
-    from .openvino.convert import IR_FILES, make_temp_dir, resolve_program
-    from .openvino.passes import HEAVY_OPS, dynamic_batch, front_layers, is_quantized, optimize_for_cpu
+    from .openvino.convert import resolve_program
+    from .openvino.passes import dynamic_batch, is_quantized, optimize_for_cpu
 
     ov, nncf = _ov(), _nncf()
     spec = read_spec(model_dir)
@@ -153,6 +174,8 @@ def quantize_model(model_dir, images, out_dir, model_type=None, transform_ops=No
     images = list(images)
     if not images:
         raise ConfigError("quantize: no calibration images")
+    if not 0 < float(target) <= 1:
+        raise ConfigError(f"quantize: --target must be in (0, 1], got {target}")
     if os.path.abspath(out_dir) == os.path.abspath(model_dir):
         raise ConfigError(f"quantize: --out {out_dir} is the source model directory; write to a new one")
     check_model_out_dir(out_dir, overwrite, "quantize: --out")
@@ -167,15 +190,64 @@ def quantize_model(model_dir, images, out_dir, model_type=None, transform_ops=No
     if not items:
         raise ConfigError("quantize: none of the calibration images could be read")
     log.info("quantizing %s (%s) with %d calibration images", model_dir, model_type, len(items))
-    dataset = nncf.Dataset(items, lambda item: _feeds(model_type, pre, _rgb(item), input_names))
+    quantized, report = _quantize_checked(
+        ov, nncf, model, items, lambda item: _feeds(model_type, pre, _rgb(item), input_names), model_type,
+        _settings(nncf, model_type, _front_names(model, float_layers), fast_bias_correction, overflow_fix),
+        float(target), float(threshold), accuracy_control)
+    report.update(source=str(model_dir), calibration_images=len(items),
+                  settings={"float_layers": int(float_layers), "fast_bias_correction": bool(fast_bias_correction),
+                            "overflow_fix": overflow_fix, "preset": "performance"})
+    return _save(ov, nncf, quantized, out_dir, spec, model_dir, model_type, pre, pre_keys, input_names, items,
+                 calib_source, report)
+
+
+def _front_names(model, float_layers):
+    from .openvino.passes import HEAVY_OPS, front_layers
+
     front = front_layers(model, int(float_layers))
-    names = sorted(op.get_friendly_name() for op in model.get_ordered_ops()
-                   if op.get_type_name() in HEAVY_OPS and op.get_friendly_name() in front)
-    # NMS stays float: its inputs are box coordinates and scores, not activations
-    types = ["NonMaxSuppression", "MulticlassNms", "MatrixNms"] if model_type == "det" else []
-    quantized = nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.PERFORMANCE,
-                              subset_size=len(items), fast_bias_correction=fast_bias_correction,
-                              ignored_scope=nncf.IgnoredScope(names=names, types=types, validate=False))
+    return sorted(op.get_friendly_name() for op in model.get_ordered_ops()
+                  if op.get_type_name() in HEAVY_OPS and op.get_friendly_name() in front)
+
+
+def _quantize_checked(ov, nncf, model, items, feeds, model_type, settings, target, threshold, accuracy_control):
+    """(quantized model, report): plain PTQ, its agreement with fp32 on the first CHECK_IMAGES calibration
+    images, and NNCF's accuracy control when that falls short of `target`."""
+    from ..utils.cpu import describe
+    from .quantize_check import AnswerCheck, float_layers
+
+    core = ov.Core()
+    compile_ = lambda m: core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})  # noqa: E731
+    check_items = items[:CHECK_IMAGES]
+    check = AnswerCheck(model_type, check_items, feeds, compile_(model), threshold)
+    dataset = nncf.Dataset(items, feeds)
+    quantized = nncf.quantize(model, dataset, subset_size=len(items), **settings)
+    first = check.score(compile_(quantized))
+    log.info("int8 check: agreement %.4f with fp32 on %d calibration images (target %.4f)",
+             first["agreement"], len(check_items), target)
+    report = {"target": target, "threshold": threshold, "plain": first, "accuracy_control": None}
+    if first["agreement"] < target and accuracy_control:
+        from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+        indexed = list(enumerate(check_items))
+        ac = dict(settings, advanced_quantization_parameters=settings["advanced_parameters"])
+        del ac["advanced_parameters"]
+        quantized = nncf.quantize_with_accuracy_control(
+            model, nncf.Dataset(items, feeds), nncf.Dataset(indexed), check.validation_fn,
+            max_drop=1.0 - target, drop_type=nncf.DropType.ABSOLUTE, subset_size=len(items),
+            advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
+                ranking_subset_size=min(len(indexed), 60)), **ac)
+        report["accuracy_control"] = check.score(compile_(quantized))
+    final = report["accuracy_control"] or first
+    report.update(agreement=final["agreement"], passed=bool(final["agreement"] >= target),
+                  f32_layers=float_layers(quantized), checked_on=describe())
+    return quantized, report
+
+
+def _save(ov, nncf, quantized, out_dir, spec, model_dir, model_type, pre, pre_keys, input_names, items,
+          calib_source, report):
+    import json
+
+    from .openvino.convert import IR_FILES, make_temp_dir
 
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
@@ -192,9 +264,14 @@ def quantize_model(model_dir, images, out_dir, model_type=None, transform_ops=No
         new.update(format="openvino", precision="int8", openvino_model=IR_FILES[0],
                    fingerprint=fingerprint(os.path.join(tmp, IR_FILES[1])), quantized_from=source_fp,
                    calibration={"images": len(items), "source": str(calib_source) if calib_source else None,
-                                "float_layers": names, "fast_bias_correction": bool(fast_bias_correction),
-                                "quantizer_version": QUANTIZER_VERSION, "nncf": getattr(nncf, "__version__", None)})
+                                "float_layers": report["f32_layers"],
+                                "fast_bias_correction": report["settings"]["fast_bias_correction"],
+                                "quantizer_version": QUANTIZER_VERSION, "nncf": getattr(nncf, "__version__", None),
+                                "agreement": report["agreement"], "passed": report["passed"]})
         written = _write_spec(tmp, new)
+        report["quantized_from"] = source_fp
+        with open(os.path.join(tmp, REPORT_FILE), "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=1)
         if os.path.exists(out_dir):
             shutil.rmtree(out_dir)
         os.rename(tmp, out_dir)

@@ -180,7 +180,7 @@ def test_quantized_tiny_model_keeps_its_embeddings_and_loads_through_rec_predict
     spec = quantize_model(tiny["legacy"], _images(48, seed=1), out, subset_size=48)
     assert spec["precision"] == "int8" and spec["format"] == "openvino"
     assert spec["quantized_from"] == read_spec(tiny["legacy"])["fingerprint"]
-    assert sorted(os.listdir(out)) == ["inference.bin", "inference.xml", "inference.yml"]
+    assert sorted(os.listdir(out)) == ["inference.bin", "inference.xml", "inference.yml", "quantize_report.json"]
     q = RecPredictor(out, backend="openvino", precision="int8", cpu_threads=1)
     assert q.embedding_size == 24 and q.fingerprint == spec["fingerprint"]
     imgs = _images(16, seed=2)

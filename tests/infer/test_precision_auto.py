@@ -1,0 +1,156 @@
+"""Global.precision auto (ppshitu/infer/precision.py) and the int8 agreement check (ppshitu/infer/quantize_check.py,
+quantize_report.json): auto runs fp32 without a quantized model beside, the int8 one beside when its check passed,
+fp32 (saying why) when it failed; bf16 first where native; explicit values as given; paddle unaffected. Every
+test fixes what the CPU offers (kernel flags / bf16_support), so they hold on AVX2-only, AVX512-BF16 and AMX
+machines alike."""
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from ppshitu.config import load_config
+from ppshitu.errors import ConfigError
+from ppshitu.infer import factory
+from ppshitu.infer import openvino_runtime as ovr
+from ppshitu.infer.precision import choose_precision, int8_beside
+from ppshitu.schemas import INFER_SCHEMA
+from tests.infer.test_openvino_runtime import _export, _images
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A tiny fp32 rec model and, beside it (<dir>_int8), its int8 model written by tools/quantize.py."""
+    root = tmp_path_factory.mktemp("auto")
+    fp32 = _export(str(root / "rec"), True)
+    calib = root / "calib"
+    calib.mkdir()
+    import cv2
+
+    for i, img in enumerate(_images(24, seed=5)):
+        cv2.imwrite(str(calib / f"{i}.png"), img[:, :, ::-1])
+    cfg = root / "infer.yaml"
+    cfg.write_text(f"Global:\n  rec_inference_model_dir: {fp32}\n")
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    try:
+        import quantize as tool
+    finally:
+        sys.path.pop(0)
+    spec = tool.main(["-c", str(cfg), "--calib", str(calib), "--target", "0.5"])  # --out: <dir>_int8
+    return {"fp32": fp32, "int8": int8_beside(fp32), "spec": spec, "cfg": str(cfg)}
+
+
+@pytest.fixture
+def no_bf16(monkeypatch):
+    monkeypatch.setattr(ovr, "kernel_flags", lambda: {"avx2", "fma"})
+
+
+def _cfg(path, *overrides):
+    return load_config(path, list(overrides), INFER_SCHEMA)
+
+
+def _report(int8_dir):
+    with open(os.path.join(int8_dir, "quantize_report.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def test_the_quantize_tool_writes_a_report_with_the_agreement_and_the_f32_layers(models):
+    report = _report(models["int8"])
+    assert report["passed"] is True and 0.5 <= report["agreement"] <= 1.0
+    assert report["plain"]["images"] == 24 and report["plain"]["counted"] == 24
+    # the first convolution stays f32 (float_layers=1) and is named as such
+    assert len(report["f32_layers"]) >= 1 and all(isinstance(n, str) for n in report["f32_layers"])
+    assert report["quantized_from"] == models["spec"]["quantized_from"]
+    cal = models["spec"]["calibration"]
+    assert cal["passed"] is True and cal["float_layers"] == report["f32_layers"]
+    assert report["plain"]["cosine_min"] >= 0.9  # a tiny random net; the demo models: bench_int8_agreement
+
+
+def test_auto_runs_the_passing_int8_model_beside_where_bf16_is_not_native(models, no_bf16, capsys):
+    rec = factory.rec_predictor(_cfg(models["cfg"], "Global.inference_backend=openvino"))
+    assert rec.model_dir == models["int8"] and rec.runtime.precision == "int8"
+    err = capsys.readouterr().err
+    assert "precision int8 for the rec model" in err and "passed its agreement check" in err
+    imgs = _images(8, seed=9)
+    ref = factory.rec_predictor(_cfg(models["cfg"], "Global.precision=fp32")).predict(imgs)
+    assert np.sum(ref * rec.predict(imgs), axis=1).min() >= 0.9
+
+
+def test_auto_is_fp32_without_a_quantized_model_beside(models, tmp_path, no_bf16, capsys):
+    import shutil
+
+    fp32 = str(shutil.copytree(models["fp32"], tmp_path / "rec"))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"Global:\n  rec_inference_model_dir: {fp32}\n  inference_backend: openvino\n")
+    rec = factory.rec_predictor(_cfg(str(cfg)))
+    assert rec.model_dir == fp32 and rec.runtime.precision == "fp32"
+    assert "no quantized model beside it" in capsys.readouterr().err
+
+
+def test_auto_refuses_an_int8_model_whose_check_failed(models, no_bf16, tmp_path):
+    import shutil
+
+    fp32 = shutil.copytree(models["fp32"], tmp_path / "rec")
+    int8 = shutil.copytree(models["int8"], tmp_path / "rec_int8")
+    report = _report(str(int8))
+    report.update(passed=False, agreement=0.9, target=0.99)  # as a check that fell short writes it
+    (int8 / "quantize_report.json").write_text(json.dumps(report))
+    choice = choose_precision(str(fp32), "rec", "openvino", "auto")
+    assert choice.precision == "fp32" and choice.model_dir == str(fp32)
+    assert "failed its agreement check" in choice.reason and "0.9" in choice.reason
+    os.remove(int8 / "quantize_report.json")  # an int8 model from before the check: not trusted either
+    assert "no agreement check" in choose_precision(str(fp32), "rec", "openvino", "auto").reason
+
+
+def test_auto_prefers_native_bf16_and_explicit_values_are_kept(models, monkeypatch):
+    monkeypatch.setattr(ovr, "bf16_support", lambda: (True, "avx512_bf16; OpenVINO capabilities ['BF16']"))
+    choice = choose_precision(models["fp32"], "rec", "openvino", "auto")
+    assert (choice.precision, choice.model_dir) == ("bf16", models["fp32"]) and "natively" in choice.reason
+    for asked in ("fp32", "bf16", "int8"):
+        assert choose_precision(models["fp32"], "rec", "openvino", asked).precision == asked
+    # paddle: auto is fp32 on the fp32 model, whatever sits beside it
+    assert (choose_precision(models["fp32"], "rec", "paddle", "auto").model_dir,
+            choose_precision(models["fp32"], "rec", "paddle", "auto").precision) == (models["fp32"], "fp32")
+    rec = factory.rec_predictor(_cfg(models["cfg"], "Global.precision=fp32", "Global.inference_backend=openvino"))
+    assert rec.model_dir == models["fp32"] and rec.runtime.precision == "fp32"
+
+
+def test_explicit_values_keep_their_errors(models, no_bf16):
+    with pytest.raises(ConfigError, match="avx512_bf16"):
+        factory.rec_predictor(_cfg(models["cfg"], "Global.precision=bf16", "Global.inference_backend=openvino"))
+    with pytest.raises(ConfigError, match="tools/quantize.py"):
+        factory.rec_predictor(_cfg(models["cfg"], "Global.precision=int8", "Global.inference_backend=openvino"))
+    with pytest.raises(ConfigError, match="Global.precision"):
+        _cfg(models["cfg"], "Global.precision=int4")
+
+
+def test_the_detector_check_counts_a_moved_box_and_an_extra_one():
+    from ppshitu.infer.quantize_check import DetCheck
+
+    def out(rows):  # PaddleDetection's [class, score, x1, y1, x2, y2] rows and bbox_num
+        return [np.array(rows, np.float32).reshape(-1, 6), np.array([len(rows)], np.int32)]
+
+    ref = out([[0, 0.9, 10, 10, 60, 60], [0, 0.8, 100, 100, 150, 160], [0, 0.31, 0, 0, 5, 5]])
+    check = DetCheck([ref], threshold=0.3)
+    assert check.item(0, ref) == (2, 2)  # the 0.31 box is within the margin of the threshold: not counted
+    moved = out([[0, 0.9, 10, 10, 60, 60], [0, 0.8, 115, 100, 165, 160]])
+    assert check.item(0, moved) == (1, 3)  # the moved box is lost, and int8's box there is one fp32 lacks
+    extra = out([[0, 0.9, 10, 10, 60, 60], [0, 0.8, 100, 100, 150, 160], [0, 0.7, 200, 200, 230, 230]])
+    assert check.item(0, extra) == (2, 3)
+
+
+def test_the_rec_check_counts_a_changed_neighbour_and_a_moved_vector():
+    from ppshitu.infer.quantize_check import RecCheck
+
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((3, 16))
+    vecs = np.concatenate([base, base + 0.05 * rng.standard_normal((3, 16))])  # i and i + 3 are neighbours
+    check = RecCheck([[v[None]] for v in vecs])
+    assert check.decided.all()
+    assert all(check.item(i, [vecs[i][None]]) == (1, 1) for i in range(6))
+    assert check.item(0, [vecs[1][None]]) == (0, 1)  # now nearest to another image
+    noisy = vecs[0] + 0.3 * np.linalg.norm(vecs[0]) * rng.standard_normal(16) / 4
+    assert check.item(0, [noisy[None]]) == (0, 1)  # cosine below REC_MIN_COSINE
