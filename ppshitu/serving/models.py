@@ -35,6 +35,8 @@ def errors(*codes):
 class ModelInfo(Answer):
     fingerprint: Optional[str] = None
     embedding_size: Optional[int] = None
+    text_search: Optional[bool] = Field(None, description="the model has a text encoder and made the gallery's "
+                                                          "vectors: POST /search takes text queries")
 
 
 class InferenceStats(Answer):
@@ -205,6 +207,40 @@ class Renamed(GallerySummary):
     moved: int
     ids: Optional[list[int]] = None
     lost: Optional[int] = Field(None, description="items added to the old class by another process meanwhile")
+
+
+# ---------------------------------------------------------------- the gallery doctor (doctor_view.py)
+class DoctorItem(Answer):
+    id: int
+    label: str
+    name: Optional[str] = None
+    thumbnail: str
+
+
+class DoctorLabel(Answer):
+    label: str
+    count: int
+    loo_recall_at_1: Optional[Number] = Field(None, description="leave-one-out recall@1 (none: one image)")
+
+
+class DoctorMislabel(DoctorItem):
+    suggested: str = Field(description="the label its nearest items carry")
+    margin: Number
+    z: Number
+    neighbours: list[DoctorItem]
+
+
+class DoctorResponse(Answer):
+    version: Optional[str] = Field(None, description="the gallery version diagnosed (the cache's key)")
+    items: int
+    labels: int
+    summary: dict
+    label_table: list[DoctorLabel] = Field(description="per label, worst leave-one-out recall@1 first")
+    confused_pairs: list[dict] = []
+    suspected_mislabels: list[DoctorMislabel] = []
+    same_image_two_labels: list[dict] = []
+    outliers: list[dict] = []
+    single_image_labels: list[str] = []
 
 
 # ---------------------------------------------------------------- requests

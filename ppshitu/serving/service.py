@@ -39,7 +39,7 @@ from ..errors import ConfigError
 from ..gallery import GalleryError
 from ..embedder import Embedder
 from ..gallery.base import gallery_exists, gallery_location, open_gallery
-from ..gallery.model_id import model_fingerprint
+from ..gallery.model_id import model_fingerprint, text_fingerprint
 from ..system import RecognitionSystem
 from ..utils.text import label_problem, nfc
 from ..utils.image import (IMAGE_EXTENSIONS, MIN_IMAGE_SIDE, ImageReadError, ImageTooLargeError, decode_image,
@@ -716,7 +716,9 @@ class Service:
         stale = g.pop("stale") or next((r.stale for r in self.inference.states if r.stale), None)
         return {"status": "degraded" if stale else "ok", **g, "gallery_size": g["count"],
                 "backend": self.backend, "location": self.catalog.gallery.index_dir,
-                "model": {"fingerprint": self.fingerprint, "embedding_size": self.embedding_size},
+                "model": {"fingerprint": self.fingerprint, "embedding_size": self.embedding_size,
+                          "text_search": text_fingerprint(self.fingerprint) is not None
+                          and g["model_fingerprint"] in (None, self.fingerprint)},
                 "model_matches_gallery": g["model_fingerprint"] in (None, self.fingerprint),
                 "writes_enabled": self.settings.writes_enabled,
                 "writes": "enabled (Authorization: Bearer <token>)" if self.settings.writes_enabled

@@ -44,6 +44,7 @@ def test_the_page_searches_by_text(browser, url):  # noqa: F811
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.goto(url + "/")
     expect(page.locator("body")).to_have_attribute("data-ready", "1")
+    expect(page.locator("#search-text")).to_be_enabled()   # /health: this model's gallery answers text
     captions = _search(page, "蓝色的天空")
     assert len(captions) == 6 and all(c.startswith("blue") for c in captions[:2]), captions   # the gallery, nearest first
     assert _search(page, "a red car")[0].startswith("red")

@@ -80,6 +80,8 @@ def test_a_model_without_text_encoder_refuses_text_but_searches_images(served):
     import numpy as np
     from PIL import Image
 
+    assert served["clip"].get("/health").json()["model"]["text_search"] is True
+    assert served["plain"].get("/health").json()["model"]["text_search"] is False
     r = served["plain"].post("/search", params={"text": "red"})
     assert r.status_code == 409 and "no text encoder" in r.json()["error"]
     buf = io.BytesIO()

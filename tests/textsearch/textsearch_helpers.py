@@ -85,7 +85,8 @@ def bpe_tokenizer(path):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|pad|>", "<|startoftext|>", "<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), min_frequency=1)
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), min_frequency=1,
+                                  show_progress=False)
     tok.train_from_iterator(SENTENCES * 3, trainer)
     tok.save(path)
     return tok
@@ -96,7 +97,7 @@ def wordpiece_vocab(path):
     from tokenizers.implementations import BertWordPieceTokenizer
 
     tok = BertWordPieceTokenizer(lowercase=True, handle_chinese_chars=True)
-    tok.train_from_iterator(SENTENCES + SENTENCES_ZH, vocab_size=400, min_frequency=1)
+    tok.train_from_iterator(SENTENCES + SENTENCES_ZH, vocab_size=400, min_frequency=1, show_progress=False)
     vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(t + "\n" for t, _ in vocab)

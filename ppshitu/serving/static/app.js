@@ -64,6 +64,10 @@ async function loadHealth() {
       `gallery ${h.version}: ${h.count} images, ${h.labels} classes · model ${h.model.fingerprint || "?"}` +
       (h.stale ? " · warning: " + h.stale : "");
     document.body.classList.toggle("read-only", !h.writes_enabled);
+    const textOk = Boolean(h.model.text_search);  // a text-image model's gallery answers text queries
+    $("#search-text").disabled = $("#search-text-go").disabled = !textOk;
+    $("#search-text-hint").textContent = textOk ? "" : "(text search needs a gallery indexed with a text-image " +
+      "model: tools/import_model.py --text-encoder)";
     const ws = $("#write-status");
     ws.textContent = "";
     if (!h.writes_enabled) {
