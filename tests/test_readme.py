@@ -83,9 +83,9 @@ COMMANDS = {
     "python tools/predict_system.py -c configs/inference/inference_general.yaml -o Global.inference_backend=openvino "
     "-o Global.precision=bf16 -o Global.infer_imgs=photos/":
         (VALIDATED, "a CPU with native bf16; the runtime: tests/infer/test_openvino_runtime.py"),
-    "python tools/quantize.py -c configs/inference/inference_general.yaml --model rec --calib gallery/labels.txt "
-    "--out models/rec_int8":
-        (VALIDATED, "minutes of NNCF calibration; quantizing: tests/infer/test_openvino_runtime.py"),
+    "python tools/quantize.py -c configs/inference/inference_general.yaml --model rec --calib gallery/labels.txt":
+        (VALIDATED, "minutes of NNCF calibration; quantizing with its check and report, --out's default beside the "
+                    "model and auto's choice: tests/infer/test_precision_auto.py"),
     # 6: a photo library: the user's folder and images
     "python tools/index_folder.py -c configs/inference/inference_general.yaml --dir ~/Pictures --index lib/":
         (VALIDATED, "the user's photos; run on generated folders by tests/library/test_index_folder.py"),
