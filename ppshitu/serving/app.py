@@ -17,6 +17,8 @@
     DELETE /api/labels/{label}             remove a class
     PATCH  /api/labels/{label}             rename a class: JSON {"label": "new name"} [?merge=1]
     POST   /api/compact                    rebuild the index without removed items
+    GET    /api/gallery/doctor[?k=3]       the gallery doctor: per-label recall, suspected mislabels, ...
+                                           (stored vectors, cached per gallery version); GET /doctor: its page
     GET    /docs, /openapi.json            the API described (FastAPI; every request and answer's shape)
 
 The layers: routers/ (one APIRouter per resource: read the request, call the service, answer in
