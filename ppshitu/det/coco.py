@@ -5,7 +5,6 @@ an unknown image or category) raise DetDataError naming the file and the annotat
 Boxes that are empty or lie outside their image are skipped with one warning each, and
 the count is reported, so a few bad labels do not stop a long run silently or loudly.
 """
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import PPShiTuError
-from ..utils.files import MAX_ANNOTATION_BYTES, read_input_text
+from ..utils.files import MAX_ANNOTATION_BYTES, read_input_json
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +44,9 @@ class CocoSet:
 
 
 def _load_json(path):
-    try:  # regular files only (a FIFO would block the read), at most MAX_ANNOTATION_BYTES (utils/files.py)
-        data = json.loads(read_input_text(path, "annotation file", MAX_ANNOTATION_BYTES, DetDataError,
-                                          missing=f"annotation file not found: {path}"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DetDataError(f"{path}: not valid JSON: {e}") from None
+    # regular files only (a FIFO would block the read), at most MAX_ANNOTATION_BYTES (utils/files.py)
+    data = read_input_json(path, "annotation file", MAX_ANNOTATION_BYTES, DetDataError,
+                           missing=f"annotation file not found: {path}", invalid="{path}: not valid JSON: {e}")
     if not isinstance(data, dict):
         raise DetDataError(f"{path}: expected a COCO object with images/annotations/categories")
     for key in ("images", "annotations", "categories"):

@@ -15,7 +15,7 @@ import yaml
 
 from .. import weights
 from ..config import to_plain
-from ..utils.files import MAX_CONFIG_BYTES, read_input_text
+from ..utils.files import read_input_json
 from ..utils.outputs import OutputGuard
 from ..weights import WeightsError
 
@@ -127,8 +127,5 @@ def load_checkpoint(prefix, model, optimizer=None, lr_scheduler=None, scaler=Non
         lr_scheduler.set_state_dict(opt["lr_scheduler"])
     if scaler is not None and "scaler" in opt:
         scaler.load_state_dict(opt["scaler"])
-    try:  # regular files only, at most MAX_CONFIG_BYTES (utils/files.py)
-        return json.loads(read_input_text(prefix + ".pdstates", "checkpoint state file", MAX_CONFIG_BYTES,
-                                          CheckpointError))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{prefix}.pdstates: not a ppshitu checkpoint state file ({e})") from None
+    return read_input_json(prefix + ".pdstates", "checkpoint state file", error=CheckpointError,
+                           invalid="{path}: not a ppshitu checkpoint state file ({e})")

@@ -11,7 +11,6 @@ Definitions (IoU threshold 0.5 by default):
   at IoU >= threshold, or that no prediction with a gallery label overlaps at IoU >= threshold.
 A ratio with a zero denominator is NaN.
 """
-import json
 import logging
 import math
 import os
@@ -162,15 +161,12 @@ def load_coco_scenes(json_path, image_root=None, counts=None):
     (x2 <= x1, y2 <= y1), not finite, beyond MAX_COORD or outside its image (when the image states its
     width and height; boxes are clipped to it) is skipped with a warning naming the file, the image and
     the annotation, and counted in `counts["skipped_boxes"]` (eval_system reports it)."""
-    from ..utils.files import MAX_ANNOTATION_BYTES, read_input_text
+    from ..utils.files import MAX_ANNOTATION_BYTES, read_input_json
 
-    try:  # regular files only (a FIFO would block the read), at most MAX_ANNOTATION_BYTES (utils/files.py)
-        coco = json.loads(read_input_text(json_path, "scenes json", MAX_ANNOTATION_BYTES, ScenesError,
-                                          missing=f"scenes json {json_path}: no such file"))
-    except ScenesError:
-        raise
-    except ValueError as e:  # not JSON, not UTF-8
-        raise ScenesError(f"scenes json {json_path}: cannot read it as JSON ({e})") from None
+    # regular files only (a FIFO would block the read), at most MAX_ANNOTATION_BYTES (utils/files.py)
+    coco = read_input_json(json_path, "scenes json", MAX_ANNOTATION_BYTES, ScenesError,
+                           missing=f"scenes json {json_path}: no such file",
+                           invalid="scenes json {path}: cannot read it as JSON ({e})")
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
         raise ScenesError(f"scenes json {json_path}: expected a COCO object with an 'images' list")
     annotations = coco.get("annotations", [])

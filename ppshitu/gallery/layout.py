@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 
-from ..utils.files import MAX_LIST_BYTES, NotRegularError, open_regular, read_input_text
+from ..utils.files import MAX_LIST_BYTES, NotRegularError, open_regular, read_input_json
 from .errors import GalleryError
 
 CURRENT = "CURRENT"
@@ -64,11 +64,9 @@ def content_sha256(obj, without=()):
 def read_json(path):
     if os.path.isdir(path):
         raise GalleryError(f"{path}: damaged gallery version (a directory, not a file)")
-    try:  # regular files only, at most MAX_LIST_BYTES (utils/files.py): a FIFO put there cannot block a reader
-        return json.loads(read_input_text(path, "gallery file", MAX_LIST_BYTES, GalleryError,
-                                          missing=f"{path}: missing"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise GalleryError(f"{path}: damaged gallery version (not valid JSON: {e})") from None
+    # regular files only, at most MAX_LIST_BYTES (utils/files.py): a FIFO put there cannot block a reader
+    return read_input_json(path, "gallery file", MAX_LIST_BYTES, GalleryError, missing=f"{path}: missing",
+                           invalid="{path}: damaged gallery version (not valid JSON: {e})")
 
 
 def is_gallery(index_dir):

@@ -257,10 +257,14 @@ class Links:
     """What links two items: exact bytes, or the verified rule (verifying pairs on demand); or, with
     `threshold`, the embedding's cosine alone (unverified, for comparison)."""
 
-    def __init__(self, items, vectors, rule, features, evidence=None, threshold=None, budget=None):
+    def __init__(self, items, vectors, rule, features, evidence=None, threshold=None, budget=None, floor=None):
         self.items, self.vectors, self.rule, self.features = items, vectors, rule, features
         self.evidence = dict(evidence or {})
         self.threshold = threshold
+        # a pair below the candidate floor is not verified on demand either: the calibration put the floor
+        # under its edited copies' cosines, so such a pair is no duplicate the rule could confirm (and
+        # complete linkage asked about thousands of them in a large folder, each a SIFT pass)
+        self.floor = floor
         self.on_demand = 0
         # pairs verified on demand (complete linkage asks about pairs that were no candidates): at most
         # this many; past it such a pair counts as unverified, so not linked (groups stay smaller, never
@@ -280,6 +284,8 @@ class Links:
 
         key = (min(i, j), max(i, j))
         if key not in self.evidence:
+            if self.floor is not None and self.cosine(i, j) < self.floor:
+                return None
             if self.on_demand >= self.budget:
                 self.over_budget += 1
                 return None
@@ -402,18 +408,19 @@ def find_duplicates(items, vectors, gallery, rule=None, floor=None, k=10, keep="
     t_cand = time.time()
     evidence = {} if threshold is not None else verify_pairs(cands, features, workers)
     t_ver = time.time()
-    links = Links(items, vectors, rule, features, evidence, threshold)
+    links = Links(items, vectors, rule, features, evidence, threshold, floor=floor)
     exact = exact_pairs([it.get("sha256") for it in items])
-    edges = [p for p in cands if links.kind(*p) == "duplicate"] + [(min(a, b), max(a, b)) for a, b in exact]
-    dup_groups, units = complete_linkage([[i] for i in range(len(items))], set(edges),
-                                         lambda a, b: links.kind(a, b) == "duplicate", links.strength)
-    sim_groups = []
-    if similar and threshold is None:
-        sim_edges = {p for p in cands if links.kind(*p) is not None}
-        sim_groups, _ = complete_linkage(list(units.values()), sim_edges,
-                                         lambda a, b: links.kind(a, b) is not None, links.strength)
-        dup_sets = [set(g) for g in dup_groups]
-        sim_groups = [g for g in sim_groups if not any(set(g) <= s for s in dup_sets)]
+    with _threads_for_workers():   # (the pairs verified on demand: one BLAS thread, as in verify_pairs)
+        edges = [p for p in cands if links.kind(*p) == "duplicate"] + [(min(a, b), max(a, b)) for a, b in exact]
+        dup_groups, units = complete_linkage([[i] for i in range(len(items))], set(edges),
+                                             lambda a, b: links.kind(a, b) == "duplicate", links.strength)
+        sim_groups = []
+        if similar and threshold is None:
+            sim_edges = {p for p in cands if links.kind(*p) is not None}
+            sim_groups, _ = complete_linkage(list(units.values()), sim_edges,
+                                             lambda a, b: links.kind(a, b) is not None, links.strength)
+            dup_sets = [set(g) for g in dup_groups]
+            sim_groups = [g for g in sim_groups if not any(set(g) <= s for s in dup_sets)]
     # header facts (resolution, EXIF) of the grouped images only
     grouped = sorted({i for g in dup_groups + sim_groups for i in g})
     for i in grouped:
@@ -587,16 +594,10 @@ def _numbers(data):
 
 
 def load_decisions(path):
-    import json
+    from ..utils.files import read_input_json
 
-    from ..utils.files import MAX_CONFIG_BYTES, read_input_text
-
-    try:  # regular files only, at most MAX_CONFIG_BYTES (utils/files.py)
-        data = json.loads(read_input_text(path, "decisions file", MAX_CONFIG_BYTES, DecisionsError))
-    except DecisionsError:
-        raise
-    except (OSError, ValueError) as e:
-        raise DecisionsError(f"{path}: cannot read the decisions file ({e})") from None
+    data = read_input_json(path, "decisions file", error=DecisionsError,
+                           invalid="{path}: cannot read the decisions file ({e})")
     if not isinstance(data, dict) or data.get("format") != DECISIONS_FORMAT or not isinstance(data.get("groups"), list):
         raise DecisionsError(f"{path}: not a ppshitu decisions file (format {DECISIONS_FORMAT}; export one from "
                              f"duplicates.html)")

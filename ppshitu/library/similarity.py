@@ -19,7 +19,6 @@ each with the rule that chose it and what it gives on the measurement data:
 
 A model without an entry gets the cosine and no verdict (run the calibration for it).
 """
-import json
 import os
 
 from ..errors import ConfigError
@@ -34,14 +33,10 @@ def load_calibration(path=None):
     path = path or CALIBRATION
     if not os.path.isfile(path):
         return {"format": FORMAT, "models": {}}
-    from ..utils.files import MAX_CONFIG_BYTES, read_input_text
+    from ..utils.files import read_input_json
 
-    try:  # regular files only, at most MAX_CONFIG_BYTES (utils/files.py)
-        data = json.loads(read_input_text(path, "similarity calibration", MAX_CONFIG_BYTES, ConfigError))
-    except ConfigError:
-        raise
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{path}: cannot read the similarity calibration ({e})") from None
+    data = read_input_json(path, "similarity calibration", error=ConfigError,
+                           invalid="{path}: cannot read the similarity calibration ({e})")
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("models"), dict):
         raise ConfigError(f"{path}: not a ppshitu similarity calibration (format {FORMAT})")
     return data

@@ -25,6 +25,7 @@ system's error number, or None), `.reason` and `.path` set.
 """
 import errno as _errno
 import io
+import json
 import os
 import stat
 
@@ -219,6 +220,17 @@ def read_input_text(path, what="input file", max_bytes=MAX_CONFIG_BYTES, error=I
     """The whole text of the input file `path` (open_input_text's checks)."""
     with open_input_text(path, what, max_bytes, error, missing, encoding) as f:
         return f.read()
+
+
+def read_input_json(path, what="input file", max_bytes=MAX_CONFIG_BYTES, error=InputFileError, missing=None,
+                    invalid="{path}: not valid JSON ({e})"):
+    """The JSON document in the input file `path` (open_input_text's checks); text that is not UTF-8 JSON is
+    `error(invalid)`, formatted with the path and the parser's reason."""
+    text = read_input_text(path, what, max_bytes, error, missing)
+    try:
+        return json.loads(text)
+    except ValueError as e:  # JSONDecodeError
+        raise error(invalid.format(path=path, e=e)) from None
 
 
 def read_input_bytes(path, what="input file", max_bytes=MAX_CONFIG_BYTES, error=InputFileError, missing=None):
