@@ -167,6 +167,16 @@ class OpenVINORuntime(Runtime):
             self._static[key] = self._request(self._core.compile_model(model, "CPU", self._config))
         return self._static[key]
 
+    def port_name(self, name, kind="output"):
+        """The name this runtime uses (input_names / output_names) for the port that has `name` among its
+        tensor names (an ONNX port may carry several; paddle2onnx's `fetch_name_0` is one of them)."""
+        ports = self.compiled.outputs if kind == "output" else self.compiled.inputs
+        for i, port in enumerate(ports):
+            if name in port.get_names():
+                return _port_name(port, i, kind)
+        known = self.output_names if kind == "output" else self.input_names
+        raise ConfigError(f"{self.program}: no {kind} named {name!r}; it has {list(known)}")
+
     def run(self, inputs):
         inputs = {n: np.ascontiguousarray(v) for n, v in inputs.items()}
         request, outputs = self._request_for(inputs)

@@ -45,6 +45,8 @@ class RecPredictor:
         self.max_batch_size = max(1, int(max_batch_size))
         self.runtime = load_runtime(model_dir, backend, **runtime_options)
         self._input, self._output = self.runtime.input_names[0], self.runtime.output_names[0]
+        if (self.spec or {}).get("format") == "onnx":  # imported: the embedding output inference.yml names
+            self._output = self.runtime.port_name(self.spec["output_name"], "output")
         self._fingerprint = None  # hashed from the weights on first use
         self.embedding_size = int(self.spec["embedding_size"]) if self.spec else self._probe_embedding_size()
 

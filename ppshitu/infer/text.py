@@ -65,9 +65,11 @@ class TextPredictor:
         self.tokenizer = TextTokenizer.from_spec(model_dir, self.spec["tokenizer"])
         self.embedding_size = int(self.spec["embedding_size"])
         self.runtime = load_runtime(model_dir, "openvino", model_file=self.spec["onnx_model"], **runtime_options)
-        self._ids, self._mask = self.spec["input_name"], self.spec.get("mask_name")
+        port = self.runtime.port_name  # inference.yml's names -> the runtime's (a port may have several names)
+        self._ids = port(self.spec["input_name"], "input")
+        self._mask = port(self.spec["mask_name"], "input") if self.spec.get("mask_name") else None
         self._dtype = np.int32 if self.spec.get("input_dtype") == "int32" else np.int64
-        self._output = self.spec["output_name"]
+        self._output = port(self.spec["output_name"], "output")
 
     @property
     def context_length(self):

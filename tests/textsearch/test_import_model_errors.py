@@ -71,6 +71,10 @@ def test_not_onnx_fixed_size_and_several_outputs(bpe, tmp_path):
         _run(_set(bpe, "--image-encoder", two))
     spec = _run(_set(bpe, "--image-encoder", two) + ["--image-output", "embedding"])
     assert spec["output_name"] == "embedding" and spec["embedding_size"] == 8
+    from ppshitu.infer.rec import RecPredictor   # runs the output it was told, not the file's first
+
+    red = np.full((40, 40, 3), (230, 30, 30), np.uint8)
+    assert RecPredictor(bpe[bpe.index("--out") + 1], backend="openvino").predict([red]).shape == (1, 8)
 
 
 def _two_outputs(path):
@@ -78,7 +82,9 @@ def _two_outputs(path):
 
     image_encoder(path)
     model = onnx.load(path)
-    model.graph.output.append(onnx.helper.make_tensor_value_info("pooled", onnx.TensorProto.FLOAT, None))
+    outputs = list(model.graph.output)   # "pooled" first: the embedding is not the file's first output
+    del model.graph.output[:]
+    model.graph.output.extend([onnx.helper.make_tensor_value_info("pooled", onnx.TensorProto.FLOAT, None)] + outputs)
     onnx.save(model, path)
     return path
 
