@@ -328,21 +328,43 @@ def _list_entry(line, root):
     return resolve(entry)
 
 
+def _list_folder(path):
+    """The image files under the folder `path`, recursively. What is left out is said, never passed over in
+    silence: files not named as images (counted), folders that cannot be listed (permission denied: named,
+    with the reason; the folder itself unlistable is an error) and symbolic links to folders (not followed)."""
+    unlisted, links, names = [], [], []
+
+    def walk_error(e):
+        unlisted.append(f"{e.filename} ({e.strerror or e})")
+
+    for d, dirs, files in os.walk(path, onerror=walk_error):
+        links += [os.path.join(d, x) for x in dirs if os.path.islink(os.path.join(d, x))]
+        names += [os.path.join(d, f) for f in files]
+    log = logging.getLogger("ppshitu")
+    if unlisted and unlisted[0].startswith(f"{path} ("):
+        raise ImageReadError(f"{path}: cannot be listed: {unlisted[0][len(path) + 2:-1]}")
+    found = [p for p in names if p.lower().endswith(IMAGE_EXTENSIONS)]
+    if unlisted:
+        log.warning("%s: %d folder(s) could not be listed, their images skipped: %s", path, len(unlisted),
+                    "; ".join(unlisted[:5]) + ("; ..." if len(unlisted) > 5 else ""))
+    if links:
+        log.warning("%s: %d symbolic link(s) to folders not followed (give them as their own folder): %s", path,
+                    len(links), ", ".join(links[:5]) + (", ..." if len(links) > 5 else ""))
+    if not found:
+        raise ImageReadError(f"{path}: directory holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    if len(found) < len(names):  # every file left out is counted, never passed over in silence
+        log.warning("%s: %d of %d files skipped, not named as images (%s)", path, len(names) - len(found),
+                    len(names), " ".join(IMAGE_EXTENSIONS))
+    return sorted(found)
+
+
 def list_images(path):
     """An image file, a directory (searched recursively) or a list file (one image per line, the
     whole line, relative to the list's folder; `path<TAB>label` lines are accepted; blank and `#` comment
     lines left out: utils/lists.py) -> paths."""
     path = str(path)
     if os.path.isdir(path):
-        names = [os.path.join(d, f) for d, _, files in os.walk(path) for f in files]
-        found = [p for p in names if p.lower().endswith(IMAGE_EXTENSIONS)]
-        if not found:
-            raise ImageReadError(f"{path}: directory holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-        if len(found) < len(names):  # every file left out is counted, never passed over in silence
-            logging.getLogger("ppshitu").warning(
-                "%s: %d of %d files skipped, not named as images (%s)", path, len(names) - len(found), len(names),
-                " ".join(IMAGE_EXTENSIONS))
-        return sorted(found)
+        return _list_folder(path)
     if not os.path.isfile(path):
         why = not_regular_reason(path) if os.path.lexists(path) else None  # a FIFO, a device: said so
         raise ImageReadError(f"{path}: {why or 'no such image, directory or list file'}")
