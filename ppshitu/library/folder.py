@@ -11,10 +11,10 @@ A run makes the gallery match the folder:
     removed    gallery items whose file is gone (a rename is removed + added)
     unchanged  nothing is done; an unchanged run writes nothing at all (the gallery version stays)
     skipped    files that are not images (by extension: utils.image.IMAGE_EXTENSIONS, GIF included),
-               hidden files and hidden folders, and ppshitu's own folders and files (own_folder_reason:
-               a folder holding the record of the outputs ppshitu wrote there -- a duplicates report
-               and its thumbnails, drawings, contact sheets --, a folder state or a gallery; the
-               outputs the record of --dir itself lists): counted and listed, never indexed
+               hidden files and hidden folders, symbolic links to folders (not followed), ppshitu's own
+               folders (own_folder_reason: a folder state, a gallery, the service's uploads) and the files
+               ppshitu wrote (those the record of their folder lists -- drawings, contact sheets, a duplicates
+               report and its thumbnails --; the folder's other files are indexed): counted and listed
 
 Mass removal: a folder that vanished (an unmounted drive, a moved or emptied folder) looks like every
 file deleted. A run that would remove more than MAX_REMOVAL (50 %) of the gallery's items, or all of
@@ -109,14 +109,12 @@ def sha256_file(path):
 
 
 def own_folder_reason(path):
-    """Why the folder `path` is ppshitu's own, never indexed (None when it is not): it holds the record of
-    the files ppshitu wrote there (utils/outputs.py: drawings, contact sheets, a duplicates report and its
-    thumbnails), a folder state, or a gallery."""
+    """Why the folder `path` is ppshitu's own, never indexed (None when it is not): it holds a folder state,
+    a gallery, or the service's uploads. (A folder holding the record of the files ppshitu wrote there --
+    utils/outputs.py: drawings, contact sheets, a duplicates report -- may hold the user's photos too: scan
+    skips the recorded files only.)"""
     from ..gallery.layout import CURRENT, VERSIONS
-    from ..utils.outputs import MANIFEST
 
-    if os.path.lexists(os.path.join(path, MANIFEST)):
-        return f"ppshitu's output folder (it holds {MANIFEST}): never indexed"
     if os.path.lexists(os.path.join(path, STATE_FILE)):
         return f"a ppshitu index (it holds {STATE_FILE}): never indexed"
     if os.path.isfile(os.path.join(path, CURRENT)) and os.path.isdir(os.path.join(path, VERSIONS)):
@@ -171,11 +169,16 @@ def scan(root, exclude=(), skipped=None, unlisted=None):
             full = os.path.join(d, x)
             if os.path.realpath(full) in excluded:
                 continue
-            why = "hidden folder" if x.startswith(".") else own_folder_reason(full)
+            why = "hidden folder" if x.startswith(".") else own_folder_reason(full) or (
+                "a symbolic link to a folder: not followed (index that folder with its own --dir)"
+                if os.path.islink(full) else None)
             if why:
                 skipped[relpath(full)] = why
-            else:
-                kept.append(x)
+                continue
+            kept.append(x)
+            # ppshitu's outputs recorded there (drawings, a report's thumbnails): skipped one by one, the rest indexed
+            sub = os.path.relpath(full, root).replace(os.sep, "/")
+            written |= {name_text(f"{sub}/{p}") for p in recorded_outputs(full)}
         dirs[:] = kept
         for name in files:
             full = os.path.join(d, name)
@@ -184,7 +187,7 @@ def scan(root, exclude=(), skipped=None, unlisted=None):
                 skipped[rel] = "hidden file" if name.startswith(".") else "not an image file"
                 continue
             if rel in written:
-                skipped[rel] = "written by ppshitu (listed in the folder's record of its outputs): never indexed"
+                skipped[rel] = "written by ppshitu (listed in its folder's record of its outputs): never indexed"
                 continue
             if rel in found or rel in errors:  # a name that is not UTF-8 spelt like another file's name
                 rel = _one_key(rel, is_undecodable(os.path.relpath(full, root)), found, errors, skipped)

@@ -47,3 +47,61 @@ def test_the_services_subfolder_is_what_the_scan_skips(tmp_path):
 
     folder, owner = service_upload_dir(str(tmp_path), {"backend": "faiss", "index_dir": str(tmp_path / "g")})
     assert re.fullmatch(r"gallery-[0-9a-f]{16}", os.path.basename(folder)) and owner
+
+
+def test_a_folder_holding_ppshitus_outputs_still_has_its_photos_indexed(tmp_path):
+    """predict_system -o Global.output_dir=photos/dogs drew into the user's dogs folder (new names only); the
+    next scan of photos skipped the whole dogs folder as "ppshitu's output folder": the user's dog photos
+    were never indexed. Now only the recorded drawings are skipped."""
+    from ppshitu.library.folder import scan
+    from ppshitu.utils.outputs import OutputGuard
+
+    root = tmp_path / "photos"
+    _touch(root / "dogs" / "000.jpg")
+    with OutputGuard(root / "dogs", "Global.output_dir") as guard:
+        guard.write_bytes(root / "dogs" / "cats" / "000.jpg", b"\xff\xd8\xff drawing")
+    skipped = {}
+    found, _ = scan(root, skipped=skipped)
+    assert sorted(found) == ["dogs/000.jpg"], found
+    assert "written by ppshitu" in skipped["dogs/cats/000.jpg"]
+
+
+def test_a_symbolic_link_to_a_folder_is_said_not_followed(tmp_path):
+    from ppshitu.library.folder import scan
+
+    _touch(tmp_path / "elsewhere" / "a.jpg")
+    _touch(tmp_path / "photos" / "b.jpg")
+    os.symlink(tmp_path / "elsewhere", tmp_path / "photos" / "phone")
+    os.symlink(tmp_path / "photos", tmp_path / "photos" / "loop")
+    skipped = {}
+    found, _ = scan(tmp_path / "photos", skipped=skipped)
+    assert sorted(found) == ["b.jpg"]
+    assert "not followed" in skipped["phone"] and "not followed" in skipped["loop"]
+
+
+def test_predict_system_says_what_a_folder_listing_left_out(tmp_path, monkeypatch, caplog):
+    """list_images (predict_system's and quantize's folder listing) passed over an unlistable sub-folder and
+    symbolic links to folders in silence, and called an unlistable folder one that 'holds no images'."""
+    import logging
+
+    import pytest
+
+    from ppshitu.utils.image import ImageReadError, list_images
+
+    _touch(tmp_path / "photos" / "a.jpg")
+    _touch(tmp_path / "photos" / "locked" / "b.jpg")
+    os.symlink(tmp_path / "photos", tmp_path / "photos" / "loop")
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # permission denied, as for a user without root's override
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+    monkeypatch.setattr(os, "scandir", scandir)
+    with caplog.at_level(logging.WARNING, logger="ppshitu"):
+        assert list_images(tmp_path / "photos") == [str(tmp_path / "photos" / "a.jpg")]
+    text = caplog.text
+    assert "locked (Permission denied)" in text and "could not be listed" in text
+    assert "loop" in text and "not followed" in text
+    with pytest.raises(ImageReadError, match="cannot be listed: Permission denied"):
+        list_images(tmp_path / "photos" / "locked")
