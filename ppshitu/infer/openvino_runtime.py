@@ -163,7 +163,9 @@ class OpenVINORuntime(Runtime):
                 return self._dynamic
             shapes = dict(key)
             model = self._model.clone()
-            model.reshape({p: list(shapes[_port_name(p, i, "input")]) for i, p in enumerate(model.inputs)})
+            # keyed by the compiled model's names (input_names, what run() is given): compiling can add a name to
+            # a port (an int64 input whose Cast is folded into it also answers to the Cast's output name)
+            model.reshape({p: list(shapes[self.input_names[i]]) for i, p in enumerate(model.inputs)})
             self._static[key] = self._request(self._core.compile_model(model, "CPU", self._config))
         return self._static[key]
 
