@@ -83,3 +83,30 @@ def test_recall_and_chance():
     assert r == {"recall1": pytest.approx(1 / 3), "recall2": pytest.approx(1 / 3)}
     c = chance_recall(np.array([0, 1, 2]), image_combos, (1, 4))
     assert c["recall1"] == pytest.approx((2 / 4 + 1 / 4 + 1 / 4) / 3) and c["recall4"] == pytest.approx(1.0)
+
+
+def test_bad_caption_lists_and_arch_are_refused_naming_the_place(tmp_path, tiny_set):
+    from ppshitu.clip.data import CaptionList
+    from ppshitu.clip.model import build_clip_model
+    from ppshitu.errors import ConfigError
+
+    ops = [{"ResizeImage": {"size": 48}}, {"NormalizeImage": {"scale": 0.00392156862745098, "mean": [0.5] * 3,
+                                                              "std": [0.5] * 3, "order": "hwc"}}, {"ToCHWImage": {}}]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"image": "a.jpg", "combo": 1, "captions": ["a red star"]}\n{"image": "b.jpg", "combo": 2}\n')
+    with pytest.raises(ConfigError, match=r"bad.jsonl:2: expected"):
+        CaptionList({"dataset": {"name": "CaptionList", "list_path": str(bad), "transform_ops": ops}}, "DataLoader.Train")
+    with pytest.raises(ConfigError, match=r"DataLoader.Train.dataset.list_path: .*missing.jsonl is not a file"):
+        CaptionList({"dataset": {"name": "CaptionList", "list_path": str(tmp_path / "missing.jsonl"),
+                                 "transform_ops": ops}}, "DataLoader.Train")
+    good = {"dataset": {"name": "CaptionList", "list_path": str(tiny_set / "train.jsonl"), "transform_ops": ops},
+            "sampler": {"batch_size": 1}}
+    with pytest.raises(ConfigError, match="batch_size must be an int >= 2"):
+        CaptionList(good, "DataLoader.Train")
+    arch = {"name": "ClipModel", "ImageTower": {"Backbone": {"name": "EfficientNetLite0"}},
+            "TextTower": {"tokenizer": str(tiny_set / "tokenizer.json"), "widht": 64}}
+    with pytest.raises(ConfigError, match=r"Arch.TextTower: unknown keys \['widht'\]"):
+        build_clip_model(arch, (3, 48, 48))
+    arch["TextTower"] = {"tokenizer": str(tmp_path / "none.json")}
+    with pytest.raises(ConfigError, match="none.json"):
+        build_clip_model(arch, (3, 48, 48))
