@@ -132,11 +132,33 @@ def open_image_file(path, max_pixels=None, max_bytes=None):
     return _open_checked(path, max_image_bytes(max_pixels) if max_bytes is None else int(max_bytes))
 
 
+def _other_spelling(path):
+    """The path of an existing file whose name is `path` in the other Unicode form (NFC <-> NFD), or None: a
+    list written on macOS spells café.jpg decomposed, the file on Linux may be composed (or the other way);
+    the two look the same, so 'No such file' would be a riddle."""
+    import unicodedata
+
+    p = os.fspath(path)
+    if not isinstance(p, str) or p.isascii():
+        return None
+    for form in ("NFC", "NFD"):
+        other = unicodedata.normalize(form, p)
+        if other != p and os.path.lexists(other):
+            return other
+    return None
+
+
 def _open_checked(path, limit):
     """files.open_regular (stat, O_NONBLOCK open, fstat: regular files only, at most `limit` bytes), its
-    refusals as ImageReadError naming the image."""
+    refusals as ImageReadError naming the image. A missing name found in the other Unicode form is read there."""
     try:
-        return open_regular(path, limit)
+        try:
+            return open_regular(path, limit)
+        except FileNotFoundError:
+            other = _other_spelling(path)
+            if other is None:
+                raise
+            return open_regular(other, limit)
     except NotRegularError as e:
         raise NotRegularFileError(f"cannot read image {path}: {e.reason}") from None
     except TooLargeError as e:

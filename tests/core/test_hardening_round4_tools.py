@@ -110,3 +110,25 @@ def test_no_output_guard_writes_over_a_loaded_config(tmp_path):
     with OutputGuard(cfg.parent) as guard, pytest.raises(OutputError, match="config"):
         guard.write_text(cfg, "Global: {x: 1}\n")
     assert cfg.read_text() == "Global: {}\n"
+
+
+# 3 -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("on_disk,listed", [("NFC", "NFD"), ("NFD", "NFC")])
+def test_a_name_listed_in_the_other_unicode_form_is_read(tmp_path, on_disk, listed):
+    """A list written on macOS spells café.jpg decomposed (NFD), the file on Linux is composed (NFC), or the
+    other way: the two look the same, and 'cannot read image café.jpg: No such file or directory' was the
+    answer. The image opener reads the name in the other form when the listed one is missing."""
+    import unicodedata
+
+    from ppshitu.utils.image import ImageReadError, read_image, read_image_bytes
+
+    import cv2
+    name = "caf\u00e9.png"
+    disk = tmp_path / unicodedata.normalize(on_disk, name)
+    cv2.imwrite(str(disk), np.full((40, 40, 3), 90, np.uint8))
+    asked = str(tmp_path / unicodedata.normalize(listed, name))
+    assert not os.path.lexists(asked) or os.path.samefile(asked, disk)
+    assert read_image_bytes(asked) == disk.read_bytes()
+    assert read_image(asked).shape == (40, 40, 3)
+    with pytest.raises(ImageReadError, match="No such file"):
+        read_image_bytes(str(tmp_path / "caf\u00e8.png"))   # another name: still missing
