@@ -248,6 +248,9 @@ def _minimal_args(parser):
             args.append("x")
         elif a.required:
             args += [a.option_strings[0], "x"]
+    for group in parser._mutually_exclusive_groups:  # one of them required (search: --image or --text)
+        if group.required:
+            args += [group._group_actions[0].option_strings[0], "x"]
     return args
 
 
