@@ -85,3 +85,18 @@ def test_empty_query_and_image_only_model_are_refused(library, tmp_path):
     # another text-image model's gallery (the wordpiece one has another text encoder)
     with pytest.raises(GalleryError, match="not comparable"):
         tool.main(cli(model, models["wordpiece"][1], str(tmp_path)) + ["--text", "red"])
+
+
+def test_text_search_on_a_milvus_gallery(library, tmp_path):
+    """The text path uses only the store interface: the same answers from a Milvus Lite gallery."""
+    import tools.index_folder as index_tool
+    import tools.search as tool
+
+    models, _, tmp = library
+    model = models["wordpiece"][0]
+    milvus = {"IndexProcess.backend": "milvus", "IndexProcess.uri": str(tmp_path / "lib.db"),
+              "IndexProcess.collection": "photos"}
+    index_tool.main(cli(model, str(tmp_path / "unused"), str(tmp_path), **milvus) + ["--dir", str(tmp / "photos")])
+    hits = tool.main(cli(model, str(tmp_path / "unused"), str(tmp_path), **milvus) + ["--text", "蓝色", "--k", "3",
+                                                                                      "--no-sheet"])
+    assert [h["label"] for h in hits] == ["blue"] * 3
