@@ -47,6 +47,9 @@ def read_data_file(data_file, delimiter="\t", line_numbers=False):
     """[(relpath, label)] from `relpath<delimiter>label` lines, as written (see gallery_entries for
     the keys); the label is everything after the first delimiter, so it may contain spaces.
     `line_numbers`: [(relpath, label, line number)]."""
+    if not isinstance(delimiter, str) or not delimiter or "\n" in delimiter or "\r" in delimiter:
+        raise ConfigError(f"IndexProcess.delimiter {delimiter!r}: must be a non-empty string within one line "
+                          f"(what separates an image's path from its label in {data_file}, e.g. '\\t')")
     entries = []
     for no, line in _read_lines(data_file):
         parts = line.split(delimiter, 1)

@@ -132,3 +132,17 @@ def test_a_name_listed_in_the_other_unicode_form_is_read(tmp_path, on_disk, list
     assert read_image(asked).shape == (40, 40, 3)
     with pytest.raises(ImageReadError, match="No such file"):
         read_image_bytes(str(tmp_path / "caf\u00e8.png"))   # another name: still missing
+
+
+# 4 -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("delimiter", ["''", '"\\n"'])
+def test_an_empty_or_multiline_delimiter_is_one_line_naming_the_key(tmp_path, capsys, delimiter):
+    """build_gallery -o "IndexProcess.delimiter=''" ended in 'ValueError: empty separator' (a traceback)."""
+    from ppshitu.commands.build_gallery import cli
+
+    INFER = os.path.join(os.path.dirname(REC_CONFIG), "..", "inference", "inference_general.yaml")
+    (tmp_path / "list.txt").write_text("a.jpg\tcat\n")
+    refused(cli, ["-c", INFER, "-o", f"IndexProcess.data_file={tmp_path / 'list.txt'}", "-o",
+                  f"IndexProcess.image_root={tmp_path}", "-o", f"IndexProcess.index_dir={tmp_path / 'g'}",
+                  "-o", f"IndexProcess.delimiter={delimiter}"], capsys, "IndexProcess.delimiter", "non-empty")
+    assert not (tmp_path / "g").exists()
