@@ -15,11 +15,12 @@ images and crops of scenes).
 
 The int8 model is checked against fp32 on the calibration images by what the user sees (the detector's boxes
 clear of Global.threshold kept at IoU >= 0.8; each image's gallery neighbour among the others kept, cosine >=
-0.98: ppshitu/infer/quantize_check.py); below --target, NNCF's accuracy control keeps the layers that move
-answers most in f32 until it is reached. The agreement, the layers kept in f32 and whether it passed are printed
-and written to --out/quantize_report.json. --out defaults to the model dir + "_int8", where
-Global.precision auto (the openvino default) finds it and runs it if it passed; -o Global.precision=int8 with
-the model dir pointed at --out runs it in any case.
+0.98: ppshitu/infer/quantize_check.py); below --target, the layers where int8 adds most error are kept in f32,
+1, 2, 4, ... of them, until it is reached (ppshitu/infer/quantize_control.py; --accuracy-control nncf: NNCF's).
+The agreement, the layers kept in f32 and whether it passed are printed and written to
+--out/quantize_report.json. --out defaults to the model dir + "_int8", where Global.precision auto (the openvino
+default) finds it and runs it if it passed; -o Global.precision=int8 with the model dir pointed at --out runs it
+in any case.
 """
 import logging
 import os
@@ -47,8 +48,10 @@ def main(argv=None):
                         "dir + '_int8', where Global.precision auto looks)")
     parser.add_argument("--target", type=float, default=None, help="agreement with fp32 on the calibration "
                         "images to reach (default 0.99)")
-    parser.add_argument("--no-accuracy-control", action="store_true", help="plain post-training quantization: "
-                        "check and report, but keep no layer in f32 beyond the first")
+    parser.add_argument("--accuracy-control", choices=("sensitivity", "nncf", "none"), default="sensitivity",
+                        help="below --target: put back in f32 the layers where int8 adds most error, 1, 2, 4, ... "
+                        "of them (sensitivity, the default), or NNCF's quantize_with_accuracy_control (nncf: one "
+                        "compilation per quantizer, far slower), or none (check and report only)")
     parser.add_argument("--image-root", default=None, help="root of a list file's relative paths "
                         "(default: the list file's folder)")
     parser.add_argument("--subset-size", type=int, default=300, help="calibration images used (default 300)")
@@ -77,7 +80,8 @@ def main(argv=None):
     spec = quantize_model(model_dir, calibration_paths(args.calib, args.image_root), out,
                           model_type=args.model, transform_ops=ops, subset_size=args.subset_size,
                           calib_source=args.calib, overwrite=args.overwrite, target=target,
-                          threshold=g.get("threshold", 0.2), accuracy_control=not args.no_accuracy_control)
+                          threshold=g.get("threshold", 0.2),
+                          accuracy_control=False if args.accuracy_control == "none" else args.accuracy_control)
     cal = spec["calibration"]
     layers = cal["float_layers"]
     print(f"agreement with fp32 on the calibration images: {cal['agreement']:.4f} (target {target:.4f}): "
@@ -85,7 +89,7 @@ def main(argv=None):
           f"{', '.join(layers) or 'none'}")
     print(f"wrote {out} ({spec['model_type']}, int8, {cal['images']} calibration images, "
           f"fingerprint {spec['fingerprint']}, report {out}/quantize_report.json); "
-          + (f"Global.precision auto runs it where bf16 is not native" if cal["passed"] and out == int8_beside(model_dir)
+          + ("Global.precision auto runs it where bf16 is not native" if cal["passed"] and out == int8_beside(model_dir)
              else f"run it with -o Global.inference_backend=openvino -o Global.precision=int8 -o {key}={out}"))
     return spec
 

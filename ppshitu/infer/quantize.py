@@ -135,7 +135,7 @@ CHECK_IMAGES = 120     # calibration images the check and the accuracy control r
 REPORT_FILE = "quantize_report.json"
 
 
-def _settings(nncf, model_type, names, fast_bias_correction, overflow_fix):
+def _settings(nncf, model_type, names, fast_bias_correction, overflow_fix, preset="performance"):
     """nncf.quantize's keyword arguments. OverflowFix ENABLE (7-bit weights everywhere): AVX2 / AVX-512 CPUs
     without VNNI sum u8 x s8 pairs in 16 bits, which saturate with full-range weights; a model that must keep
     its answers on every CPU cannot assume VNNI."""
@@ -143,18 +143,20 @@ def _settings(nncf, model_type, names, fast_bias_correction, overflow_fix):
 
     # NMS stays float: its inputs are box coordinates and scores, not activations
     types = ["NonMaxSuppression", "MulticlassNms", "MatrixNms"] if model_type == "det" else []
-    return dict(preset=nncf.QuantizationPreset.PERFORMANCE, fast_bias_correction=fast_bias_correction,
+    return dict(preset=nncf.QuantizationPreset(preset), fast_bias_correction=fast_bias_correction,
                 ignored_scope=nncf.IgnoredScope(names=names, types=types, validate=False),
                 advanced_parameters=AdvancedQuantizationParameters(overflow_fix=OverflowFix(overflow_fix)))
 
 
 def quantize_model(model_dir, images, out_dir, model_type=None, transform_ops=None, subset_size=DEFAULT_SUBSET,
                    calib_source=None, overwrite=False, fast_bias_correction=False, float_layers=FLOAT_LAYERS,
-                   target=DEFAULT_TARGET, threshold=0.3, accuracy_control=True, overflow_fix="enable"):
+                   target=DEFAULT_TARGET, threshold=0.3, accuracy_control="sensitivity", overflow_fix="enable",
+                   preset="performance", float_tail=0):
     """Quantize `model_dir` to int8 with NNCF's post-training quantization, check it against fp32 on the
     calibration images (quantize_check: boxes kept / gallery neighbours kept) and, while the agreement is
-    below `target` and `accuracy_control`, let NNCF's accuracy control put the layers that move answers most
-    back in float; returns the written spec. The check's outcome, the layers left in float and whether it
+    below `target`, put the layers that move answers most back in float (`accuracy_control`: "sensitivity",
+    ppshitu/infer/quantize_control.py; "nncf", NNCF's quantize_with_accuracy_control, far slower; False: none);
+    returns the written spec. The check's outcome, the layers left in float and whether it
     passed go to REPORT_FILE beside the model (Global.precision auto runs only a model that passed).
 
     images: paths or RGB uint8 arrays (at least one); subset_size: how many of them NNCF uses.
@@ -192,55 +194,89 @@ def quantize_model(model_dir, images, out_dir, model_type=None, transform_ops=No
     log.info("quantizing %s (%s) with %d calibration images", model_dir, model_type, len(items))
     quantized, report = _quantize_checked(
         ov, nncf, model, items, lambda item: _feeds(model_type, pre, _rgb(item), input_names), model_type,
-        _settings(nncf, model_type, _front_names(model, float_layers), fast_bias_correction, overflow_fix),
-        float(target), float(threshold), accuracy_control)
+        lambda names: _settings(nncf, model_type, names, fast_bias_correction, overflow_fix, preset),
+        _front_names(model, float_layers, float_tail), float(target), float(threshold), accuracy_control)
     report.update(source=str(model_dir), calibration_images=len(items),
                   settings={"float_layers": int(float_layers), "fast_bias_correction": bool(fast_bias_correction),
-                            "overflow_fix": overflow_fix, "preset": "performance"})
+                            "overflow_fix": overflow_fix, "preset": preset, "float_tail": int(float_tail)})
     return _save(ov, nncf, quantized, out_dir, spec, model_dir, model_type, pre, pre_keys, input_names, items,
                  calib_source, report)
 
 
-def _front_names(model, float_layers):
+def _front_names(model, float_layers, float_tail=0):
+    """The heavy layers among the first `float_layers` from the inputs and the last `float_tail` before the
+    outputs (the embedding head, the detector's prediction convolutions)."""
     from .openvino.passes import HEAVY_OPS, front_layers
 
     front = front_layers(model, int(float_layers))
-    return sorted(op.get_friendly_name() for op in model.get_ordered_ops()
-                  if op.get_type_name() in HEAVY_OPS and op.get_friendly_name() in front)
+    heavy = [op for op in model.get_ordered_ops() if op.get_type_name() in HEAVY_OPS]
+    names = {op.get_friendly_name() for op in heavy if op.get_friendly_name() in front}
+    return sorted(names | _tail_names(model, heavy, int(float_tail)))
 
 
-def _quantize_checked(ov, nncf, model, items, feeds, model_type, settings, target, threshold, accuracy_control):
-    """(quantized model, report): plain PTQ, its agreement with fp32 on the first CHECK_IMAGES calibration
-    images, and NNCF's accuracy control when that falls short of `target`."""
+def _tail_names(model, heavy, layers):
+    """Heavy layers with at most `layers` heavy layers (themselves included) on their way to an output."""
+    if layers <= 0:
+        return set()
+    depth, wanted = {}, {op.get_friendly_name() for op in heavy}
+    for op in reversed(model.get_ordered_ops()):
+        users = [t.get_node() for out in op.outputs() for t in out.get_target_inputs()]
+        name = op.get_friendly_name()
+        depth[name] = min((depth[u.get_friendly_name()] for u in users), default=0) + (name in wanted)
+    return {n for n in wanted if depth[n] <= layers}
+
+
+def _quantize_checked(ov, nncf, model, items, feeds, model_type, settings, base_names, target, threshold,
+                      accuracy_control):
+    """(quantized model, report): plain PTQ with `base_names` in float (settings(names) -> nncf.quantize's
+    arguments), its agreement with fp32 on the first CHECK_IMAGES calibration images, and below `target` an
+    accuracy control: "sensitivity" (quantize_control: the layers where int8 adds most error back in float,
+    1, 2, 4, ... of them) or "nncf" (nncf.quantize_with_accuracy_control: far slower, one compilation per
+    quantizer)."""
     from ..utils.cpu import describe
+    from .openvino.passes import HEAVY_OPS
     from .quantize_check import AnswerCheck, float_layers
 
     core = ov.Core()
     compile_ = lambda m: core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})  # noqa: E731
     check_items = items[:CHECK_IMAGES]
     check = AnswerCheck(model_type, check_items, feeds, compile_(model), threshold)
-    dataset = nncf.Dataset(items, feeds)
-    quantized = nncf.quantize(model, dataset, subset_size=len(items), **settings)
+    quantize = lambda names: nncf.quantize(model, nncf.Dataset(items, feeds), subset_size=len(items),  # noqa
+                                           **settings(names))
+    quantized = quantize(base_names)
     first = check.score(compile_(quantized))
     log.info("int8 check: agreement %.4f with fp32 on %d calibration images (target %.4f)",
              first["agreement"], len(check_items), target)
     report = {"target": target, "threshold": threshold, "plain": first, "accuracy_control": None}
-    if first["agreement"] < target and accuracy_control:
-        from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+    if first["agreement"] < target and accuracy_control == "nncf":
+        quantized = _nncf_accuracy_control(nncf, model, items, feeds, check, settings(base_names), target)
+        report["accuracy_control"] = {"method": "nncf", **check.score(compile_(quantized))}
+    elif first["agreement"] < target and accuracy_control:
+        from .quantize_control import layer_sensitivity, restore_until
 
-        indexed = list(enumerate(check_items))
-        ac = dict(settings, advanced_quantization_parameters=settings["advanced_parameters"])
-        del ac["advanced_parameters"]
-        quantized = nncf.quantize_with_accuracy_control(
-            model, nncf.Dataset(items, feeds), nncf.Dataset(indexed), check.validation_fn,
-            max_drop=1.0 - target, drop_type=nncf.DropType.ABSOLUTE, subset_size=len(items),
-            advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
-                ranking_subset_size=min(len(indexed), 60)), **ac)
-        report["accuracy_control"] = check.score(compile_(quantized))
+        heavy = [op.get_friendly_name() for op in model.get_ordered_ops()
+                 if op.get_type_name() in HEAVY_OPS and op.get_friendly_name() not in base_names]
+        ranked = layer_sensitivity(ov, model, quantized, items, feeds, heavy)
+        quantized, result, names, tried = restore_until(quantize, lambda m: check.score(compile_(m)), ranked,
+                                                        target, base_names)
+        report["accuracy_control"] = {"method": "sensitivity", **result, "restored": names, "tried": tried,
+                                      "ranking": [[n, round(e, 6)] for n, e in ranked[:32]]}
     final = report["accuracy_control"] or first
     report.update(agreement=final["agreement"], passed=bool(final["agreement"] >= target),
                   f32_layers=float_layers(quantized), checked_on=describe())
     return quantized, report
+
+
+def _nncf_accuracy_control(nncf, model, items, feeds, check, settings, target):
+    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+    indexed = list(enumerate(check.items))
+    ac = dict(settings, advanced_quantization_parameters=settings.pop("advanced_parameters"))
+    return nncf.quantize_with_accuracy_control(
+        model, nncf.Dataset(items, feeds), nncf.Dataset(indexed), check.validation_fn, max_drop=1.0 - target,
+        drop_type=nncf.DropType.ABSOLUTE, subset_size=len(items),
+        advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
+            ranking_subset_size=min(len(indexed), 60)), **ac)
 
 
 def _save(ov, nncf, quantized, out_dir, spec, model_dir, model_type, pre, pre_keys, input_names, items,

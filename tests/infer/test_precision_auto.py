@@ -154,3 +154,40 @@ def test_the_rec_check_counts_a_changed_neighbour_and_a_moved_vector():
     assert check.item(0, [vecs[1][None]]) == (0, 1)  # now nearest to another image
     noisy = vecs[0] + 0.3 * np.linalg.norm(vecs[0]) * rng.standard_normal(16) / 4
     assert check.item(0, [noisy[None]]) == (0, 1)  # cosine below REC_MIN_COSINE
+
+
+def test_the_accuracy_control_puts_back_the_worst_layers_until_the_target(models):
+    """restore_until: 1, 2, 4 ... of the ranked layers back in float until the check reaches the target, and the
+    ranking measures every heavy layer of a real int8 model (the tiny one)."""
+    from ppshitu.infer.openvino import _ov
+    from ppshitu.infer.quantize_control import layer_sensitivity, restore_until
+
+    ranked = [("a", 0.3), ("b", 0.2), ("c", 0.1), ("d", 0.05), ("e", 0.01)]
+    asked = []
+
+    def quantize(names):
+        asked.append(names)
+        return names
+
+    def score(names):  # the check reaches 0.99 once a, b and c are float
+        return {"agreement": 0.99 if {"a", "b", "c"} <= set(names) else 0.9}
+
+    model, result, restored, tried = restore_until(quantize, score, ranked, 0.99, base_names=["stem"])
+    assert result["agreement"] == 0.99 and restored == ["a", "b", "c", "d"] and "stem" in model
+    assert [k for k, _ in tried] == [1, 2, 4] and asked[0] == ["a", "stem"]
+    _, result, restored, tried = restore_until(quantize, lambda n: {"agreement": 0.5}, ranked, 0.99)
+    assert result["agreement"] == 0.5 and [k for k, _ in tried] == [1, 2, 4, 5]  # all tried, best kept
+
+    ov = _ov()
+    fp32 = ov.Core().read_model(os.path.join(models["fp32"], "inference.pdmodel"))
+    int8 = ov.Core().read_model(os.path.join(models["int8"], "inference.xml"))
+    heavy = [op.get_friendly_name() for op in fp32.get_ordered_ops()
+             if op.get_type_name() in ("Convolution", "MatMul")]
+    from ppshitu.infer.preprocess import RecPreprocess
+    from ppshitu.infer.spec import read_spec
+
+    pre = RecPreprocess.from_spec(read_spec(models["fp32"]))
+    name = fp32.inputs[0].get_any_name()
+    ranked = layer_sensitivity(ov, fp32, int8, _images(4, seed=3), lambda im: {name: pre(im)[None]}, heavy)
+    assert {n for n, _ in ranked} <= set(heavy) and len(ranked) >= 2
+    assert all(np.isfinite(e) for _, e in ranked) and ranked == sorted(ranked, key=lambda t: -t[1])
