@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from ppshitu.library import dupcalibrate, photos, verify
-from ppshitu.library.duplicates import (DecisionsError, apply_decisions, check_decisions, complete_linkage,
+from ppshitu.library.duplicates import (DecisionsError, Links, apply_decisions, check_decisions, complete_linkage,
                                         default_decisions, file_fingerprint, image_info, keeper_order)
 
 RULE = dupcalibrate.DEFAULT_RULE
@@ -55,6 +55,24 @@ def test_a_local_change_is_not_the_same_picture(photo):
     for _ in range(3):
         ev = _ev(photo, dupcalibrate.locally_changed(photo, rng))
         assert not RULE.duplicate(ev) and RULE.matched(ev), ev
+
+
+def test_no_invisible_change_is_counted_as_a_negative():
+    """Where no visible change can be drawn (a black frame: a hue turned or a part moved changes nothing),
+    calibration gets no locally changed copy: an invisible change is the same picture."""
+    assert dupcalibrate.locally_changed(np.zeros((96, 128, 3), np.uint8), np.random.default_rng(0)) is None
+
+
+def test_pairs_below_the_candidate_floor_are_not_verified_on_demand():
+    """Complete linkage asks about pairs that were no candidates; one below the floor is not linked, and
+    no features are computed for it."""
+    asked = []
+    vectors = np.float32([[1, 0], [0.6, 0.8], [1, 0]])                # cosines 0.6 (0-1) and 1.0 (0-2)
+    items = [{"id": i, "path": f"{i}.jpg"} for i in range(3)]
+    links = Links(items, vectors, RULE, lambda i: asked.append(i), floor=0.8)
+    assert links.kind(0, 1) is None and asked == []
+    links.kind(0, 2)
+    assert asked == [0, 2] and links.on_demand == 1                     # above the floor: verified
 
 
 def test_crops_sharing_less_than_half_and_unrelated_images(photo):
