@@ -57,7 +57,8 @@ def read_data_file(data_file, delimiter="\t", line_numbers=False):
             label = nfc(parts[1].strip())
             problem = label_problem(label, allow="\t")  # a tab after the first delimiter: part of the label
             if problem:
-                raise ConfigError(f"{data_file}:{no}: label {label!r}: {problem}")
+                shown = repr(label[:60]) + ("..." if len(label) > 60 else "")  # (a 10 MB one is not printed)
+                raise ConfigError(f"{data_file}:{no}: label {shown}: {problem}")
             entries.append((parts[0].strip(), label) + ((no,) if line_numbers else ()))
         else:
             raise ConfigError(f"{data_file}:{no}: expected 'relpath{delimiter!r}label', got {line!r} "

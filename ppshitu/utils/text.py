@@ -42,9 +42,15 @@ def needs_escape(text):
 _LABEL_FORBIDDEN = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 
 
+MAX_LABEL_CHARS = 200  # a class name; a gallery list's 10 MB "label" (a line without its newline) was taken whole
+
+
 def label_problem(label, allow=""):
-    """None when `label` holds no forbidden character (_LABEL_FORBIDDEN) but those in `allow`, else a
-    sentence naming the first. (Gallery lists allow a tab: there a label is all after the first delimiter.)"""
+    """None when `label` holds no forbidden character (_LABEL_FORBIDDEN) but those in `allow` and is at most
+    MAX_LABEL_CHARS long, else a sentence naming the first problem. (Gallery lists allow a tab: there a label
+    is all after the first delimiter.)"""
+    if len(label) > MAX_LABEL_CHARS:
+        return f"at most {MAX_LABEL_CHARS} characters, got {len(label)}"
     for ch in label:
         if ch in allow:
             continue

@@ -146,3 +146,20 @@ def test_an_empty_or_multiline_delimiter_is_one_line_naming_the_key(tmp_path, ca
                   f"IndexProcess.image_root={tmp_path}", "-o", f"IndexProcess.index_dir={tmp_path / 'g'}",
                   "-o", f"IndexProcess.delimiter={delimiter}"], capsys, "IndexProcess.delimiter", "non-empty")
     assert not (tmp_path / "g").exists()
+
+
+# 5 -------------------------------------------------------------------------------------------------
+def test_a_label_longer_than_the_service_allows_is_refused_in_a_gallery_list(tmp_path):
+    """A gallery list line whose 'label' was 100,000 (or 10 million) characters was indexed as one class, a
+    label the service refuses (MAX_LABEL_CHARS) and no page can show: one limit now, named with the line."""
+    from ppshitu.errors import ConfigError
+    from ppshitu.gallery.builder import read_data_file
+    from ppshitu.serving.service import MAX_LABEL_CHARS as SERVICE_MAX
+    from ppshitu.utils.text import MAX_LABEL_CHARS, label_problem
+
+    assert SERVICE_MAX == MAX_LABEL_CHARS
+    lst = tmp_path / "list.txt"
+    lst.write_text("a.jpg\tcat\nb.jpg\t" + "L" * 100_000 + "\n")
+    with pytest.raises(ConfigError, match=rf"list.txt:2: label .*at most {MAX_LABEL_CHARS} characters, got 100000"):
+        read_data_file(str(lst))
+    assert label_problem("x" * MAX_LABEL_CHARS) is None and label_problem("x" * (MAX_LABEL_CHARS + 1))
