@@ -31,6 +31,9 @@ from tqdm import tqdm  # noqa: E402
 
 OURS, REF = "ppshitu", "pp-shitu"
 STEPS = ("rec", "det", "gallery", "system", "search", "runtimes", "process")  # --only picks among these
+# run only when --only names them: benchmarks of their own (own table under bench/results/), not a comparison
+# with PP-ShiTu; clip: the small text-image model (bench_clip.py, ~15-25 min on 2 shared cores; --quick ~5)
+EXTRA_STEPS = ("clip",)
 SIDES = ((OURS, "legacy"), (OURS, "pir"), (REF, "legacy"))  # (pipeline, rec model format) compared
 MOBILENETV1_GFLOP = 1.14     # 0.57 GMAC per 224x224 image (MobileNetV1 1.0); the 512-d FC adds 0.001
 
@@ -498,13 +501,13 @@ def main(argv=None):
                    help="also HNSW32 (~15 min per pipeline) and ppshitu's IVF (~6 min) at 1M, and PP-ShiTu's "
                         "IVF beyond 20k (N/8 lists)")
     p.add_argument("--only", nargs="*", default=None,
-                   help=f"subset of: {' '.join(STEPS)} (default: all)")
+                   help=f"subset of: {' '.join(STEPS + EXTRA_STEPS)} (default: all but {' '.join(EXTRA_STEPS)})")
     args = p.parse_args(argv)
     wanted = set(args.only or STEPS)
     start = time.perf_counter()
     info = harness.machine_info()
     b = Bench(args.quick, args.threads, args.search_full)
-    steps = ["models", "cpu_peak"] + [s for s in STEPS if s in wanted]
+    steps = ["models", "cpu_peak"] + [s for s in STEPS + EXTRA_STEPS if s in wanted]
     m = None
     index_dirs = {}
     for step in tqdm(steps, desc="bench", unit="stage"):
@@ -528,6 +531,10 @@ def main(argv=None):
             bench_runtime_rows(b, m)
         elif step == "process":
             bench_process_rows(b, m)
+        elif step == "clip":
+            import bench_clip  # its own table: bench/results/bench_clip.md
+
+            bench_clip.main(["--quick"] if b.quick else [])
     flops = flops_note(b)
     elapsed = time.perf_counter() - start
     info["load_avg_at_end"] = os.getloadavg()  # other work on the machine skews every row
