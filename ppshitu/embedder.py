@@ -26,7 +26,9 @@ The steps, each one method:
   crop; the whole image when it finds none (or a box under 2 px);
 - batching: files are decoded (and pre-processed) in `num_workers` threads while the model runs the
   previous batch of `batch_size` (`prefetch`, which system.predict_paths uses too);
-- the runtime: `rec.preprocess` (thread-safe) and `rec.predict_batch` (float32 [N, D], L2-normalised).
+- the runtime: `rec.preprocess` (thread-safe) and `rec.predict_batch` (float32 [N, D], L2-normalised);
+  with RecPreProcess.flip_average each vector is the normalised mean of the image's and its mirror image's
+  (`run`: twice the model time; the gallery's fingerprint records it, so the two never mix).
 """
 import logging
 import os
@@ -171,9 +173,20 @@ class Embedder:
     def prepare(self, rgb):
         return self.rec.preprocess(rgb)
 
+    @property
+    def flip_average(self):
+        """RecPreProcess.flip_average (set on the predictor by infer/factory.py): every vector is the mean of the
+        image's and its mirror image's, so gallery and queries alike (the fingerprint says so: model_id.py)."""
+        return bool(getattr(self.rec, "flip_average", False))
+
     def run(self, prepared):
-        """Pre-processed inputs -> float32 [N, D] (one predict_batch)."""
-        return np.asarray(self.rec.predict_batch(np.stack(prepared)), np.float32)
+        """Pre-processed inputs -> float32 [N, D] (one predict_batch; two with flip_average)."""
+        batch = np.stack(prepared)
+        vectors = np.asarray(self.rec.predict_batch(batch), np.float32)
+        if self.flip_average:  # CHW: mirroring the last axis = mirroring the image before resize/crop/normalise
+            vectors = vectors + np.asarray(self.rec.predict_batch(np.ascontiguousarray(batch[..., ::-1])), np.float32)
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors
 
     def embed_crops(self, crops):
         """RGB crops, as they are (no checks) -> float32 [N, D], one batch."""

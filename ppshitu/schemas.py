@@ -203,6 +203,10 @@ INDEX_PROCESS = {
     "pq_m": Field((int, NONE), None, min_value=1, doc="IVFPQ sub-quantizers (must divide embedding_size)"),
     "rerank_factor": Field((int, NONE), None, min_value=1, doc="IVFPQ: candidates re-scored exactly, per result"),
     "use_det": Field(bool, False, doc="index the detector's main object instead of the whole image"),
+    "query_expansion": Field(int, 0, min_value=0, max_value=100, doc="alpha-QE at search time: each query "
+                             "averaged with its N nearest gallery vectors (weight cosine**qe_alpha), then "
+                             "searched; 0: off (gallery/query_expansion.py, bench/results/bench_query_options.md)"),
+    "qe_alpha": Field(NUM, 3.0, min_value=0, max_value=100, doc="query_expansion's weight exponent"),
     "num_workers": Field(int, 2, min_value=1, max_value=MAX_THREADS,
                          doc="image-decoding threads while the model runs (at most MAX_THREADS, 1024)"),
 }
@@ -211,7 +215,10 @@ INFER_SCHEMA = {
     "Global": INFER_GLOBAL,
     "DetPreProcess": {"transform_ops": Field((list, NONE), None)},
     "DetPostProcess": OPEN,
-    "RecPreProcess": {"transform_ops": Field((list, NONE), None)},
+    "RecPreProcess": {"transform_ops": Field((list, NONE), None),
+                      "flip_average": Field(bool, False, doc="embed each image and its mirror image and average "
+                                            "(gallery and queries: the gallery's fingerprint records it; twice the "
+                                            "model time; bench/results/bench_query_options.md)")},
     "RecPostProcess": OPEN,
     "IndexProcess": INDEX_PROCESS,
 }

@@ -53,7 +53,8 @@ def _on_embedder(name, doc):
 
 class RecognitionSystem:
     def __init__(self, rec, gallery, det=None, return_k=5, score_thres=0.5, rec_nms_thresold=0.05,
-                 min_crop_size=4, min_image_side=MIN_IMAGE_SIDE, min_crop_std=0.0, max_image_pixels=None):
+                 min_crop_size=4, min_image_side=MIN_IMAGE_SIDE, min_crop_std=0.0, max_image_pixels=None,
+                 query_expansion=0, qe_alpha=3.0):
         if rec.embedding_size != gallery.embedding_size:
             raise ConfigError(f"the recognition model makes {rec.embedding_size}-d vectors but the gallery "
                               f"{gallery.index_dir} holds {gallery.embedding_size}-d ones")
@@ -62,6 +63,9 @@ class RecognitionSystem:
         self.score_thres = _number(score_thres, "IndexProcess.score_thres", float)
         self.nms_thresh = _number(rec_nms_thresold, "Global.rec_nms_thresold", float)
         self.min_crop_size = _number(min_crop_size, "min_crop_size", int, low=1)
+        # alpha-QE at search time (gallery/query_expansion.py): 0 is off
+        self.query_expansion = _number(query_expansion, "IndexProcess.query_expansion", int, low=0)
+        self.qe_alpha = _number(qe_alpha, "IndexProcess.qe_alpha", float, low=0)
         # the detector finds every object; the embedder embeds the crops as they are (full decodes: crops)
         self.embedder = Embedder(
             rec, None, min_side=_number(min_image_side, "Global.min_image_side", int, low=1),
@@ -104,7 +108,8 @@ class RecognitionSystem:
         return cls(rec, gallery, det, return_k=idx.get("return_k", 5), score_thres=resolve_score_thres(idx, gallery),
                    rec_nms_thresold=g.get("rec_nms_thresold", 0.05),
                    min_image_side=g.get("min_image_side", MIN_IMAGE_SIDE), min_crop_std=idx.get("min_crop_std", 1.0),
-                   max_image_pixels=g.get("max_image_pixels"))
+                   max_image_pixels=g.get("max_image_pixels"), query_expansion=idx.get("query_expansion", 0),
+                   qe_alpha=idx.get("qe_alpha", 3.0))
 
     # ------------------------------------------------------------------ API
     def predict(self, images):
@@ -122,7 +127,7 @@ class RecognitionSystem:
         [{"rank", "label", "score", "path", "id"}] (`path`: the item's gallery key). Scores as in predict:
         cosine for IP galleries (higher is closer), squared distance for L2."""
         vectors = self.embedder.embed_crops([self._image(image, "image")])
-        labels, scores, ids = self.gallery.search(vectors, int(k))
+        labels, scores, ids = self.gallery.search(self.expand(vectors), int(k))
         found = [(int(i), float(s), lab) for i, s, lab in zip(ids[0], scores[0], labels[0]) if i >= 0]
         paths = {r["id"]: r.get("path") for r in self.gallery.records([i for i, _, _ in found])} if found else {}
         return [{"rank": rank, "label": lab, "score": round(score, 6), "path": paths.get(i), "id": i}
@@ -189,11 +194,19 @@ class RecognitionSystem:
                 crops.append(crop)
                 owners.append((i, box, det_score, source, self.embedder.is_uniform(crop)))
         vectors = self.embedder.embed_crops(crops)
-        labels, scores, ids = self.gallery.search(vectors, self.return_k)
+        labels, scores, ids = self.gallery.search(self.expand(vectors), self.return_k)
         per_image = [[] for _ in images]
         for (i, box, det_score, source, uniform), lab, sc, row_ids in zip(owners, labels, scores, ids):
             per_image[i].append(self._decide(box, det_score, source, lab, sc, uniform, row_ids))
         return [self._select(cands) for cands in per_image]
+
+    def expand(self, vectors):
+        """Query vectors as searched: expanded by their gallery neighbours with IndexProcess.query_expansion."""
+        if not self.query_expansion:
+            return vectors
+        from .gallery.query_expansion import expand_queries
+
+        return expand_queries(self.gallery, vectors, self.query_expansion, self.qe_alpha)
 
     def passes(self, score):
         return score >= self.score_thres if self.gallery.higher_is_better else score <= self.score_thres

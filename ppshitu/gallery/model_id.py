@@ -6,7 +6,8 @@ under an old `inference.yml` are a different model, and their vectors must not b
 old ones. Hashing costs little next to loading the model (~10 ms per 10 MB). An imported ONNX model
 (tools/import_model.py) is hashed from its inference.onnx; a text-image model's fingerprint adds its text
 encoder's hash ("IMAGE+text:TEXT"), so a gallery answers text queries only from the text encoder that belongs
-to the image encoder that made its vectors.
+to the image encoder that made its vectors. Vectors averaged with the mirror image's (RecPreProcess.flip_average)
+add "+flip": a gallery built with flip averaging refuses queries embedded without it, and the other way round.
 """
 import logging
 import os
@@ -31,8 +32,9 @@ def model_fingerprint(rec):
     An imported text-image model (inference.yml's `text` section) answers IMAGE+text:TEXT, the hashes of both
     encoders' files: its gallery then says which text encoder may query it (text_fingerprint)."""
     model_dir = getattr(rec, "model_dir", None)
+    flip = FLIP_MARK if getattr(rec, "flip_average", False) else ""
     if model_dir is None:
-        return rec.fingerprint
+        return rec.fingerprint + flip
     from ..infer.runtime import model_files
 
     actual = weights_fingerprint(model_files(model_dir)[1])
@@ -41,6 +43,7 @@ def model_fingerprint(rec):
     if recorded is not None and recorded != actual:
         log.warning("%s: inference.yml records fingerprint %s but inference.pdiparams hashes to %s (the weights "
                     "changed after export); the gallery uses the weights' %s", model_dir, recorded, actual, actual)
+    actual += flip  # before the text part: text_fingerprint reads what follows TEXT_MARK
     text = spec.get("text")
     if isinstance(text, dict) and text.get("onnx_model"):
         actual += TEXT_MARK + weights_fingerprint(os.path.join(model_dir, str(text["onnx_model"])))
@@ -48,6 +51,7 @@ def model_fingerprint(rec):
 
 
 TEXT_MARK = "+text:"
+FLIP_MARK = "+flip"  # the vectors average each image with its mirror image (RecPreProcess.flip_average)
 
 
 def text_fingerprint(fingerprint):

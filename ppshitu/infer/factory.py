@@ -46,6 +46,8 @@ def rec_predictor(cfg, precision=None):
     rec = RecPredictor(model_dir, preprocess=(cfg.get("RecPreProcess") or {}).get("transform_ops"),
                        max_batch_size=batch, **options)
     rec.precision_choice = choice
+    # horizontal-flip averaging (RecPreProcess.flip_average): the Embedder flips, the fingerprint records it
+    rec.flip_average = bool((cfg.get("RecPreProcess") or {}).get("flip_average", False))
     return rec
 
 

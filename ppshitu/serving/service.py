@@ -104,7 +104,7 @@ class Recognizer:
     def search(self, rgb, k, whole=False):
         """The gallery items nearest to the image's main object (`whole`: the whole image)."""
         vector, box = self.embedder.embed_query(rgb, detect=not whole)
-        return {"box": box, **self._nearest(vector, k)}
+        return {"box": box, **self._nearest(self.system.expand(vector), k)}
 
     def search_text(self, text, k):
         """The gallery items nearest to the sentence `text`, by the text encoder of the model that made the
