@@ -33,7 +33,8 @@ OURS, REF = "ppshitu", "pp-shitu"
 STEPS = ("rec", "det", "gallery", "system", "search", "runtimes", "process")  # --only picks among these
 # run only when --only names them: benchmarks of their own (own table under bench/results/), not a comparison
 # with PP-ShiTu; clip: the small text-image model (bench_clip.py, ~15-25 min on 2 shared cores; --quick ~5)
-EXTRA_STEPS = ("clip",)
+# query_options: flip averaging and query expansion on unseen classes (bench_query_options.py, ~10 min; --quick ~3)
+EXTRA_STEPS = ("clip", "query_options")
 SIDES = ((OURS, "legacy"), (OURS, "pir"), (REF, "legacy"))  # (pipeline, rec model format) compared
 MOBILENETV1_GFLOP = 1.14     # 0.57 GMAC per 224x224 image (MobileNetV1 1.0); the 512-d FC adds 0.001
 
@@ -535,6 +536,10 @@ def main(argv=None):
             import bench_clip  # its own table: bench/results/bench_clip.md
 
             bench_clip.main(["--quick"] if b.quick else [])
+        elif step == "query_options":
+            import bench_query_options  # its own table: bench/results/bench_query_options.md
+
+            bench_query_options.main(["--quick"] if b.quick else [])
     flops = flops_note(b)
     elapsed = time.perf_counter() - start
     info["load_avg_at_end"] = os.getloadavg()  # other work on the machine skews every row
