@@ -165,8 +165,6 @@ def measure(name, gallery_items, queries, timed, workdir):
 
 
 def write(rows, info, quick):
-    from ppshitu.utils.outputs import OutputGuard  # noqa: F401  (results are the bench's own files)
-
     out = os.path.join(ROOT, "bench", "results")
     os.makedirs(out, exist_ok=True)
     sets = list(dict.fromkeys(r["set"] for r in rows))
