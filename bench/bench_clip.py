@@ -69,7 +69,22 @@ def deployed_recall(model_dir, eval_section):
     text = TextPredictor(str(model_dir)).embed(captions).vectors
     emb = Embedder(RecPredictor(str(model_dir), backend="openvino", cpu_threads=2)).embed_files(listed.paths)
     assert len(emb.vectors) == len(listed.paths), "an image was refused"
-    return text_to_image_recall(text, combos, emb.vectors, listed.combos)
+    out = text_to_image_recall(text, combos, emb.vectors, listed.combos)
+    out["misses"] = misses(text, combos, emb.vectors, listed.combos, Path(listed.list_path).parent / "combos.json")
+    return out
+
+
+def misses(text, combos, images, image_combos, combos_json):
+    """{"colour+pattern": n, ...}: for each query whose first image is of another combination, the attributes
+    that image gets wrong."""
+    attrs = {c["combo"]: c["attributes"] for c in json.loads(Path(combos_json).read_text())}
+    top = image_combos[(text @ images.T).argmax(1)]
+    counts = {}
+    for want, got in zip(combos.tolist(), top.tolist()):
+        if want != got:
+            key = "+".join(k for k in attrs[want] if attrs[want][k] != attrs[got][k])
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def search_once(model_dir, data, work):
@@ -155,6 +170,10 @@ def render(r):
              f"(EfficientNet-Lite0 frozen at 96 px + MLP; 2-layer width-128 text transformer; D 128; ClipLoss).", "",
              "| model | recall@1 | recall@5 |", "|---|---|---|"]
     lines += [f"| {name} | {r1:.3f} | {r5:.3f} |" for name, r1, r5 in rows]
+    wrong = d.get("misses") or {}
+    if wrong:
+        lines += ["", f"Where the first image is wrong ({sum(wrong.values())} of the queries, imported model): the "
+                  "attributes it gets wrong: " + ", ".join(f"{k} {v}" for k, v in wrong.items()) + "."]
     q, top, ok = r["search"]
     lines += ["", f"ONNX vs Paddle, lowest cosine: image {r['onnx_vs_paddle_min_cosine']['image']:.6f}, text "
               f"{r['onnx_vs_paddle_min_cosine']['text']:.6f}.",
