@@ -207,6 +207,9 @@ INDEX_PROCESS = {
                              "averaged with its N nearest gallery vectors (weight cosine**qe_alpha), then "
                              "searched; 0: off (gallery/query_expansion.py, bench/results/bench_query_options.md)"),
     "qe_alpha": Field(NUM, 3.0, min_value=0, max_value=100, doc="query_expansion's weight exponent"),
+    "rerank": Field(str, "none", choices=("none", "csls"), doc="csls: the top 10 candidates re-ordered by 2 x "
+                    "score - their mean score to their 5 nearest gallery items (hubs demoted); the scores answered "
+                    "stay the plain ones (gallery/query_expansion.py, bench/results/bench_query_options.md)"),
     "num_workers": Field(int, 2, min_value=1, max_value=MAX_THREADS,
                          doc="image-decoding threads while the model runs (at most MAX_THREADS, 1024)"),
 }

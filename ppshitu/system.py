@@ -54,7 +54,7 @@ def _on_embedder(name, doc):
 class RecognitionSystem:
     def __init__(self, rec, gallery, det=None, return_k=5, score_thres=0.5, rec_nms_thresold=0.05,
                  min_crop_size=4, min_image_side=MIN_IMAGE_SIDE, min_crop_std=0.0, max_image_pixels=None,
-                 query_expansion=0, qe_alpha=3.0):
+                 query_expansion=0, qe_alpha=3.0, rerank="none"):
         if rec.embedding_size != gallery.embedding_size:
             raise ConfigError(f"the recognition model makes {rec.embedding_size}-d vectors but the gallery "
                               f"{gallery.index_dir} holds {gallery.embedding_size}-d ones")
@@ -66,6 +66,11 @@ class RecognitionSystem:
         # alpha-QE at search time (gallery/query_expansion.py): 0 is off
         self.query_expansion = _number(query_expansion, "IndexProcess.query_expansion", int, low=0)
         self.qe_alpha = _number(qe_alpha, "IndexProcess.qe_alpha", float, low=0)
+        from .gallery.query_expansion import RERANK_METHODS
+
+        if rerank not in RERANK_METHODS:
+            raise ConfigError(f"IndexProcess.rerank must be one of {', '.join(RERANK_METHODS)}, got {rerank!r}")
+        self.rerank = rerank
         # the detector finds every object; the embedder embeds the crops as they are (full decodes: crops)
         self.embedder = Embedder(
             rec, None, min_side=_number(min_image_side, "Global.min_image_side", int, low=1),
@@ -109,7 +114,7 @@ class RecognitionSystem:
                    rec_nms_thresold=g.get("rec_nms_thresold", 0.05),
                    min_image_side=g.get("min_image_side", MIN_IMAGE_SIDE), min_crop_std=idx.get("min_crop_std", 1.0),
                    max_image_pixels=g.get("max_image_pixels"), query_expansion=idx.get("query_expansion", 0),
-                   qe_alpha=idx.get("qe_alpha", 3.0))
+                   qe_alpha=idx.get("qe_alpha", 3.0), rerank=idx.get("rerank", "none"))
 
     # ------------------------------------------------------------------ API
     def predict(self, images):
@@ -127,7 +132,7 @@ class RecognitionSystem:
         [{"rank", "label", "score", "path", "id"}] (`path`: the item's gallery key). Scores as in predict:
         cosine for IP galleries (higher is closer), squared distance for L2."""
         vectors = self.embedder.embed_crops([self._image(image, "image")])
-        labels, scores, ids = self.gallery.search(self.expand(vectors), int(k))
+        labels, scores, ids = self.search_vectors(vectors, int(k))
         found = [(int(i), float(s), lab) for i, s, lab in zip(ids[0], scores[0], labels[0]) if i >= 0]
         paths = {r["id"]: r.get("path") for r in self.gallery.records([i for i, _, _ in found])} if found else {}
         return [{"rank": rank, "label": lab, "score": round(score, 6), "path": paths.get(i), "id": i}
@@ -194,7 +199,7 @@ class RecognitionSystem:
                 crops.append(crop)
                 owners.append((i, box, det_score, source, self.embedder.is_uniform(crop)))
         vectors = self.embedder.embed_crops(crops)
-        labels, scores, ids = self.gallery.search(self.expand(vectors), self.return_k)
+        labels, scores, ids = self.search_vectors(vectors, self.return_k)
         per_image = [[] for _ in images]
         for (i, box, det_score, source, uniform), lab, sc, row_ids in zip(owners, labels, scores, ids):
             per_image[i].append(self._decide(box, det_score, source, lab, sc, uniform, row_ids))
@@ -207,6 +212,16 @@ class RecognitionSystem:
         from .gallery.query_expansion import expand_queries
 
         return expand_queries(self.gallery, vectors, self.query_expansion, self.qe_alpha)
+
+    def search_vectors(self, vectors, k):
+        """gallery.search with the query-time options: expanded queries, then the top candidates re-ranked
+        (IndexProcess.rerank: csls; the scores stay the plain ones)."""
+        vectors = self.expand(vectors)
+        if self.rerank == "csls":
+            from .gallery.query_expansion import rerank_csls
+
+            return rerank_csls(self.gallery, vectors, k)
+        return self.gallery.search(vectors, k)
 
     def passes(self, score):
         return score >= self.score_thres if self.gallery.higher_is_better else score <= self.score_thres

@@ -104,7 +104,7 @@ class Recognizer:
     def search(self, rgb, k, whole=False):
         """The gallery items nearest to the image's main object (`whole`: the whole image)."""
         vector, box = self.embedder.embed_query(rgb, detect=not whole)
-        return {"box": box, **self._nearest(self.system.expand(vector), k)}
+        return {"box": box, **self._nearest(vector, k, self.system.search_vectors)}
 
     def search_text(self, text, k):
         """The gallery items nearest to the sentence `text`, by the text encoder of the model that made the
@@ -119,8 +119,8 @@ class Recognizer:
                 "context_length": out.context_length}
         return {"box": None, "text": info, **self._nearest(out.vectors, k)}
 
-    def _nearest(self, vectors, k):
-        labels, scores, ids = self.gallery.search(vectors, k)
+    def _nearest(self, vectors, k, search=None):
+        labels, scores, ids = (search or self.gallery.search)(vectors, k)
         hits = [{"id": int(i), "label": lab, "score": round(float(s), 6)}
                 for lab, s, i in zip(labels[0], scores[0], ids[0]) if i >= 0 and lab is not None]
         return {"results": hits, "higher_is_better": self.gallery.higher_is_better, "version": self.gallery.version}

@@ -90,6 +90,8 @@ def test_the_config_turns_flip_on_and_a_flip_gallery_refuses_plain_queries(tmp_p
     ("IndexProcess.query_expansion=-1", "query_expansion"),
     ("IndexProcess.qe_alpha=-2", "qe_alpha"),
     ("RecPreProcess.flip_average=maybe", "flip_average"),
+    ("IndexProcess.rerank=cls", "rerank"),
+    ("IndexProcess.rerannk=csls", "did you mean IndexProcess.rerank"),
 ])
 def test_bad_option_values_are_refused_by_name(override, words):
     with pytest.raises(ConfigError, match=words):
@@ -135,3 +137,30 @@ def test_the_system_searches_the_expanded_query(gallery):
     assert g.search(qe.expand(v), 1)[0] == [[lab] for lab in labels]
     with pytest.raises(ConfigError, match="query_expansion"):
         RecognitionSystem(rec, g, None, query_expansion=-1)
+
+
+def test_csls_reranking_demotes_a_hub_and_keeps_the_plain_scores(tmp_path):
+    from ppshitu.gallery.query_expansion import rerank_csls
+
+    def unit(*rows):
+        v = np.asarray(rows, np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+    # a hub near a dense group, and an isolated item; the query is a hair nearer the hub
+    v = unit([1, 0, 0], [1, 0, 0.15], [1, 0, -0.15], [1, -0.1, 0.1], [1, -0.1, -0.1], [0.8, 0.6, 0])
+    labels = ["hub", "A", "A", "A", "A", "T"]
+    g = Gallery.create(tmp_path / "csls", 3, index_method="Flat")
+    g.add(v, labels, [f"{i}.jpg" for i in range(6)])
+    q = unit([0.95, 0.31, 0])
+    plain = g.search(q, 2)
+    assert plain[0][0][0] == "hub"
+    got_labels, got_scores, got_ids = rerank_csls(g, q, 2)
+    assert got_labels[0][0] == "T"  # 2 x 0.946 - 0.8 beats 2 x 0.95 - 0.99
+    by_id = dict(zip(np.asarray(g.search(q, 6)[2][0]).tolist(), g.search(q, 6)[1][0].tolist()))
+    assert all(abs(by_id[int(i)] - float(s)) < 1e-6 for i, s in zip(got_ids[0], got_scores[0]))  # plain scores
+    rec = SidedRec()
+    rec.embedding_size = 3
+    system = RecognitionSystem(rec, g, None, rerank="csls")
+    assert system.search_vectors(q, 1)[0] == [["T"]]
+    assert RecognitionSystem(rec, g, None).search_vectors(q, 1)[0] == [["hub"]]
+    with pytest.raises(ConfigError, match="rerank"):
+        RecognitionSystem(rec, g, None, rerank="kreciprocal")
