@@ -117,6 +117,8 @@ def gallery_entries(data_file, delimiter="\t", image_root=None, allow_outside_ro
             first, at, spelt = out[key]
             conflicts.append(f"{key!r} is {first!r} on {data_file}:{at}" + (f" (as {spelt!r})" if spelt != key else "")
                              + f" and {label!r} on {data_file}:{no}" + (f" (as {path!r})" if path != key else ""))
+    if check_labels:  # (not for a remove list: every stored spelling of a listed path goes)
+        conflicts += _one_item_per_file(out, image_root, data_file)
     if conflicts:
         raise ConfigError(f"IndexProcess.data_file: {len(conflicts)} image(s) listed with two labels (an image has "
                           f"one label; keep one line each): " + "; ".join(conflicts[:5])
@@ -127,6 +129,34 @@ def gallery_entries(data_file, delimiter="\t", image_root=None, allow_outside_ro
                           + "; move them under image_root, or set IndexProcess.allow_outside_root: true "
                           "to index them where they are")
     return [(key, label, spelt) for key, (label, _, spelt) in out.items()]
+
+
+def _one_item_per_file(out, image_root, data_file):
+    """One file listed under two spellings that no normalising can merge -- through a symbolic link
+    (`link/a.jpg`, link -> images), or a hard link -- is one item: the later spellings are dropped from `out`
+    ({key: (label, line, path as listed)}) with a warning naming them; with another label, the conflict
+    sentences (gallery_entries raises them). Files are told apart by (device, inode); missing ones are left
+    to the reader (which reports them)."""
+    seen, dropped, conflicts = {}, [], []
+    for key, (label, no, spelt) in list(out.items()):
+        try:
+            st = os.stat(spelt if os.path.isabs(spelt) or not image_root else os.path.join(image_root, spelt))
+        except (OSError, ValueError):
+            continue
+        first = seen.setdefault((st.st_dev, st.st_ino), key)
+        if first == key:
+            continue
+        del out[key]
+        if out[first][0] != label:
+            conflicts.append(f"{key!r} on {data_file}:{no} is the file {first!r} (line {out[first][1]}) under "
+                             f"another label: {label!r}, not {out[first][0]!r}")
+        else:
+            dropped.append(f"{key!r} (line {no}) is {first!r}")
+    if dropped:
+        log.warning("%s: %d image(s) listed again under another path to the same file (a symbolic or hard link), "
+                    "indexed once: %s%s", data_file, len(dropped), "; ".join(dropped[:5]),
+                    "; ..." if len(dropped) > 5 else "")
+    return conflicts
 
 
 def stored_keys(gallery, keys, image_root=None):

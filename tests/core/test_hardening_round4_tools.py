@@ -163,3 +163,30 @@ def test_a_label_longer_than_the_service_allows_is_refused_in_a_gallery_list(tmp
     with pytest.raises(ConfigError, match=rf"list.txt:2: label .*at most {MAX_LABEL_CHARS} characters, got 100000"):
         read_data_file(str(lst))
     assert label_problem("x" * MAX_LABEL_CHARS) is None and label_problem("x" * (MAX_LABEL_CHARS + 1))
+
+
+# 6 -------------------------------------------------------------------------------------------------
+def test_one_file_listed_through_a_link_is_one_item_or_a_conflict(tmp_path, caplog):
+    """images/a.jpg and link/a.jpg (link -> images, inside image_root) in one gallery list became two items of
+    one file; under two labels, one file had two classes. Files are told apart by (device, inode)."""
+    import logging
+
+    from ppshitu.errors import ConfigError
+    from ppshitu.gallery.builder import gallery_entries
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.jpg").write_bytes(b"\xff\xd8\xff a")
+    (tmp_path / "images" / "b.jpg").write_bytes(b"\xff\xd8\xff b")
+    os.symlink("images", tmp_path / "link")
+    os.link(tmp_path / "images" / "b.jpg", tmp_path / "hard.jpg")
+    lst = tmp_path / "list.txt"
+    lst.write_text("images/a.jpg\tx\nlink/a.jpg\tx\nimages/b.jpg\ty\nhard.jpg\ty\nmissing.jpg\tz\n")
+    with caplog.at_level(logging.WARNING, logger="ppshitu"):
+        keys = [k for k, _, _ in gallery_entries(str(lst), image_root=str(tmp_path))]
+    assert keys == ["images/a.jpg", "images/b.jpg", "missing.jpg"]
+    assert "'link/a.jpg' (line 2) is 'images/a.jpg'" in caplog.text and "'hard.jpg' (line 4)" in caplog.text
+    lst.write_text("images/a.jpg\tx\nlink/a.jpg\ty\n")
+    with pytest.raises(ConfigError, match="'link/a.jpg' on .*list.txt:2 is the file 'images/a.jpg'"):
+        gallery_entries(str(lst), image_root=str(tmp_path))
+    # a remove list takes every spelling (each may be stored)
+    assert len(gallery_entries(str(lst), image_root=str(tmp_path), check_labels=False)) == 2
