@@ -33,10 +33,11 @@ def _exposed(ov, model, names):
         src = op.input_value(0)
         ports += [src, op.output(0)]
         index.append((name, len(ports) - 2, len(ports) - 1))
-    base = len(m.outputs)
-    m.add_outputs(ports)
+    added = m.add_outputs(ports)  # one Result per port: a port asked for twice (an input that is another
+    position = {o.get_node().get_friendly_name(): k for k, o in enumerate(m.outputs)}  # layer's output) shares it
+    at = [position[o.get_node().get_friendly_name()] for o in added]
     compiled = ov.Core().compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    return compiled, [(n, base + i, base + o) for n, i, o in index]
+    return compiled, [(n, at[i], at[o]) for n, i, o in index]
 
 
 def layer_sensitivity(ov, model, quantized, items, feeds, names):
@@ -54,7 +55,8 @@ def layer_sensitivity(ov, model, quantized, items, feeds, names):
             for k in (0, 1):  # input, output
                 x = np.asarray(a[ref.outputs[ref_idx[n][k]]], np.float64)
                 y = np.asarray(b[got.outputs[got_idx[n][k]]], np.float64)
-                err[n][k] += float(np.linalg.norm(y - x) / (np.linalg.norm(x) + 1e-12))
+                floor = 1e-3 * np.sqrt(x.size)  # an RMS of 1e-3: a near-silent tensor's ratio means nothing
+                err[n][k] += float(np.linalg.norm(y - x) / max(np.linalg.norm(x), floor))
     return sorted(((n, (e[1] - e[0]) / RANK_IMAGES) for n, e in err.items()), key=lambda t: -t[1])
 
 
