@@ -45,16 +45,23 @@ from ppshitu.schemas import INFER_SCHEMA  # noqa: E402
 CONFIG = os.path.join(ROOT, "configs", "inference", "inference_general.yaml")
 RESULTS = os.path.join(ROOT, "bench", "results")
 PREVIOUS = (0.970, 0.650, 14)
-SETS = {"dev": ("dev_set", 11), "dev-hard": ("dev_hard_set", 12), "held-out": ("held_out_set", 4242)}
+SETS = {"dev": ("dev_set", 11), "dev-hard": ("dev_hard_set", 12), "held-out": ("held_out_set", 5151)}
 # name: (seed, sources in dup_sets, first object class, designed backgrounds)
-CONFUSERS = {"confusers": (8888, "CONFUSER_SOURCES", 300, True), "dev-confusers": (5, "DEV_SOURCES", 0, "sources")}
+CONFUSERS = {"confusers": (9191, "CONFUSER_SOURCES", 300, True), "dev-confusers": (5, "DEV_SOURCES", 0, "sources")}
 # The held-out set and the confusers were first drawn with seeds 20250 and 777 and looked at once, with an
 # earlier calibration (neighbour pairs passing a fixed "certain" rule left out; milder edits; large
 # local changes only; clipped values left out of the comparison). That look, recorded here, is why the
 # numbers below come from fresh draws (seeds 4242 and 8888) after the changes that dev-hard motivated;
 # it also found scikit-image's "cat" to be "chelsea" (the same photo under two families), since removed.
-# The run before this verifier (commit 25e274f, recorded): its held-out scores and confusers passing.
+# The run before this verifier (commit 25e274f, recorded; held-out seed 4242, confusers seed 8888): its held-out
+# scores and confusers passing.
 PREVIOUS_RUN = {"precision": 1.000, "recall": 0.860, "f1": 0.924, "phash_f1": 0.833, "confusers": 8}
+# The second look (recorded): this verifier on the seed-4242 held-out set while calibration still took the
+# strictest rule within a point of the best recall. It took >= 30 inliers and 0 % of a tile (with the 3 x 3 test
+# most edited copies disagree nowhere, so the strictest sat at their edge): precision 1.000, recall 0.792, F1
+# 0.884 (dev-hard had dropped too, 0.957 -> 0.910). The choice now takes the loosest of the equally precise and
+# recalled rules (MAX_LOCAL bounding it), and the held-out set and confusers were drawn afresh (5151, 9191).
+SECOND_LOOK = {"precision": 1.000, "recall": 0.792, "f1": 0.884, "phash_f1": 0.833, "seed": 4242}
 FIRST_LOOK = {"held-out": {"precision": 0.827, "recall": 0.629, "f1": 0.715, "phash_f1": 0.839},
               "confusers": {"share": 0.050, "pairs": 6, "of": 120}}
 
@@ -227,15 +234,19 @@ def measure_confusers(pairs_rows, rows, folder, cfg, rec, work, k, workers, best
     prev = previous_rule(knn, ph)
     kinds = sorted({r["kind"] for r in pairs_rows})
 
+    n_visible = sum(r.get("visible", True) for r in pairs_rows)
+
     def called(pred):
         by = {kd: 0 for kd in kinds}
-        for r in pairs_rows:
-            if tuple(sorted((r["a"], r["b"]))) in pred:
-                by[r["kind"]] += 1
-        total = sum(by.values())
+        hits = [r for r in pairs_rows if tuple(sorted((r["a"], r["b"]))) in pred]
+        for r in hits:
+            by[r["kind"]] += 1
+        total, seen = len(hits), sum(r.get("visible", True) for r in hits)
         return {"pairs_called_duplicates": total, "share": round(total / n_pairs, 4), "by_kind": by,
+                "visible_called": seen, "visible_share": round(seen / max(n_visible, 1), 4),
+                "called_pairs": [[r["kind"], r["a"], r["b"], r.get("visible", True)] for r in hits][:40],
                 "duplicate_pairs_reported_in_folder": len(pred)}
-    return {"pairs": n_pairs, "images": len(rows), "per_kind": {kd: sum(r["kind"] == kd for r in pairs_rows)
+    return {"pairs": n_pairs, "images": len(rows), "visibly_different_pairs": n_visible, "per_kind": {kd: sum(r["kind"] == kd for r in pairs_rows)
                                                                  for kd in kinds},
             "rows": [{"method": "ppshitu find_duplicates (verified, calibrated on the folder)",
                       "threshold": info["rule"]["text"], **called(pred)},
@@ -377,12 +388,19 @@ def render_set(name, res):
     if "pairs" in res and "true_pairs" not in res:
         lines = [f"### {name}: {res['pairs']} similar-but-different pairs ({', '.join(f'{v} {k}' for k, v in res['per_kind'].items())}), "
                  f"{res['images']} images, no duplicates", "",
-                 "| method | threshold | pairs called duplicates | share | by kind | duplicate pairs reported in the folder |",
-                 "|---|---|---|---|---|---|"]
+                 "| method | threshold | pairs called duplicates | share | by kind | of the "
+                 f"{res.get('visibly_different_pairs', res['pairs'])} visibly different pairs | duplicate pairs "
+                 "reported in the folder |", "|---|---|---|---|---|---|---|"]
         for r in res["rows"]:
             lines.append(f"| {r['method']} | {r['threshold']} | {r['pairs_called_duplicates']} | {r['share']:.1%} | "
                          + ", ".join(f"{k} {v}" for k, v in r["by_kind"].items())
-                         + f" | {r['duplicate_pairs_reported_in_folder']} |")
+                         + f" | {r.get('visible_called', r['pairs_called_duplicates'])} "
+                         f"({r.get('visible_share', r['share']):.1%}) | {r['duplicate_pairs_reported_in_folder']} |")
+        if res.get("visibly_different_pairs", res["pairs"]) < res["pairs"]:
+            lines += ["", f"{res['pairs'] - res['visibly_different_pairs']} of the {res['pairs']} generated pairs do "
+                      f"not differ visibly (dup_sets.visibly_different: fewer than 0.2 % of the pixels changed by more "
+                      f"than 20 levels; a region moved onto flat content): they are the same picture, not confusers, "
+                      f"and are kept in the set as drawn, so both shares are shown."]
         return "\n".join(lines) + "\n"
     edits = sorted({e for r in res["rows"] for e in r["recall_by_edit"]})
     lines = [f"### {name}: {res['images']} images, {res['originals']} originals + {res['edited_copies']} edited copies, "
@@ -417,7 +435,10 @@ def render(res):
                   f"- F1 >= 0.90: {ours['f1']:.3f} ({ok(ours['f1'] >= 0.90)}), ahead of pHash at its best threshold "
                   f"({ph['f1']:.3f}: {ok(ours['f1'] > ph['f1'])})",
                   f"- confusers called duplicates <= 2 %: {share:.1%} ({cf['rows'][0]['pairs_called_duplicates']} of "
-                  f"{cf['pairs']}; {ok(share <= 0.02)})", ""]
+                  f"{cf['pairs']}; {ok(share <= 0.02)}); of the {cf.get('visibly_different_pairs', cf['pairs'])} "
+                  f"pairs whose images differ visibly: {cf['rows'][0].get('visible_share', share):.1%} "
+                  f"({cf['rows'][0].get('visible_called', '?')}; {ok(cf['rows'][0].get('visible_share', share) <= 0.02)})",
+                  ""]
         by = cf["rows"][0]["by_kind"]
         passing = ", ".join(f"{v} {k}" for k, v in by.items() if v) or "none"
         pv = PREVIOUS_RUN
@@ -449,7 +470,12 @@ def render(res):
               f"on dev-hard (dev's sources, stronger edits): the neighbour pairs' own duplicates no longer count "
               f"against a rule (look-alikes are counted where unambiguous instead), wider calibration edit ranges, "
               f"visible local changes of 1-12 % of the area, clipped values compared one-sidedly, the whole frame "
-              f"also tried unrefined. The held-out set and the confusers above are fresh draws (seeds 4242, 8888).", ""]
+              f"also tried unrefined. Those draws (seeds 4242, 8888) were then looked at with this verifier once "
+              f"(second look, recorded: precision {SECOND_LOOK['precision']:.3f}, recall {SECOND_LOOK['recall']:.3f}, "
+              f"F1 {SECOND_LOOK['f1']:.3f} on held-out, with calibration still taking the strictest rule, which sat "
+              f"at the edge of the edited copies: >= 30 inliers, 0 % of a tile); after the choice was changed to the "
+              f"loosest of the equally precise and recalled rules, the held-out set and the confusers above are "
+              f"fresh draws again (seeds {SETS['held-out'][1]}, {CONFUSERS['confusers'][0]}).", ""]
     if res.get("scale"):
         s = res["scale"]
         f = s.get("find_split") or {}

@@ -367,9 +367,24 @@ def write_items(items, out, rng):
     return rows
 
 
+VISIBLE_LEVELS, VISIBLE_SHARE = 20, 0.002
+
+
+def visibly_different(a, b):
+    """Whether two same-frame images differ anywhere a viewer could see: >= VISIBLE_SHARE of the pixels by
+    more than VISIBLE_LEVELS in some channel (lightly blurred: camera noise is no difference). A moved
+    region or a recoloured object that lands on flat content changes nothing, and such a pair is the
+    same picture, not a confuser. (Crops of different areas differ by construction: True.)"""
+    if a.shape != b.shape:
+        return True
+    blur = lambda x: cv2.GaussianBlur(x.astype(np.float32), (0, 0), 1.5)  # noqa: E731
+    return bool((np.abs(blur(a) - blur(b)).max(2) > VISIBLE_LEVELS).mean() >= VISIBLE_SHARE)
+
+
 def write_confusers(pairs, out, rng):
-    """Write confuser pairs as files; returns [{kind, a, b}] (names)."""
+    """Write confuser pairs as files; returns [{kind, a, b, visible}] (names; `visible`: visibly_different)."""
     items, rows = [], []
+    visible = [visibly_different(a, b) if kind != "crop_under_half" else True for kind, a, b in pairs]
     for n, (kind, a, b) in enumerate(pairs):
         items += [{"rgb": a, "pair": n, "kind": kind, "side": "a"}, {"rgb": b, "pair": n, "kind": kind, "side": "b"}]
     written = write_items(items, out, rng)
@@ -378,7 +393,7 @@ def write_confusers(pairs, out, rng):
         by.setdefault(r["pair"], {})[r["side"]] = r["name"]
         by[r["pair"]]["kind"] = r["kind"]
     for n in sorted(by):
-        rows.append({"kind": by[n]["kind"], "a": by[n]["a"], "b": by[n]["b"]})
+        rows.append({"kind": by[n]["kind"], "a": by[n]["a"], "b": by[n]["b"], "visible": visible[n]})
     return rows, written
 
 
