@@ -30,7 +30,7 @@ import stages  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 OURS, REF = "ppshitu", "pp-shitu"
-STEPS = ("rec", "det", "gallery", "system", "search", "runtimes", "process")  # --only picks among these
+STEPS = ("rec", "det", "gallery", "system", "search", "search_tuned", "runtimes", "process")  # --only picks
 # run only when --only names them: benchmarks of their own (own table under bench/results/), not a comparison
 # with PP-ShiTu; clip: the small text-image model (bench_clip.py, ~15-25 min on 2 shared cores; --quick ~5)
 # query_options: flip averaging and query expansion on unseen classes (bench_query_options.py, ~10 min; --quick ~3)
@@ -528,6 +528,8 @@ def main(argv=None):
             bench_system(b, m, index_dirs)
         elif step == "search":
             bench_search_rows(b)
+        elif step == "search_tuned":
+            bench_search_tuned_rows(b)
         elif step == "runtimes":
             bench_runtime_rows(b, m)
         elif step == "process":
@@ -592,6 +594,30 @@ def bench_search_rows(b):
                   _recall(ours), _recall(ref), "", True,
                   note=f"vs exact, {queries} queries per set; near: gallery vector + noise",
                   ratio=False)
+
+
+def bench_search_tuned_rows(b):
+    """Search tuned on the gallery's own vectors, on realistic vectors (bench_search_tuned.py; its own table,
+    with the old defaults and the crossover, is bench/results/bench_search_tuned*.md): IVF and HNSW32 at their
+    tuned setting (ppshitu) vs PP-ShiTu's (FAISS defaults: HNSW efSearch 16, IVF nprobe 1) on one build."""
+    import bench_search_tuned as tuned
+
+    for n in [20_000] if b.quick else [100_000, 1_000_000]:
+        nq = 200 if b.quick else 500 if n >= 1_000_000 else 1000
+        with tempfile.TemporaryDirectory(prefix="bench_search_tuned_") as work:
+            raw = tuned.bench_size(n, ["IVF", "HNSW32"], nq, work, progress=lambda line: None,
+                                   max_hnsw=None if b.search_full else 200_000)[1]
+        for method in ("IVF", "HNSW32"):
+            got = {r["setting"].split()[0]: r for r in raw if r["method"] == method}
+            ours, ref = got.get("tuned"), got.get("FAISS")
+            if ours is None:
+                b.row(f"search tuned {method} {n // 1000}k QPS", None, None, "q/s", True,
+                      note="not run (--search-full): HNSW32 builds for long at 1M on 2 cores")
+                continue
+            b.row(f"search tuned {method} {n // 1000}k QPS", ours["qps"], ref["qps"], "q/s", True,
+                  note=f"realistic vectors; ours {ours['setting']}, build {ours['build_s']:.0f} s (tuning "
+                       f"{ours['tune_s']:.0f} s); recall@1 vs exact on {nq} held-out queries: ours "
+                       f"{ours['recall_at_1']:.3f}, ref {ref['recall_at_1']:.3f}")
 
 
 def _setting(r):

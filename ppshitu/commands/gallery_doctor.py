@@ -39,6 +39,7 @@ def main(argv=None):
     from ppshitu.gallery.base import open_gallery
     from ppshitu.gallery.doctor import diagnose, report_paths, write_report
     from ppshitu.gallery.neighbours import gallery_arrays
+    from ppshitu.gallery.search_tuning import describe
     from ppshitu.utils.outputs import OutputGuard
     from ppshitu.utils.text import printable
 
@@ -58,12 +59,14 @@ def main(argv=None):
         report = diagnose(items, gallery.higher_is_better, k=args.k, mislabel_z=args.mislabel_z,
                           outlier_z=args.outlier_z, root=root, hash_files=not args.no_hash)
         report.update(gallery=str(getattr(gallery, "index_dir", "")), version=getattr(gallery, "version", None),
-                      dist_type=gallery.manifest.get("dist_type"), root=root)
+                      dist_type=gallery.manifest.get("dist_type"), root=root,
+                      index_method=gallery.manifest.get("index_method"), search=describe(gallery.search_setting()))
     finally:
         gallery.close()
     with guard:
         json_path, html_path = write_report(report, out, guard)
     s = report.get("summary", {})
+    print(f"index={report['index_method']} search: {report['search']}")
     print(f"items={report['items']} labels={report['labels']} loo_recall_at_1={s.get('loo_recall_at_1')} "
           f"suspected_mislabels={s.get('suspected_mislabels', 0)} same_image_two_labels="
           f"{s.get('same_image_two_labels', 0)} outliers={s.get('outliers', 0)} "

@@ -17,6 +17,7 @@ Where a gallery is, from an IndexProcess section: `gallery_location(ip)`; then `
 from ..errors import ConfigError
 from ..registry import Registry
 from .errors import GalleryError
+from .indexes import AUTO, auto_method
 # the interface, re-exported for the code above the gallery
 from .interface import GalleryNotFound, GalleryStore, item_fields, path_hash, removal_targets  # noqa: F401
 
@@ -54,7 +55,7 @@ def create_gallery(index_process, embedding_size, model_fingerprint=None, overwr
     ip = index_process
     cls, location, options = gallery_location(ip)
     return cls.create(location, embedding_size, dist_type=ip.get("dist_type") or "IP",
-                      index_method=ip.get("index_method") or "HNSW32", model_fingerprint=model_fingerprint,
+                      index_method=_method(cls, ip, vectors), model_fingerprint=model_fingerprint,
                       overwrite=overwrite, vectors=vectors, labels=labels, paths=paths, boxes=boxes,
                       **options, **index_params)
 
@@ -64,7 +65,16 @@ def check_creatable(index_process, overwrite=False):
     faiss checks the directory; milvus connects and checks that the server offers the index method."""
     ip = index_process
     cls, location, options = gallery_location(ip)
-    cls.check_creatable(location, overwrite=overwrite, index_method=ip.get("index_method") or "HNSW32", **options)
+    cls.check_creatable(location, overwrite=overwrite, index_method=_method(cls, ip, None), **options)
+
+
+def _method(cls, ip, vectors):
+    """IndexProcess.index_method; `auto` resolved here (by the first vectors' count; none: Flat) for a
+    store that does not choose by size itself (`chooses_auto`: the faiss store, re-chosen as it grows)."""
+    method = ip.get("index_method") or "HNSW32"
+    if method == AUTO and not getattr(cls, "chooses_auto", False):
+        return auto_method(len(vectors) if vectors is not None else 0)
+    return method
 
 
 def gallery_exists(index_process):

@@ -258,7 +258,20 @@ def build_gallery(cfg, rec=None, det=None, shard=None):
         summary.update(after_update(cfg, gallery, op))
     if shard is not None:
         summary["shard"] = f"{shard[0]}/{shard[1]}"
+    summary.update(search_summary(gallery))
     return summary
+
+
+def search_summary(gallery):
+    """{"index", "search"}: the method and its search knob with where the value comes from (tuned on the
+    gallery's own vectors / override / default, search_tuning.py), for the build output line."""
+    setting = gallery.search_setting()
+    out = {"index": gallery.manifest.get("index_method")}
+    if setting is not None:
+        out["search"] = f"{setting['param']}={setting['value']}({setting['origin']})"
+    elif out["index"] in ("Flat", "FLAT"):
+        out["search"] = "exact"
+    return out
 
 
 def _remove(ip, data_file):

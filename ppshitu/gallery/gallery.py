@@ -29,10 +29,10 @@ import warnings
 import faiss
 import numpy as np
 
-from . import layout, store
+from . import layout, search_tuning, store
 from ..errors import ConfigError
 from .errors import GalleryError, GalleryWriteError
-from .indexes import INDEX_METHODS
+from .indexes import AUTO, INDEX_METHODS, auto_method
 from .interface import GalleryStore, item_fields, removal_targets
 
 FORMAT = "ppshitu-gallery"
@@ -68,12 +68,14 @@ COMPACT_TOMBSTONE_RATIO = 0.25  # past this share of removed-but-indexed ids, fi
 
 class Gallery(GalleryStore):
     """The "faiss" store (gallery/base.py's STORES): a directory of atomically published versions."""
+    chooses_auto = True  # index_method "auto": chosen (and re-chosen as the gallery grows) in create / updates
     # ------------------------------------------------------------ lifecycle
     def __init__(self, index_dir):
         """Use Gallery.open() or Gallery.create()."""
         self.index_dir = os.fspath(index_dir)
         self._lock = threading.Lock()
         self._con = None
+        self._search_override = None  # (knob, value) from set_search_params: this object's searches only
 
     @classmethod
     def open(cls, index_dir, model_fingerprint=None, embedding_size=None):
@@ -101,11 +103,15 @@ class Gallery(GalleryStore):
         """A new gallery, optionally filled with a first set of vectors in the same atomic step.
         `overwrite=True` replaces an existing gallery (atomically: the old one stays current until
         the new one is complete). `ids`: keep existing ids (imports); by default 0, 1, 2, ...
-        `index_params`: ef_search, nprobe, nlist, ... (see index_methods.py)."""
+        `index_params`: ef_search, nprobe, nlist, ... (see index_methods.py); an explicit ef_search / nprobe
+        is kept as it is ("override"), else the gallery tunes it on its own vectors (search_tuning.py).
+        `index_method` "auto": Flat below indexes.FLAT_BELOW vectors, IVF from there (re-chosen as it grows)."""
         if not isinstance(embedding_size, int) or embedding_size <= 0:
             raise GalleryError(f"embedding_size must be a positive int, got {embedding_size!r}")
-        method = INDEX_METHODS.build(index_method, index_params, where="IndexProcess",
-                                     dim=embedding_size, dist_type=dist_type)
+        requested = index_method
+        if index_method == AUTO:
+            index_method = auto_method(0 if vectors is None else len(vectors))
+        method = _build_method(index_method, index_params, embedding_size, dist_type)
         g = cls(index_dir)
         cls.check_creatable(g.index_dir, overwrite)  # before the lock: a refused directory gets no LOCK file
         with layout.writer_lock(g.index_dir):
@@ -116,7 +122,14 @@ class Gallery(GalleryStore):
                 "dist_type": dist_type, "index_method": index_method, "index_params": method.params(),
                 "model_fingerprint": model_fingerprint, "next_id": 0, "trained_on": 0,
                 "count": 0, "created_at": now, "updated_at": now}
+            if requested == AUTO:
+                g.manifest["index_method_requested"] = AUTO
+                g.manifest["auto_index_params"] = dict(index_params)  # for the method chosen as it grows
+            knob = search_tuning.tunable_param(method)
+            if knob and index_params.get(knob) is not None:
+                g.manifest["search_tuning"] = {"param": knob, "value": int(index_params[knob]), "origin": "override"}
             g.method, g.index, g.version = method, None, None
+            g._search_override = None
             g.ids = np.zeros(0, np.int64)
             g.vectors = np.zeros((0, embedding_size), np.float32)
             g.tombstones = np.zeros(0, np.int64)
@@ -222,7 +235,25 @@ class Gallery(GalleryStore):
                 if int(value) < 1:
                     raise GalleryError(f"{name} must be >= 1, got {value!r}")
                 setattr(self.method, name, int(value))
+                self._search_override = (name, int(value))
         return self
+
+    def search_setting(self):
+        """{"param", "value", "origin", "record"} of this object's searches: origin "override" (set_search_params,
+        e.g. -o IndexProcess.ef_search=N; or a value given at build), "tuned" (measured on the gallery's own
+        vectors, search_tuning.py) or "default" (a gallery written before tuning existed); None for exact
+        search (Flat)."""
+        knob = search_tuning.tunable_param(self.method)
+        if knob is None:
+            return None
+        record = self.manifest.get("search_tuning")
+        if self._search_override is not None:
+            return {"param": knob, "value": self._search_override[1], "origin": "override", "record": record}
+        value = getattr(self.method, knob)
+        if knob == "nprobe" and self.index is not None:
+            value = self.method.probes(faiss.extract_index_ivf(self.index).nlist)
+        return {"param": knob, "value": int(value), "origin": record["origin"] if record else "default",
+                "record": record}
 
     def search(self, vectors, k=5):
         """Top-k per query: (labels [n][k] str or None, scores float32 [n,k], ids int64 [n,k]).
@@ -235,11 +266,7 @@ class Gallery(GalleryStore):
         ids = np.full((len(q), k), -1, np.int64)
         scores = np.full((len(q), k), worst, np.float32)
         if len(self) and len(q):
-            fetch = min(self.method.candidates(k), self.index.ntotal)
-            params = self.method.search_params(self.index, self._selector)
-            found_d, found_i = _faiss_search(self.index, q, fetch, params)
-            if self.method.rerank_factor:
-                found_d, found_i = self._rescore(q, found_i)
+            found_d, found_i = self._top(q, k)
             kk = min(k, found_i.shape[1])
             ids[:, :kk], scores[:, :kk] = found_i[:, :kk], found_d[:, :kk]
             scores[ids < 0] = worst
@@ -291,6 +318,45 @@ class Gallery(GalleryStore):
         return self._update(change)
 
     # ------------------------------------------------------------ internals
+    def _top(self, q, k):
+        """(scores, ids) of the index's best k per query, rescored where the method rescores."""
+        fetch = min(self.method.candidates(k), self.index.ntotal)
+        params = self.method.search_params(self.index, self._selector)
+        found_d, found_i = _faiss_search(self.index, q, fetch, params)
+        if self.method.rerank_factor:
+            found_d, found_i = self._rescore(q, found_i)
+        return found_d, found_i
+
+    def _retune_locked(self, con):
+        """Re-choose an `auto` gallery's method for its size, then tune ef_search / nprobe on the gallery's
+        own vectors when it is new or grew by search_tuning.RETUNE_GROWTH since the last tuning."""
+        count = len(self.ids)
+        if self.manifest.get("index_method_requested") == AUTO:
+            wanted = auto_method(count, self.manifest["index_method"])
+            if wanted != self.manifest["index_method"] and count:
+                self.method = _build_method(wanted, self.manifest.get("auto_index_params") or {},
+                                            self.embedding_size, self.dist_type)
+                self.manifest.update(index_method=wanted, index_params=self.method.params())
+                self._rebuild_locked(con)
+        if self.index is None or not search_tuning.needs_tuning(self.manifest, count, self.method):
+            return
+        knob = search_tuning.tunable_param(self.method)
+        before = getattr(self.method, knob)
+        limit = faiss.extract_index_ivf(self.index).nlist if knob == "nprobe" else None
+        names = store.labels_of(con, self.ids)
+        labels = [names.get(int(i)) for i in self.ids]
+
+        def top2(queries, value):
+            setattr(self.method, knob, value)
+            return self._top(queries, 2)
+        try:
+            record = search_tuning.tune(top2, self.vectors, self.ids, labels, self.higher_is_better, knob, limit)
+        finally:
+            setattr(self.method, knob, before)
+        setattr(self.method, knob, record["value"])
+        self.manifest["search_tuning"] = record
+        self.manifest["index_params"] = self.method.params()
+
     def _rescore(self, q, cand):
         """Exact scores of candidate ids from the raw vectors; sorted best first."""
         rows = np.searchsorted(self.ids, np.where(cand >= 0, cand, 0))
@@ -340,6 +406,7 @@ class Gallery(GalleryStore):
                     self._rebuild_locked(con)  # an IVF trained on a small start outgrows its lists
                 elif len(self.tombstones) > COMPACT_TOMBSTONE_RATIO * max(1, self.index.ntotal if self.index else 0):
                     self._rebuild_locked(con)
+                self._retune_locked(con)
             finally:
                 con.close()
             self.manifest.update(count=len(self.ids), updated_at=_now())
@@ -525,10 +592,19 @@ class Gallery(GalleryStore):
                                f"{len(tomb)} removed)")
         self.close()
         self.version, self.manifest, self.method, self.index = name, manifest, method, index
+        if self._search_override is not None:
+            if hasattr(method, self._search_override[0]):
+                setattr(method, *self._search_override)  # set_search_params holds across refresh()
+            else:
+                self._search_override = None  # (an auto gallery switched to Flat meanwhile)
         self.ids, self.vectors, self.tombstones, self._con = ids, vectors, tomb, con
         # FAISS selectors hold raw pointers to each other: keep the inner one alive too
         self._tomb_batch = faiss.IDSelectorBatch(tomb) if len(tomb) else None
         self._selector = faiss.IDSelectorNot(self._tomb_batch) if len(tomb) else None
+
+
+def _build_method(name, params, dim, dist_type):
+    return INDEX_METHODS.build(name, params, where="IndexProcess", dim=dim, dist_type=dist_type)
 
 
 def _now():

@@ -14,3 +14,23 @@ INDEX_METHODS = Registry("index_method", {
     "IVFPQ": "ppshitu.gallery.index_methods:IVFPQMethod",
 })
 INDEX_METHODS.add("FLAT", "ppshitu.gallery.index_methods:FlatMethod", alias_of="Flat")  # PP-ShiTu spells it both ways
+
+# `index_method: auto`: exact search (Flat) below FLAT_BELOW vectors, IVF at its tuned nprobe from there. IVF, not
+# HNSW32: on realistic vectors (bench/realistic_vectors.py) HNSW32 needs ef_search 768 for recall@1 0.98 at 50k-100k
+# and was then slower than Flat at 50k (bench/results/bench_search_tuned_100000_HNSW32.md: 34 vs 256 queries/s);
+# at 100k tuned IVF answered 301 queries/s at recall@1 0.984 where tuned HNSW32 gave 44/s at 0.983
+# (bench_search_tuned.md and _100000_HNSW32.md, 2 shared cores, load 16-27), IVF built in 158 s vs 288-522 s,
+# and it removes items without tombstones. FLAT_BELOW: from 5,000 vectors tuned IVF beat Flat in every run
+# (2.1-4.6x, bench_search_tuned_crossover_IVF.md); below it the runs disagree (0.5x-20x at 250-2,000: noise on a
+# loaded machine), Flat answers thousands of queries/s there anyway, and it is exact.
+AUTO = "auto"
+AUTO_ABOVE = "IVF"
+FLAT_BELOW = 5_000
+
+
+def auto_method(n_vectors, current=None):
+    """The method `index_method: auto` uses for a gallery of `n_vectors` (`current`: the one it has; it goes
+    back to Flat only below half the crossover, so a gallery near it is not rebuilt back and forth)."""
+    if current == AUTO_ABOVE and n_vectors >= FLAT_BELOW // 2:
+        return current
+    return "Flat" if n_vectors < FLAT_BELOW else AUTO_ABOVE

@@ -121,6 +121,11 @@ class GalleryStore:
     def set_search_params(self, ef_search=None, nprobe=None):
         raise NotImplementedError
 
+    def search_setting(self):
+        """{"param", "value", "origin": tuned | override | default, "record"} of the approximate search's knob,
+        or None (exact search, or a store that does not tune: search_tuning.py)."""
+        return None
+
     def refresh(self):
         """Move to the newest published state (another process may have written)."""
         raise NotImplementedError

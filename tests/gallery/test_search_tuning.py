@@ -1,0 +1,110 @@
+"""Search tuned on the gallery's own vectors (ppshitu/gallery/search_tuning.py): the stored ef_search / nprobe
+reaches recall@1 >= 0.98 against exact search on held-out photos of indexed objects (photos the gallery
+never held, not the tuner's own queries), an explicit value
+wins, galleries written before tuning keep their value, `index_method: auto` chooses by size, and a
+gallery that grew by RETUNE_GROWTH is tuned again."""
+import json
+import os
+
+import faiss
+import numpy as np
+import pytest
+
+from ppshitu.gallery import Gallery, indexes, layout, search_tuning
+
+DIM = 32
+VIEWS = 8
+
+
+def photos(n_classes, seed=0, views=VIEWS + 1):
+    """Unit vectors: `views` per class around crowded class centres (a common direction, as embeddings
+    have), the last view of each class held out as its query."""
+    rng = np.random.default_rng(seed)
+    common = rng.standard_normal(DIM)
+    centres = common / np.linalg.norm(common) + 0.6 * rng.standard_normal((n_classes, DIM)) / np.sqrt(DIM)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    v = np.repeat(centres, views, axis=0) + 0.25 * rng.standard_normal((n_classes * views, DIM)) / np.sqrt(DIM)
+    v = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+    labels = [f"object {i // views}" for i in range(len(v))]
+    held = np.arange(len(v)) % views == views - 1
+    return v[~held], [lab for lab, h in zip(labels, held) if not h], v[held]
+
+
+def held_out_recall(g, queries, vectors):
+    exact = faiss.knn(queries, vectors, 1, metric=faiss.METRIC_INNER_PRODUCT)[0][:, 0]
+    _, scores, _ = g.search(queries, k=1)
+    return float(np.mean(scores[:, 0] >= exact - 1e-4))
+
+
+@pytest.mark.parametrize("method,knob", [("HNSW32", "ef_search"), ("IVF", "nprobe")])
+def test_the_tuned_value_is_stored_and_reaches_its_recall_on_held_out_queries(tmp_path, method, knob):
+    v, labels, queries = photos(500)
+    Gallery.create(tmp_path / "g", DIM, index_method=method, vectors=v, labels=labels)
+    g = Gallery.open(tmp_path / "g")
+    record = g.manifest["search_tuning"]
+    assert record["origin"] == "tuned" and record["param"] == knob and record["count"] == len(v)
+    assert record["recall_at_1"] >= search_tuning.TARGET_RECALL
+    assert record["query_model"] == {"ef_search": "perturbed", "nprobe": "leave-one-out"}[knob]
+    assert g.search_setting()["value"] == record["value"] == g.manifest["index_params"][knob]
+    assert held_out_recall(g, queries, v) >= 0.98                     # on photos the gallery never saw
+    # the smallest such value: one step below misses the target on the tuner's own queries
+    steps = search_tuning.steps_for(knob)
+    if record["value"] > steps[0]:
+        below = steps[steps.index(record["value"]) - 1]
+        again = search_tuning.tune(lambda q, value: g.set_search_params(**{knob: value})._top(q, 2), v, g.ids,
+                                   labels, True, knob, limit=below)
+        assert not again["reached"] and again["value"] == below
+
+def test_an_explicit_value_wins_over_tuning(tmp_path):
+    v, labels, _ = photos(60)
+    g = Gallery.create(tmp_path / "g", DIM, index_method="HNSW32", ef_search=300, vectors=v, labels=labels)
+    assert g.search_setting()["value"] == 300 and g.search_setting()["origin"] == "override"
+    g.add(v, [f"again {lab}" for lab in labels])                       # doubled: still not re-tuned
+    assert Gallery.open(tmp_path / "g").search_setting()["value"] == 300
+    tuned = Gallery.create(tmp_path / "t", DIM, index_method="HNSW32", vectors=v, labels=labels)
+    assert tuned.search_setting()["origin"] == "tuned"
+    tuned.set_search_params(ef_search=77)                              # -o IndexProcess.ef_search=77
+    assert tuned.search_setting()["value"] == 77 and tuned.search_setting()["origin"] == "override"
+    assert tuned.method.search_params(tuned.index, None).efSearch == 77
+    assert tuned.refresh().search_setting()["value"] == 77
+
+
+def test_a_gallery_written_before_tuning_keeps_its_value(tmp_path):
+    v, labels, queries = photos(60)
+    g = Gallery.create(tmp_path / "g", DIM, index_method="HNSW32", vectors=v, labels=labels)
+    path = os.path.join(layout.version_dir(g.index_dir, g.version), "manifest.json")
+    with open(path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    del manifest["search_tuning"]
+    manifest["index_params"]["ef_search"] = 512                          # what it was built with then
+    manifest["manifest_sha256"] = layout.content_sha256(manifest, without=("manifest_sha256",))
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(manifest, f)
+    old = Gallery.open(tmp_path / "g")
+    assert old.search_setting() == {"param": "ef_search", "value": 512, "origin": "default", "record": None}
+    assert [row[0] for row in old.search(queries[:5], k=1)[0]] == [f"object {i}" for i in range(5)]
+
+
+def test_auto_is_flat_for_a_small_gallery_and_approximate_once_it_grows(tmp_path, monkeypatch):
+    v, labels, queries = photos(100)
+    g = Gallery.create(tmp_path / "g", DIM, index_method="auto", vectors=v[:400], labels=labels[:400])
+    assert len(g) < indexes.FLAT_BELOW and g.manifest["index_method"] == "Flat" and g.search_setting() is None
+    monkeypatch.setattr(indexes, "FLAT_BELOW", 600)
+    g.add(v[400:], labels[400:])
+    g = Gallery.open(tmp_path / "g")
+    assert g.manifest["index_method"] == indexes.AUTO_ABOVE and g.search_setting()["origin"] == "tuned"
+    assert g.index.ntotal == len(v) == 800
+    assert [row[0] for row in g.search(queries[:5], k=1)[0]] == [f"object {i}" for i in range(5)]
+
+
+def test_growing_past_the_fraction_tunes_again(tmp_path):
+    v, labels, _ = photos(500)
+    first = 2000
+    g = Gallery.create(tmp_path / "g", DIM, index_method="HNSW32", vectors=v[:first], labels=labels[:first])
+    assert g.manifest["search_tuning"]["count"] == first
+    small = int(first * search_tuning.RETUNE_GROWTH) - 100               # below the fraction: kept
+    g.add(v[first:first + small], labels[first:first + small])
+    assert g.manifest["search_tuning"]["count"] == first
+    g.add(v[first + small:first + small + 200], labels[first + small:first + small + 200])
+    assert g.manifest["search_tuning"]["count"] == first + small + 200 == len(g)
+    assert Gallery.open(tmp_path / "g").manifest["search_tuning"]["count"] == len(g)
