@@ -21,8 +21,8 @@ def _gallery_backends():
 
 
 def _index_methods():
-    from .gallery.indexes import INDEX_METHODS  # the registry decides, read when a config is checked
-    return INDEX_METHODS.names()
+    from .gallery.indexes import AUTO, INDEX_METHODS  # the registry decides, read when a config is checked
+    return INDEX_METHODS.names() + [AUTO]  # auto: Flat or IVF by the gallery's size (indexes.auto_method)
 STR_OR_NONE = (str, NONE)
 NUM = (int, float)
 # The most threads (or worker processes) any key may ask for: Global.cpu_num_threads, Global.num_threads,
@@ -197,8 +197,10 @@ INDEX_PROCESS = {
                             "not built)"),
     "binary_index": Field(bool, False, only=(False,), why="binary (hamming) indexes are not built; use IP or L2"),
     # each index method's own parameters (the method's constructor checks which apply)
-    "ef_search": Field((int, NONE), None, min_value=1, doc="HNSW efSearch (default chosen for recall >= 0.95)"),
-    "nprobe": Field((int, NONE), None, min_value=1, doc="IVF nprobe (default chosen for recall >= 0.95)"),
+    "ef_search": Field((int, NONE), None, min_value=1, doc="HNSW efSearch; null: the gallery's own, tuned on its "
+                       "vectors at build (recall@1 >= 0.98 vs exact, gallery/search_tuning.py); a value overrides it"),
+    "nprobe": Field((int, NONE), None, min_value=1, doc="IVF nprobe; null: the gallery's own, tuned on its vectors "
+                    "at build (recall@1 >= 0.98 vs exact); a value overrides it"),
     "nlist": Field((int, NONE), None, min_value=1, doc="IVF lists (default: from the data size)"),
     "pq_m": Field((int, NONE), None, min_value=1, doc="IVFPQ sub-quantizers (must divide embedding_size)"),
     "rerank_factor": Field((int, NONE), None, min_value=1, doc="IVFPQ: candidates re-scored exactly, per result"),
