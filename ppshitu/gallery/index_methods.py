@@ -8,12 +8,12 @@ delete from it (HNSW cannot: removed ids are filtered at search time until a
 compaction rebuilds it), and the search-time parameters.
 Milvus: `milvus_type` (the server's index type), `milvus_params(n)` (build and search parameters for a
 gallery created with n vectors), `milvus_search_keys` (set_search_params' names for its search parameters)
-and `milvus_search_params(params, limit)` (one search call's). Defaults for
-efSearch / nprobe are the measured ones that keep recall@1 against exact search
->= 0.95 on random 512-d galleries queried with vectors that have a true match
-(cosine ~0.6 to a gallery vector, like a photo of an indexed object); see
-bench/bench_search.py, which also shows that queries unrelated to every gallery
-vector need near-exhaustive settings.
+and `milvus_search_params(params, limit)` (one search call's). A FAISS gallery tunes
+efSearch / nprobe on its own vectors at build (search_tuning.py, stored in its manifest);
+the defaults below apply until then (an empty gallery) and on Milvus: the ones that kept
+recall@1 against exact search >= 0.95 on random 512-d galleries queried with vectors that
+have a true match (bench/bench_search.py), far more than clustered real embeddings need
+for IVF (bench/bench_search_tuned.py).
 """
 import math
 import warnings
@@ -80,8 +80,8 @@ class HNSWMethod(IndexMethod):
 
     def __init__(self, dim, dist_type, ef_search=None, ef_construction=40):
         super().__init__(dim, dist_type)
-        # FAISS' default efSearch (16) loses most of recall@1 on 512-d vectors; with a weak match
-        # (cosine 0.6) 100k random vectors need 512 for >= 0.95 (256: 0.93, bench_search.py).
+        # before tuning (search_tuning.py): FAISS' default efSearch (16) loses much of recall@1 on 512-d
+        # vectors (0.81 on 100k realistic ones, bench_search_tuned.py); 100k random ones need 512 for >= 0.95
         self.ef_search = ef_search or 512
         self.ef_construction = ef_construction
 
