@@ -76,6 +76,10 @@ def install():
     """Before paddle is imported (a no-op after: then its import has read the variable already)."""
     warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning,
                             module=r"paddle\.utils\.cpp_extension\.extension_utils")
+    # BatchNorm in training mode says so on every train run (paddle/nn/layer/norm.py): how BatchNorm works, not
+    # something the user did
+    warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance",
+                            category=UserWarning, module=r"paddle\.nn\.layer\.norm")
     if "paddle" not in sys.modules and not any(isinstance(f, _PaddleFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _PaddleFinder())
 

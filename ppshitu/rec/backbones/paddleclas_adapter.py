@@ -12,7 +12,21 @@ _FAMILIES = ("MobileNetV1", "MobileNetV3_", "PPLCNet_", "PPLCNetV2_")
 
 def _backbone_module():
     from paddleclas.ppcls.arch import backbone  # heavy import: only when a model is built
+    _quiet_ppcls_logger()
     return backbone
+
+
+def _quiet_ppcls_logger():
+    """Importing paddleclas gives its 'ppcls' logger a handler on the sys.stdout of that moment, and every
+    MobileNet build then prints '[date] ppcls WARNING: "init_res" will be deprecated' into ppshitu's output
+    (library noise; and where stdout was swapped since, as by pytest's capture, '--- Logging error ---' with a
+    traceback). Its handlers go; only its errors are shown (by logging's last-resort handler, on stderr)."""
+    import logging
+
+    ppcls = logging.getLogger("ppcls")
+    for handler in list(ppcls.handlers):
+        ppcls.removeHandler(handler)
+    ppcls.setLevel(logging.ERROR)
 
 
 def backbone_names():
