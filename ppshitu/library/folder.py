@@ -579,9 +579,12 @@ def _log_unreadable(report):
 
 
 def _check_dir(ip, root):
-    root = os.path.realpath(os.fspath(root))
+    given, root = os.fspath(root), os.path.realpath(os.fspath(root))
     if not os.path.isdir(root):
-        raise ConfigError(f"--dir {root}: no such folder")
+        shown = given if root == os.path.abspath(given) else f"{given} (-> {root})"  # a link: where it leads too
+        why = ("no such folder" if not os.path.lexists(root) else
+               "a file, not a folder" if os.path.isfile(root) else "not a folder")
+        raise ConfigError(f"--dir {shown}: {why}")
     if ip.get("dist_type", "IP") not in ("IP", "L2"):
         raise ConfigError(f"IndexProcess.dist_type must be IP or L2, got {ip.get('dist_type')!r}")
     return root

@@ -105,3 +105,20 @@ def test_predict_system_says_what_a_folder_listing_left_out(tmp_path, monkeypatc
     assert "loop" in text and "not followed" in text
     with pytest.raises(ImageReadError, match="cannot be listed: Permission denied"):
         list_images(tmp_path / "photos" / "locked")
+
+
+def test_dir_that_is_not_a_folder_says_what_it_is(tmp_path):
+    """index_folder --dir photo.jpg said 'no such folder'; --dir LINK (an unmounted drive) named only the target."""
+    import pytest
+
+    from ppshitu.errors import ConfigError
+    from ppshitu.library.folder import _check_dir
+
+    _touch(tmp_path / "photo.jpg")
+    os.symlink("/nonexistent/drive", tmp_path / "link")
+    with pytest.raises(ConfigError, match="photo.jpg: a file, not a folder"):
+        _check_dir({}, tmp_path / "photo.jpg")
+    with pytest.raises(ConfigError, match=r"link \(-> /nonexistent/drive\): no such folder"):
+        _check_dir({}, tmp_path / "link")
+    with pytest.raises(ConfigError, match="gone: no such folder"):
+        _check_dir({}, tmp_path / "gone")
