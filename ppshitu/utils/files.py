@@ -226,7 +226,10 @@ def read_input_json(path, what="input file", max_bytes=MAX_CONFIG_BYTES, error=I
                     invalid="{path}: not valid JSON ({e})"):
     """The JSON document in the input file `path` (open_input_text's checks); text that is not UTF-8 JSON is
     `error(invalid)`, formatted with the path and the parser's reason."""
-    text = read_input_text(path, what, max_bytes, error, missing)
+    try:
+        text = read_input_text(path, what, max_bytes, error, missing)
+    except UnicodeDecodeError as e:  # (a damaged byte: not UTF-8)
+        raise error(invalid.format(path=path, e=e)) from None
     try:
         return json.loads(text)
     except ValueError as e:  # JSONDecodeError
