@@ -38,6 +38,11 @@ from ..errors import PPShiTuError
 from .image import as_rgb_uint8
 
 MANIFEST = ".ppshitu-outputs.json"
+# Each write is announced here (one JSON line: path, size, sha256) before its file is moved into place, so a run
+# killed between a write and the record's next save (up to FLUSH_SECONDS) still knows the file for its own:
+# the re-run replaced nothing and refused its own calibration.json as "ppshitu did not write it". Folded into
+# the record, and emptied, when the record is saved.
+JOURNAL = ".ppshitu-outputs.journal"
 FORMAT = "ppshitu-outputs-1"
 FLUSH_SECONDS = 1.0
 MAX_MANIFEST_BYTES = 256 << 20
@@ -89,11 +94,34 @@ def _open_regular_nofollow(path):
     return fd
 
 
+def _read_journal(folder):
+    """{relpath: [{size, sha256}]} of the writes announced in `folder`'s JOURNAL; lines that are not such
+    entries (a line cut short by a full disk) are left out."""
+    fd = _open_regular_nofollow(os.path.join(folder, JOURNAL))
+    if fd is None:
+        return {}
+    try:
+        data = os.read(fd, MAX_MANIFEST_BYTES)
+    finally:
+        os.close(fd)
+    out = {}
+    for line in data.decode("ascii", "replace").splitlines():
+        try:
+            e = json.loads(line)
+            entry = {"size": e["size"], "sha256": e["sha256"]}
+            if isinstance(e["path"], str) and isinstance(entry["size"], int) and isinstance(entry["sha256"], str):
+                out.setdefault(e["path"], []).append(entry)
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
 def recorded_outputs(folder):
     """The files (paths relative to `folder`, '/'-separated) the record in `folder` lists as written by
-    ppshitu; empty when it holds no record, or one that is not ppshitu's. (Folder scans never index these.)"""
+    ppshitu, with those its journal announces; empty when it holds no record, or one that is not ppshitu's.
+    (Folder scans never index these.)"""
     try:
-        return set(OutputGuard(folder)._record()) if os.path.isdir(folder) else set()
+        return set(OutputGuard(folder)._record()) | set(_read_journal(folder)) if os.path.isdir(folder) else set()
     except (OutputError, OSError):
         return set()
 
@@ -153,17 +181,20 @@ class OutputGuard:
                               f"choose another {self.what}") from None
 
     def _ours(self, path, rel, st):
-        """True when the regular file at `path` is one this record lists with its size and content."""
-        entry = self._written.get(rel) or self._record().get(rel)
-        if entry is None or entry["size"] != st.st_size:
+        """True when the regular file at `path` is one this record (or the journal of writes not yet recorded)
+        lists with its size and content."""
+        entries = [e for e in (self._written.get(rel), self._record().get(rel)) if e]
+        sizes = {e["size"] for e in entries + _read_journal(self.folder).get(rel, [])}
+        if st.st_size not in sizes:
             return False
         fd = _open_regular_nofollow(path)
         if fd is None:
             return False
         try:
-            return _sha256_fd(fd) == entry["sha256"]
+            digest = _sha256_fd(fd)
         finally:
             os.close(fd)
+        return any(e["sha256"] == digest for e in entries + _read_journal(self.folder).get(rel, []))
 
     def check(self, path):
         """Whether `path` may be written: False when nothing is there (a new file), True when an earlier
@@ -242,6 +273,7 @@ class OutputGuard:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     digest.update(chunk)
                     size += len(chunk)
+            self._announce(rel, size, digest.hexdigest())
             if replace:
                 os.replace(tmp, path)
             else:
@@ -354,17 +386,37 @@ class OutputGuard:
         self._install(tmp, path, rel)
 
     # ------------------------------------------------------------------ the record
+    @contextlib.contextmanager
+    def _locked(self):
+        """The folder's flock (every change of the record or the journal is made under it)."""
+        import fcntl
+
+        self._makedirs(self.folder)
+        dfd = os.open(self.folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fcntl.flock(dfd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(dfd)  # (releases the lock)
+
+    def _announce(self, rel, size, sha):
+        """Append the write about to happen to the journal (JOURNAL), one line in one write()."""
+        line = json.dumps({"path": rel, "size": size, "sha256": sha}, ensure_ascii=True) + "\n"
+        with self._locked():
+            fd = os.open(os.path.join(self.folder, JOURNAL),
+                         os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
+                         0o666)
+            try:
+                os.write(fd, line.encode("ascii"))
+            finally:
+                os.close(fd)
+
     def flush(self):
         """Save what this guard wrote into the folder's record (merged with the record on disk)."""
         self._last_flush = time.monotonic()
         if not self._written:
             return
-        self._makedirs(self.folder)
-        dfd = os.open(self.folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
-        try:
-            import fcntl
-
-            fcntl.flock(dfd, fcntl.LOCK_EX)
+        with self._locked():
             entries = self._read_record()  # another run may have recorded files meanwhile
             entries.update(self._written)
             path = os.path.join(self.folder, MANIFEST)
@@ -379,9 +431,23 @@ class OutputGuard:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
                 raise
-        finally:
-            os.close(dfd)  # (releases the lock)
+            self._fold_journal(entries, set(self._written))
         self._entries, self._written = entries, {}
+
+    def _fold_journal(self, entries, done):
+        """Keep in the journal only the announced writes the record does not list as they are and this guard did
+        not just record (`done`): another run's writes in progress, or files a killed run left. The lock is held."""
+        journal = os.path.join(self.folder, JOURNAL)
+        pending = [(rel, e) for rel, es in _read_journal(self.folder).items() if rel not in done
+                   for e in es if entries.get(rel) != e]
+        if not pending:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(journal)
+            return
+        tmp, fd = self._temp(journal)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.writelines(json.dumps({"path": rel, **e}, ensure_ascii=True) + "\n" for rel, e in pending)
+        os.replace(tmp, journal)
 
     def close(self):
         self.flush()

@@ -192,3 +192,33 @@ def test_one_file_listed_through_a_link_is_one_item_or_a_conflict(tmp_path, capl
         gallery_entries(str(lst), image_root=str(tmp_path))
     # a remove list takes every spelling (each may be stored)
     assert len(gallery_entries(str(lst), image_root=str(tmp_path), check_labels=False)) == 2
+
+
+# 7 -------------------------------------------------------------------------------------------------
+def test_a_run_killed_before_its_record_was_saved_still_knows_its_outputs(tmp_path):
+    """calibrate_gallery SIGKILLed just after writing calibration.json (its record is saved at most once a
+    second): the re-run refused its own file as 'ppshitu did not write it', and a folder scan took such a
+    drawing for a photo. Each write is announced in the folder's journal before its file is moved into place."""
+    import subprocess
+    import sys
+
+    from ppshitu.library.folder import scan
+    from ppshitu.utils.outputs import JOURNAL, MANIFEST, OutputError, OutputGuard
+
+    out = tmp_path / "out"
+    code = ("import os, sys; from ppshitu.utils.outputs import OutputGuard\n"
+            "g = OutputGuard(sys.argv[1]); g.write_text(os.path.join(sys.argv[1], 'a.json'), '{}')\n"
+            "g.flush(); g.write_bytes(os.path.join(sys.argv[1], 'drawn.jpg'), b'\\xff\\xd8\\xff drawing')\n"
+            "os.kill(os.getpid(), 9)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(out)], cwd=os.path.dirname(REC_CONFIG) + "/../..")
+    assert proc.returncode == -9 and (out / "drawn.jpg").is_file() and "drawn.jpg" not in (out / MANIFEST).read_text()
+    assert "drawn.jpg" not in scan(out)[0]  # not a photo
+    (out / "user.jpg").write_bytes(b"\xff\xd8\xff user")
+    with OutputGuard(out) as g:
+        g.write_bytes(out / "drawn.jpg", b"\xff\xd8\xff drawn again")   # its own: replaced
+        with pytest.raises(OutputError, match="did not write it"):
+            g.write_bytes(out / "user.jpg", b"x")                       # still never the user's
+    assert (out / "drawn.jpg").read_bytes() == b"\xff\xd8\xff drawn again" and not (out / JOURNAL).exists()
+    (out / "drawn.jpg").write_bytes(b"\xff\xd8\xff edited by the user")  # then changed: not its own any more
+    with OutputGuard(out) as g, pytest.raises(OutputError, match="did not write it"):
+        g.write_bytes(out / "drawn.jpg", b"y")
