@@ -21,8 +21,9 @@ extension) and is then moved into place: a new file with link() (fails if a file
 meantime; rename() where the file system has no hard links), an own earlier file with rename(). A
 reader never sees half a file, and a run that fails leaves the old file. The record is written the
 same way, under an flock() of the folder, merged with what other runs recorded meanwhile; it is
-saved at most once a second during a run and when the guard is closed (a run killed in between
-leaves its last drawings unrecorded: a re-run then refuses them, the safe side).
+saved at most once a second during a run and when the guard is closed. So that a run killed in between
+still knows its last files, each write is first announced in the folder's journal (JOURNAL: path, size,
+sha256; folded into the record when it is saved): a file matching its record or journal entry is ppshitu's.
 """
 import contextlib
 import errno
@@ -184,8 +185,8 @@ class OutputGuard:
         """True when the regular file at `path` is one this record (or the journal of writes not yet recorded)
         lists with its size and content."""
         entries = [e for e in (self._written.get(rel), self._record().get(rel)) if e]
-        sizes = {e["size"] for e in entries + _read_journal(self.folder).get(rel, [])}
-        if st.st_size not in sizes:
+        entries += _read_journal(self.folder).get(rel, []) if st.st_size not in {e["size"] for e in entries} else []
+        if st.st_size not in {e["size"] for e in entries}:
             return False
         fd = _open_regular_nofollow(path)
         if fd is None:
