@@ -156,6 +156,15 @@ def check_label(label):
     return label
 
 
+def held_label(label, held):
+    """The class `label` names among the labels `held`: itself, else as the gallery keeps labels (stripped, NFC:
+    check_label), so DELETE /api/labels/cafe\u0301 finds the class added as 'café' (it answered 404)."""
+    if label in held or not isinstance(label, str):
+        return label
+    key = nfc(label.strip())
+    return key if key in held else label
+
+
 def image_extension(data):
     """An extension for stored upload bytes, from their magic number (the name a client sent is
     never used on the server)."""
@@ -361,6 +370,7 @@ class GalleryWriter:
         return {"removed": [int(i) for i in removed], **self._summary()}
 
     def remove_label(self, label):
+        label = held_label(label, self.gallery.label_counts())
         paths = [r["path"] for r in self.gallery.records() if r["label"] == label]
         if label not in self.gallery.label_counts():
             raise NotFound(f"no class {label!r} in the gallery")
@@ -374,6 +384,7 @@ class GalleryWriter:
         update (a server killed meanwhile leaves `old` or `new`, never neither); otherwise the items
         are removed and re-added, two updates, so a reader may briefly see neither label."""
         counts = self.gallery.label_counts()
+        old = held_label(old, counts)
         if old not in counts:
             raise NotFound(f"no class {old!r} in the gallery")
         if new == old:
@@ -549,7 +560,7 @@ class Catalog:
     def items(self, label=None, offset=0, limit=50):
         with self._lock:
             version, by_id, by_label, _ = self._index(self._fresh())
-            rows = by_label.get(label, []) if label is not None else list(by_id.values())
+            rows = by_label.get(held_label(label, by_label), []) if label is not None else list(by_id.values())
             return version, len(rows), rows[offset:offset + limit]
 
     def record(self, item_id):

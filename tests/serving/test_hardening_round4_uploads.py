@@ -101,3 +101,22 @@ def test_a_users_file_under_an_uploads_name_is_never_used_or_replaced(tmp_path):
         a.add("cat", [(sha, data)], np.eye(3, dtype=np.float32)[:1], [None])
     assert open(path, "rb").read() == b"the user's own bytes" and len(a.gallery) == 0
     a.gallery.close()
+
+
+def test_a_label_named_in_another_spelling_finds_its_class(tmp_path):
+    """POST /api/items with label 'cafe\\u0301' (NFD) or 'cat ' stores 'café' / 'cat' (check_label), but
+    DELETE /api/labels/cafe%CC%81 (and PATCH, GET /api/items?label=) answered 404 "no class 'café'"."""
+    import unicodedata
+
+    from ppshitu.serving.service import held_label
+
+    w = _writer(tmp_path, "g", None)
+    v = np.eye(3, dtype=np.float32)
+    w.add("café", [_upload(1)], v[:1], [None])
+    w.add("cat", [_upload(2)], v[1:2], [None])
+    nfd = unicodedata.normalize("NFD", "café")
+    assert held_label(nfd, {"café": 1}) == "café" and held_label("x", {"café": 1}) == "x"
+    assert w.rename(nfd + " ", "tea")["previous"] == "café"
+    assert w.remove_label(" cat ")["label"] == "cat"
+    assert w.gallery.label_counts() == {"tea": 1}
+    w.gallery.close()
