@@ -1,7 +1,7 @@
 """The text-image task end to end on a tiny captioned set: tools/train.py's task trains (loss falls, epoch 0 is
 the untrained model), the export's two ONNX files compute what the Paddle towers do (run here on OpenVINO), and
 the export imports through tools/import_model.py into a model directory that indexes a folder and answers
-tools/search.py --text with the image the Paddle model ranks first."""
+tools/search.py --text, and the service's POST /search {"text"}, with the image the Paddle model ranks first."""
 import json
 from pathlib import Path
 
@@ -122,3 +122,27 @@ def test_import_index_and_search_by_text(exported, trained, tmp_path, capsys):
         images = model.image(paddle.to_tensor(listed.images(range(len(listed))))).numpy()
     best = Path(listed.paths[int(np.argmax(images @ text[0]))]).name
     assert Path(str(found[0].get("path") or found[0].get("image"))).name == best, found
+    assert _service_search(tmp_path, query)[0]["name"] == best
+
+
+def _service_search(tmp_path, query):
+    """The service's POST /search with a JSON text query, on the gallery indexed above (in process)."""
+    from fastapi.testclient import TestClient
+
+    from ppshitu.schemas import INFER_SCHEMA
+    from ppshitu.serving.app import create_app
+    from ppshitu.serving.service import Service
+    from ppshitu.serving.settings import Settings
+
+    cfg = load_config(ROOT / "configs" / "inference" / "inference_general.yaml",
+                      [f"Global.rec_inference_model_dir={tmp_path / 'model'}", "Global.det_inference_model_dir=",
+                       f"IndexProcess.index_dir={tmp_path / 'index'}", f"Global.output_dir={tmp_path}",
+                       "IndexProcess.use_det=False", "Global.cpu_num_threads=1"], INFER_SCHEMA)
+    service = Service.from_config(cfg, Settings(workers=1)).start()
+    try:
+        with TestClient(create_app(service), base_url="http://127.0.0.1") as client:
+            r = client.post("/search?k=3", json={"text": query})
+    finally:
+        service.stop()
+    assert r.status_code == 200 and r.json()["text"] == query, r.text
+    return r.json()["results"]
