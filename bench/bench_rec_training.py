@@ -46,6 +46,13 @@ VARIANTS = {
                  "DataLoader.Eval.Query.dataset.transform_ops.1.ResizeImage.size=224",
                  "DataLoader.Eval.Gallery.dataset.transform_ops.1.ResizeImage.size=224"]),
     "no_warmup": ("no warmup", ["Optimizer.lr.warmup_epoch=0"]),
+    # cheaper epochs (issue 27): no backward pass through the backbone, or fewer pixels per image
+    "frozen_backbone": ("backbone frozen (lr_mult 0: no backward through it), neck trained",
+                        ["Arch.Backbone.lr_mult=0.0"]),
+    "size_128": ("128 px input (train and eval)", ["Global.image_shape=[3, 128, 128]",
+                 "DataLoader.Train.dataset.transform_ops.1.RandCropImage.size=128",
+                 "DataLoader.Eval.Query.dataset.transform_ops.1.ResizeImage.size=128",
+                 "DataLoader.Eval.Gallery.dataset.transform_ops.1.ResizeImage.size=128"]),
     "mobilenet_scratch": ("MobileNetV1_x0_25 @64 from scratch (the old demo recipe)", None),
 }
 DEFAULT = ["recipe", "lr_mult_1", "bn_train", "gem", "ce_arcmargin", "plus_ce", "emb_128"]
