@@ -158,6 +158,23 @@ def agreement(ref, got):
     return n
 
 
+def models_variants(models):
+    return {n.split()[-1] for n in models if n.startswith("int8 ")}
+
+
+def auto_layout(checked):
+    """(rec dir, det dir) laid out as a user's after tools/quantize.py with its default --out: each fp32 model
+    with its checked int8 model beside (<dir>_int8), for Global.precision auto to choose from."""
+    root = CACHE / "auto"
+    root.mkdir(parents=True, exist_ok=True)
+    for kind, int8 in (("rec", checked[0]), ("det", checked[1])):
+        for link, target in ((root / kind, DEMO / kind), (root / f"{kind}_int8", Path(int8))):
+            if link.is_symlink():
+                link.unlink()
+            link.symlink_to(target.resolve(), target_is_directory=True)
+    return str(root / "rec"), str(root / "det")
+
+
 # ---------------------------------------------------------------- speed
 def model_speed(specs, kind, sample_path, rounds):
     """Model alone, alternating blocks (bench_runtimes.speed): rec batch 32, det batch 1."""
@@ -221,17 +238,25 @@ def measure(args):
     truth = load_coco_scenes(str(ann))
     train = [p for p in rec_calib if "calib_crops" not in p]
     models = {"fp32": (str(DEMO / "rec"), str(DEMO / "det"), None, None)}
-    for variant in VARIANTS:
+    for variant in args.variants.split(","):
         rec_dir, rec_report = quantized("rec", variant, rec_calib)
         det_dir, det_report = quantized("det", variant, calib)
         models[f"int8 {variant}"] = (str(rec_dir), str(det_dir), rec_report, det_report)
+    if "checked" in models_variants(models):
+        models["auto"] = auto_layout(models["int8 checked"]) + (None, None)
     res = {"configs": {}, "scenes": len(held), "calibration_scenes": len(calib), "rec_calibration": len(rec_calib)}
     answers = {}
     for name, (rec_dir, det_dir, rec_report, det_report) in models.items():
         print(f"predict_system: {name}", flush=True)
-        got, labels, seconds = run_system(rec_dir, det_dir, "fp32" if name == "fp32" else "int8", rec_root, held)
+        precision = {"fp32": "fp32", "auto": "auto"}.get(name, "int8")
+        got, labels, seconds = run_system(rec_dir, det_dir, precision, rec_root, held)
         answers[name] = got
         row = {"f1": evaluate(got, truth, labels)["f1"], "seconds": seconds}
+        if name == "auto":
+            from ppshitu.infer.precision import choose_precision
+
+            row["auto_choice"] = {k: choose_precision(d, k, "openvino", "auto").precision
+                                  for k, d in (("rec", rec_dir), ("det", det_dir))}
         for kind, rep in (("rec", rec_report), ("det", det_report)):
             if rep:
                 row[kind] = {k: rep[k] for k in ("agreement", "passed", "target", "f32_layers")}
@@ -240,7 +265,7 @@ def measure(args):
     for name in models:
         res["configs"][name]["held_out"] = agreement(answers["fp32"], answers[name])
     specs = lambda kind: [(n, m[0 if kind == "rec" else 1], "openvino", "fp32" if n == "fp32" else "int8")  # noqa
-                          for n, m in models.items()]
+                          for n, m in models.items() if n != "auto"]
     res["speed"] = {"rec": model_speed(specs("rec"), "rec", train[0], args.rounds),
                     "det": model_speed(specs("det"), "det", held[0], args.rounds)}
     return res
@@ -264,6 +289,8 @@ def render(res, elapsed):
     ref = res["configs"]["fp32"]
     for name, row in res["configs"].items():
         h = row["held_out"]
+        if name == "auto":
+            name = "auto (" + ", ".join(f"{k} {v}" for k, v in row["auto_choice"].items()) + ")"
         chk = lambda k: (f"{row[k]['plain_agreement']:.4f} -> {row[k]['agreement']:.4f} "  # noqa: E731
                          f"({'passed' if row[k]['passed'] else 'failed'} {row[k]['target']}; "
                          f"{len(row[k]['f32_layers'])} f32)" if k in row else "—")
@@ -274,7 +301,7 @@ def render(res, elapsed):
     lines += ["", "Model alone (median of alternating blocks, 2 threads): rec batch 32, det batch 1.", "",
               "| model | rec img/s | rec vs fp32 | det ms/img | det vs fp32 |", "|---|---|---|---|---|"]
     sp = res["speed"]
-    for name in res["configs"]:
+    for name in sp["rec"]:
         r, d = sp["rec"].get(name, {}), sp["det"].get(name, {})
         if "error" in r or "error" in d:
             lines.append(f"| {name} | {r.get('error', '')} | | {d.get('error', '')} | |")
@@ -283,6 +310,9 @@ def render(res, elapsed):
         lines.append(f"| {name} | {r['images_per_s']:.1f} | {rec_ratio:.2f}x | {d['ms_per_image']:.2f} | "
                      f"{sp['det']['fp32']['ms_per_image'] / d['ms_per_image']:.2f}x |")
     for name, row in res["configs"].items():
+        if name == "auto":
+            lines.append(f"\nauto: Global.precision auto with each checked int8 model beside its fp32 one: "
+                         f"{row['auto_choice']}")
         for kind in ("det", "rec"):
             if kind in row:
                 lines.append(f"\n{name} {kind}: layers kept in f32: {', '.join(row[kind]['f32_layers']) or 'none'}")
@@ -299,6 +329,7 @@ def main(argv=None):
     p.add_argument("--scenes", type=int, default=150)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="int8 variants to run (VARIANTS)")
     p.add_argument("--knobs", action="store_true", help="only the cheaper knobs' calibration agreement (KNOBS)")
     args = p.parse_args(argv)
     if args.knobs:

@@ -191,3 +191,29 @@ def test_the_accuracy_control_puts_back_the_worst_layers_until_the_target(models
     ranked = layer_sensitivity(ov, fp32, int8, _images(4, seed=3), lambda im: {name: pre(im)[None]}, heavy)
     assert {n for n, _ in ranked} <= set(heavy) and len(ranked) >= 2
     assert all(np.isfinite(e) for _, e in ranked) and ranked == sorted(ranked, key=lambda t: -t[1])
+
+
+def test_a_gallery_the_fp32_model_built_is_queried_in_fp32_under_auto(models, no_bf16, tmp_path, capsys):
+    """auto would run the passing int8 model, but the gallery holds fp32's vectors: the system runs fp32 (and
+    says why) rather than refusing the gallery; explicit int8 still refuses it."""
+    from ppshitu.gallery.base import create_gallery
+    from ppshitu.gallery.errors import GalleryError
+    from ppshitu.gallery.model_id import model_fingerprint
+    from ppshitu.system import RecognitionSystem
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"Global:\n  rec_inference_model_dir: {models['fp32']}\n  inference_backend: openvino\n"
+                   f"  det_inference_model_dir: null\nIndexProcess:\n  index_dir: {tmp_path / 'index'}\n"
+                   f"  index_method: Flat\n")
+    fp32 = factory.rec_predictor(_cfg(str(cfg), "Global.precision=fp32"))
+    imgs = _images(6, seed=11)
+    create_gallery(_cfg(str(cfg))["IndexProcess"], fp32.embedding_size, model_fingerprint=model_fingerprint(fp32),
+                   vectors=fp32.predict(imgs), labels=[f"c{i}" for i in range(6)], paths=[f"{i}.jpg" for i in range(6)])
+    capsys.readouterr()
+    system = RecognitionSystem.from_config(_cfg(str(cfg)))
+    assert system.rec.model_dir == models["fp32"] and system.rec.runtime.precision == "fp32"
+    assert "the gallery was built by this model" in capsys.readouterr().err
+    assert system.predict(imgs[2])[0]["rec_docs"] == "c2"
+    with pytest.raises(GalleryError, match="rebuild the gallery"):
+        RecognitionSystem.from_config(_cfg(str(cfg), "Global.precision=int8",
+                                           f"Global.rec_inference_model_dir={models['int8']}"))
