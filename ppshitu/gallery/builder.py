@@ -159,6 +159,41 @@ def _one_item_per_file(out, image_root, data_file):
     return conflicts
 
 
+def _stored_as_another_spelling(gallery, entries, image_root):
+    """{key: [stored path]} of the new `entries` whose file the gallery already holds under another spelling (a
+    path through a symbolic link, a hard link: _one_item_per_file's rule, against the stored items). Only stored
+    items with the entry's file name are looked at (a link spells the folders differently, the name alike), so
+    an append never stats the whole gallery."""
+    by_name = {}
+    for key, _, spelt in entries:
+        by_name.setdefault(os.path.basename(key), []).append((key, spelt))
+    if not by_name:
+        return {}
+
+    def ident(path):
+        try:
+            st = os.stat(path if os.path.isabs(path) else os.path.join(image_root, path))
+            return st.st_dev, st.st_ino
+        except (OSError, ValueError):
+            return None
+    stored = {}
+    for r in gallery.records():
+        path = r.get("path")
+        if path and os.path.basename(path) in by_name:
+            stored.setdefault(ident(path), []).append(path)
+    stored.pop(None, None)
+    found = {}
+    for key, spelt in (e for group in by_name.values() for e in group):
+        same = stored.get(ident(spelt))
+        if same:
+            found[key] = same
+    if found:
+        log.warning("%d listed image(s) already in the gallery under another path to the same file (a symbolic or "
+                    "hard link), not added again: %s", len(found),
+                    "; ".join(f"{k!r} is {v[0]!r}" for k, v in list(found.items())[:5]))
+    return found
+
+
 def stored_keys(gallery, keys, image_root=None):
     """{key: [the gallery's paths for it]} of those of `keys` the gallery holds: the key itself, and
     any spelling stored before keys were normalised (`./a.jpg`, `x//a.jpg`, an absolute path inside
@@ -234,6 +269,7 @@ def build_gallery(cfg, rec=None, det=None, shard=None):
             raise ConfigError(f"IndexProcess.dist_type is {ip['dist_type']} but the gallery in {index_dir} "
                               f"uses {gallery.manifest['dist_type']}")
         present = stored_keys(gallery, [p for p, _, _ in entries], image_root)
+        present.update(_stored_as_another_spelling(gallery, [e for e in entries if e[0] not in present], image_root))
         skipped = sum(p in present for p, _, _ in entries)
         entries = [(p, lab, f) for p, lab, f in entries if p not in present]
     emb = Embedder.from_config(cfg, rec, det).embed_files([os.path.join(image_root, f) for _, _, f in entries],

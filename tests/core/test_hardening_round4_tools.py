@@ -222,3 +222,20 @@ def test_a_run_killed_before_its_record_was_saved_still_knows_its_outputs(tmp_pa
     (out / "drawn.jpg").write_bytes(b"\xff\xd8\xff edited by the user")  # then changed: not its own any more
     with OutputGuard(out) as g, pytest.raises(OutputError, match="did not write it"):
         g.write_bytes(out / "drawn.jpg", b"y")
+
+
+def test_an_append_naming_a_stored_file_through_a_link_adds_nothing(tmp_path):
+    """The gallery holds images/a.jpg; an append list names link/a.jpg (link -> images): a second item of the
+    same file was added. The append compares new entries with stored items of the same file name by file."""
+    from ppshitu.gallery.builder import _stored_as_another_spelling
+    from ppshitu.gallery.gallery import Gallery
+
+    (tmp_path / "images").mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / "images" / name).write_bytes(b"\xff\xd8\xff " + name.encode())
+    os.symlink("images", tmp_path / "link")
+    g = Gallery.create(str(tmp_path / "g"), 3, index_method="Flat", vectors=np.eye(1, 3, dtype=np.float32),
+                       labels=["x"], paths=["images/a.jpg"])
+    new = [("link/a.jpg", "x", "link/a.jpg"), ("images/b.jpg", "y", "images/b.jpg"), ("gone/a.jpg", "x", "gone/a.jpg")]
+    assert _stored_as_another_spelling(g, new, str(tmp_path)) == {"link/a.jpg": ["images/a.jpg"]}
+    g.close()
