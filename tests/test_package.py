@@ -127,8 +127,9 @@ def test_build_gallery_command_equals_the_tool(tmp_path):
     out = {k: (p.wait(300), *p.communicate()) for k, p in procs.items()}
     for key, (code, _, stderr) in out.items():
         assert code == 0, f"{key}: exit {code}\n{stderr[-3000:]}"
-    assert out["tool"][1].splitlines()[-1] == out["command"][1].splitlines()[-1] \
-        == "operation=new added=6 already_present=0 unreadable=0 count=6 labels=3"
+    last = out["tool"][1].splitlines()[-1]
+    assert last == out["command"][1].splitlines()[-1]
+    assert last.startswith("operation=new added=6 already_present=0 unreadable=0 count=6 labels=3 index=HNSW32 "), last
     by_tool, by_command = Gallery.open(tmp_path / "by_tool"), Gallery.open(tmp_path / "by_command")
     assert by_tool.label_counts() == by_command.label_counts() and len(by_tool.labels()) == 3
     rows = [[(r["id"], r["label"], r["path"]) for r in g.records()] for g in (by_tool, by_command)]
