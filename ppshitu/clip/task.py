@@ -103,12 +103,9 @@ def train(cfg, hooks=()):
         return losses(outputs, batch["label"])
 
     evaluator = TextToImageEvaluator(cfg, tok, model) if g.eval_during_train else None
-    trainer = Trainer(model, loss_fn, optimizer, loader, lr_scheduler=scheduler, evaluate_fn=evaluator,
-                      key_metric="recall1" if evaluator else None, epochs=g.epochs, output_dir=g.output_dir,
-                      eval_interval=g.eval_interval, start_eval_epoch=g.start_eval_epoch,
-                      save_interval=g.save_interval, print_batch_step=g.print_batch_step,
-                      max_iters_per_epoch=g.max_iters_per_epoch, seed=g.seed, hooks=list(hooks), config=cfg,
-                      eval_before_train=True, loss_module=losses)
+    trainer = Trainer.from_config(cfg, model, loss_fn, optimizer, loader, lr_scheduler=scheduler,
+                                  evaluate_fn=evaluator, key_metric="recall1" if evaluator else None,
+                                  hooks=list(hooks), eval_before_train=True, loss_module=losses)
     if g.checkpoints:
         trainer.resume(g.checkpoints)
     return trainer.train()

@@ -106,11 +106,8 @@ def train(cfg, hooks=()):
     def loss_fn(m, batch):
         return m.losses({k: paddle.to_tensor(v) for k, v in batch.items()}, epoch_hook.epoch)
 
-    trainer = Trainer(model, loss_fn, optimizer, loader, epochs=g.epochs, output_dir=g.output_dir,
-                      lr_scheduler=scheduler, evaluate_fn=evaluate_fn, key_metric=best_key(cfg),
-                      eval_interval=g.eval_interval, start_eval_epoch=g.start_eval_epoch,
-                      save_interval=g.save_interval, print_batch_step=g.print_batch_step,
-                      max_iters_per_epoch=g.max_iters_per_epoch, seed=g.seed, hooks=hooks, config=cfg)
+    trainer = Trainer.from_config(cfg, model, loss_fn, optimizer, loader, lr_scheduler=scheduler,
+                                  evaluate_fn=evaluate_fn, key_metric=best_key(cfg), hooks=hooks)
     if g.checkpoints:
         trainer.resume(g.checkpoints)  # the EMA hook restores its average too
     return trainer.train()

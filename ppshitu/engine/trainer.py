@@ -106,6 +106,22 @@ class Trainer:
                                          eval_interval, start_eval_epoch, eval_before_train, save_interval)
         self.hooks += list(hooks)
 
+    @classmethod
+    def from_config(cls, cfg, model, loss_fn, optimizer, train_loader, **kwargs):
+        """A trainer with the schedule every task reads from its config (Global's epochs, intervals, step
+        limit, seed and output_dir; AMP's settings where the config has that section); `kwargs` add the
+        task's own (evaluate_fn, key_metric, hooks, ...) and may override any of them."""
+        g = cfg.Global
+        args = dict(epochs=g.epochs, output_dir=g.output_dir, eval_interval=g.eval_interval,
+                    start_eval_epoch=g.start_eval_epoch, save_interval=g.save_interval,
+                    print_batch_step=g.print_batch_step, max_iters_per_epoch=g.max_iters_per_epoch, seed=g.seed,
+                    config=cfg)
+        amp = cfg.get("AMP")
+        if amp:
+            args.update(use_amp=amp.use_amp, amp_level=amp.level, scale_loss=amp.scale_loss,
+                        use_dynamic_loss_scaling=amp.use_dynamic_loss_scaling)
+        return cls(model, loss_fn, optimizer, train_loader, **{**args, **kwargs})
+
     @staticmethod
     def _default_hooks(lr_scheduler, print_batch_step, evaluate_fn, key_metric, higher_is_better, eval_interval,
                        start_eval_epoch, eval_before_train, save_interval):

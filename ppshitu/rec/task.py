@@ -149,16 +149,11 @@ def train(cfg, hooks=()):
             bad.summary()
 
     evaluator = RetrievalEvaluator(cfg, g.seed or 0) if g.eval_during_train else None
-    amp = cfg.AMP
     out_dir = os.path.join(g.output_dir, cfg.Arch.get("name", "RecModel"))
-    trainer = Trainer(model, loss_fn, optimizer, loader, lr_scheduler=scheduler, evaluate_fn=evaluator,
-                      key_metric="recall1" if evaluator else None, epochs=g.epochs, output_dir=out_dir,
-                      eval_interval=g.eval_interval, start_eval_epoch=g.start_eval_epoch,
-                      save_interval=g.save_interval, print_batch_step=g.print_batch_step,
-                      max_iters_per_epoch=g.max_iters_per_epoch, seed=g.seed, use_amp=amp.use_amp,
-                      amp_level=amp.level, scale_loss=amp.scale_loss,
-                      use_dynamic_loss_scaling=amp.use_dynamic_loss_scaling, hooks=[BadImageSummary(), *hooks], config=cfg,
-                      eval_before_train=True, loss_module=losses)
+    trainer = Trainer.from_config(cfg, model, loss_fn, optimizer, loader, output_dir=out_dir,
+                                  lr_scheduler=scheduler, evaluate_fn=evaluator,
+                                  key_metric="recall1" if evaluator else None, hooks=[BadImageSummary(), *hooks],
+                                  eval_before_train=True, loss_module=losses)
     if g.checkpoints:
         trainer.resume(g.checkpoints)
     return trainer.train()
