@@ -11,6 +11,9 @@ OpenMP's counts): the variable's value where one is set (by the user, or Global.
 `ppshitu.cli.apply_threads`), all cores otherwise. Child processes and OpenMP runtimes loaded later (FAISS's) see
 the variable as the user left it, not Paddle's 1.
 
+glog's INFO lines (Paddle's C++ log: "New Executor is Running" whenever a static program runs, as in an export):
+GLOG_minloglevel=1 unless the user set it.
+
 "No ccache found": a UserWarning paddle.utils.cpp_extension issues on every `import paddle`, about compiling C++
 extensions (which ppshitu never does); ignored by its message, from that module only.
 """
@@ -46,6 +49,10 @@ class _PaddleLoader(importlib.abc.Loader):
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
+        # glog's INFO lines ("I1207 ... pir_interpreter.cc] New Executor is Running ...", at every static
+        # program a trace or an export runs) are read off GLOG_minloglevel when libpaddle loads: 1 keeps
+        # warnings and errors. A value the user set wins.
+        os.environ.setdefault("GLOG_minloglevel", "1")
         chosen = os.environ.pop(VAR, None)
         try:
             self._loader.exec_module(module)
