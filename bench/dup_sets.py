@@ -22,7 +22,8 @@ under shuffled names, like a user's folder.
   neighbouring frames of a burst, a subject (an object drawn by dataset/synthetic, or a region of
   the photo itself) having moved by 4-15 % of the frame (`neighbouring_frames`); colour variants of
   one design (one object of a designed image recoloured, e.g. skin-tone-like shifts) or one region
-  of a photograph recoloured (`colour_variant`). A good rule finds no duplicates among them.
+  of a photograph recoloured (`colour_variant`). A good rule finds no duplicates among them. A pair
+  whose change landed on flat content (nothing visibly changed: `visibly_different`) is drawn again.
 """
 import os
 import sys
@@ -292,26 +293,43 @@ def confuser_pairs(rng, sources, classes, n_per_kind=40, size=384, photo_bg=True
     for n in range(n_per_kind):
         taken = crops.take(rng, 0.25, 0.45) if n % 2 else None
         if taken is None:
-            img, bg, sprites = designed(rng, (size * 3 // 4, size), classes, photo_bg=photo_bg)
-            a = _compose(bg, sprites, 1000 + n)
-            b = _compose(bg, _moved(bg, sprites, rng, rng.uniform(0.04, 0.15)), 2000 + n)
+            def frames():
+                img, bg, sprites = designed(rng, (size * 3 // 4, size), classes, photo_bg=photo_bg)
+                return (_compose(bg, sprites, 1000 + n),
+                        _compose(bg, _moved(bg, sprites, rng, rng.uniform(0.04, 0.15)), 2000 + n))
         else:
             base = crops.image(taken, size)
-            a, b = base, _moved_region(base, rng)
-        out.append(("neighbouring_frames", a, b))
+            frames = lambda: (base, _moved_region(base, rng))  # noqa: E731
+        out.append(("neighbouring_frames", *visible_pair(frames, "neighbouring_frames", n)))
     # colour variants of one design, or of a region of a photo
     for n in range(n_per_kind):
         taken = crops.take(rng, 0.25, 0.45) if n % 2 else None
         if taken is None:
-            img, bg, sprites = designed(rng, (size * 3 // 4, size), classes, photo_bg=photo_bg,
-                                        n_objects=int(rng.integers(1, 3)))
-            k = int(rng.integers(len(sprites)))
-            variant = [(_recoloured_sprite(sp, rng) if j == k else sp, x, y) for j, (sp, x, y) in enumerate(sprites)]
-            out.append(("colour_variant", _compose(bg, sprites, 3000 + n), _compose(bg, variant, 3000 + n)))
+            def variants():
+                img, bg, sprites = designed(rng, (size * 3 // 4, size), classes, photo_bg=photo_bg,
+                                            n_objects=int(rng.integers(1, 3)))
+                k = int(rng.integers(len(sprites)))
+                variant = [(_recoloured_sprite(sp, rng) if j == k else sp, x, y) for j, (sp, x, y) in enumerate(sprites)]
+                return _compose(bg, sprites, 3000 + n), _compose(bg, variant, 3000 + n)
         else:
             base = crops.image(taken, size)
-            out.append(("colour_variant", base, _recoloured_region(base, rng)))
+            variants = lambda: (base, _recoloured_region(base, rng))  # noqa: E731
+        out.append(("colour_variant", *visible_pair(variants, "colour_variant", n)))
     return out
+
+
+REDRAWS = 20
+
+
+def visible_pair(draw, kind, n, tries=REDRAWS):
+    """(a, b) from draw() that differ visibly (visibly_different), redrawn up to `tries` times: a region moved
+    or recoloured onto flat content leaves the same picture twice, which is no confuser."""
+    for _ in range(tries):
+        a, b = draw()
+        if visibly_different(a, b):
+            return a, b
+    raise RuntimeError(f"confuser pair {n} ({kind}): {tries} draws in a row left the two images visibly the same "
+                       f"(visibly_different: < {VISIBLE_SHARE:.1%} of the pixels changed by > {VISIBLE_LEVELS} levels)")
 
 
 def _region(shape, rng, lo=0.04, hi=0.15):
