@@ -3,7 +3,7 @@
 its BEST threshold for the set (chosen with the truth: upper bounds for them).
 
     .venv/bin/python bench/bench_duplicates.py [-c configs/inference/inference_general.yaml] [--quick]
-        [--sets dev,held-out,confusers] [--scale N]
+        [--sets dev,held-out,confusers] [--scale N] [--merge]
 
 The sets (bench/dup_sets.py): `dev` (the set the verifier and its calibration were built on), `held-out`
 (other photographs and designed images, other edit ranges, up to three copies each: built and looked
@@ -22,7 +22,8 @@ pHash distance <= 14). On the confusers, pHash and the embedding use their best 
 Times: seconds per 1,000 images on this machine, all steps (decode, embed, index; calibration;
 candidates, features, verification, grouping; or decode + hash + all pairs).
 `--scale N`: a folder of N images (held-out-style photos and copies) timed end to end.
-Writes bench/results/bench_duplicates.md and .json.
+Writes bench/results/bench_duplicates.md and .json (a subset of the sets: bench_duplicates_<sets>.*; with
+`--merge`, the subset replaces its sets in the recorded bench_duplicates.json and the .md is re-rendered).
 """
 import contextlib
 import io
