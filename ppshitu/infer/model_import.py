@@ -64,7 +64,9 @@ def probe(path, feeds, output):
 
     ov = _ov()
     try:
-        compiled = ov.Core().compile_model(ov.Core().read_model(path), "CPU")
+        # f32 whatever the CPU: OpenVINO's default on a CPU with native bf16 is bf16, which a oneDNN capped by
+        # ONEDNN_MAX_CPU_ISA cannot build ("could not create a primitive descriptor"), and the probe is a reference
+        compiled = ov.Core().compile_model(ov.Core().read_model(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         result = compiled.create_infer_request().infer(feeds)
     except Exception as e:  # noqa: BLE001 - OpenVINO's own errors: the file does not run
         raise ImportModelError(f"{path}: OpenVINO cannot run it ({type(e).__name__}: {str(e)[:300]})") from None

@@ -333,7 +333,7 @@ def _write_spec(model_dir, spec):
 def _embedding_size(model, pre, input_name):
     from .openvino import _ov
 
-    compiled = _ov().Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": 1})
+    compiled = _ov().Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32"})
     h, w = pre.input_size
     out = compiled({input_name: np.zeros((1, 3, h, w), np.float32)})
     return int(np.asarray(out[compiled.outputs[0]]).reshape(1, -1).shape[1])
