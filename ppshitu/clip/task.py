@@ -106,8 +106,6 @@ def train(cfg, hooks=()):
     trainer = Trainer.from_config(cfg, model, loss_fn, optimizer, loader, lr_scheduler=scheduler,
                                   evaluate_fn=evaluator, key_metric="recall1" if evaluator else None,
                                   hooks=list(hooks), eval_before_train=True, loss_module=losses)
-    if g.checkpoints:
-        trainer.resume(g.checkpoints)
     return trainer.train()
 
 

@@ -108,8 +108,6 @@ def train(cfg, hooks=()):
 
     trainer = Trainer.from_config(cfg, model, loss_fn, optimizer, loader, lr_scheduler=scheduler,
                                   evaluate_fn=evaluate_fn, key_metric=best_key(cfg), hooks=hooks)
-    if g.checkpoints:
-        trainer.resume(g.checkpoints)  # the EMA hook restores its average too
     return trainer.train()
 
 

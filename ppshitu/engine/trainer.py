@@ -109,8 +109,9 @@ class Trainer:
     @classmethod
     def from_config(cls, cfg, model, loss_fn, optimizer, train_loader, **kwargs):
         """A trainer with the schedule every task reads from its config (Global's epochs, intervals, step
-        limit, seed and output_dir; AMP's settings where the config has that section); `kwargs` add the
-        task's own (evaluate_fn, key_metric, hooks, ...) and may override any of them."""
+        limit, seed and output_dir; AMP's settings where the config has that section), resumed from
+        Global.checkpoints when set (after the hooks exist: an EMA hook restores its average too); `kwargs`
+        add the task's own (evaluate_fn, key_metric, hooks, ...) and may override any of them."""
         g = cfg.Global
         args = dict(epochs=g.epochs, output_dir=g.output_dir, eval_interval=g.eval_interval,
                     start_eval_epoch=g.start_eval_epoch, save_interval=g.save_interval,
@@ -120,7 +121,10 @@ class Trainer:
         if amp:
             args.update(use_amp=amp.use_amp, amp_level=amp.level, scale_loss=amp.scale_loss,
                         use_dynamic_loss_scaling=amp.use_dynamic_loss_scaling)
-        return cls(model, loss_fn, optimizer, train_loader, **{**args, **kwargs})
+        trainer = cls(model, loss_fn, optimizer, train_loader, **{**args, **kwargs})
+        if g.checkpoints:
+            trainer.resume(g.checkpoints)
+        return trainer
 
     @staticmethod
     def _default_hooks(lr_scheduler, print_batch_step, evaluate_fn, key_metric, higher_is_better, eval_interval,

@@ -154,8 +154,6 @@ def train(cfg, hooks=()):
                                   lr_scheduler=scheduler, evaluate_fn=evaluator,
                                   key_metric="recall1" if evaluator else None, hooks=[BadImageSummary(), *hooks],
                                   eval_before_train=True, loss_module=losses)
-    if g.checkpoints:
-        trainer.resume(g.checkpoints)
     return trainer.train()
 
 
