@@ -258,13 +258,7 @@ class Gallery(GalleryStore):
     def search(self, vectors, k=5):
         """Top-k per query: (labels [n][k] str or None, scores float32 [n,k], ids int64 [n,k]).
         Empty slots (fewer than k items) have id -1, label None and the worst possible score."""
-        q = self._as_matrix(vectors, "query vectors")
-        k = int(k)
-        if k < 1:
-            raise GalleryError(f"k must be >= 1, got {k}")
-        worst = -np.inf if self.higher_is_better else np.inf
-        ids = np.full((len(q), k), -1, np.int64)
-        scores = np.full((len(q), k), worst, np.float32)
+        q, k, ids, scores, worst = self._result_slots(vectors, k)
         if len(self) and len(q):
             found_d, found_i = self._top(q, k)
             kk = min(k, found_i.shape[1])

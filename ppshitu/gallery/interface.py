@@ -155,6 +155,16 @@ class GalleryStore:
     # (FAISS has it); without it the service renames by remove + add, two updates
 
     # -- shared by the stores
+    def _result_slots(self, vectors, k):
+        """search's start in every store: (queries as _as_matrix makes them, k, ids int64 [n, k] all -1,
+        scores float32 [n, k] all `worst`, worst): the worst possible score, -inf for IP, +inf for L2."""
+        q = self._as_matrix(vectors, "query vectors")
+        k = int(k)
+        if k < 1:
+            raise GalleryError(f"k must be >= 1, got {k}")
+        worst = -np.inf if self.higher_is_better else np.inf
+        return q, k, np.full((len(q), k), -1, np.int64), np.full((len(q), k), worst, np.float32), worst
+
     def _as_matrix(self, vectors, what):
         """float32 C-contiguous [n, D] of `vectors` (one vector: n = 1), finite, of the gallery's size;
         L2-normalized for dist_type IP (a zero vector stays zero)."""

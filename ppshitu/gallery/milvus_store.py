@@ -502,13 +502,7 @@ class MilvusStore(GalleryStore):
             return self._search_once(vectors, k)
 
     def _search_once(self, vectors, k):
-        q = self._as_matrix(vectors, "query vectors")
-        k = int(k)
-        if k < 1:
-            raise GalleryError(f"k must be >= 1, got {k}")
-        worst = -np.inf if self.higher_is_better else np.inf
-        ids = np.full((len(q), k), -1, np.int64)
-        scores = np.full((len(q), k), worst, np.float32)
+        q, k, ids, scores, _ = self._result_slots(vectors, k)
         labels = [[None] * k for _ in range(len(q))]
         rerank = bool(self.method.rerank_factor)   # IVFPQ: candidates re-scored exactly, as in FAISS
         fetch = self.method.candidates(k)
