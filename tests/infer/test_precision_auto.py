@@ -5,7 +5,6 @@ test fixes what the CPU offers (kernel flags / bf16_support), so they hold on AV
 machines alike."""
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -18,12 +17,10 @@ from ppshitu.infer.precision import choose_precision, int8_beside
 from ppshitu.schemas import INFER_SCHEMA
 from tests.infer.test_openvino_runtime import _export, _images
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """A tiny fp32 rec model and, beside it (<dir>_int8), its int8 model written by tools/quantize.py."""
+    """A tiny fp32 rec model and, beside it (<dir>_int8), its int8 model written by the quantize command (tools/quantize.py's code)."""
     root = tmp_path_factory.mktemp("auto")
     fp32 = _export(str(root / "rec"), True)
     calib = root / "calib"
@@ -34,11 +31,8 @@ def models(tmp_path_factory):
         cv2.imwrite(str(calib / f"{i}.png"), img[:, :, ::-1])
     cfg = root / "infer.yaml"
     cfg.write_text(f"Global:\n  rec_inference_model_dir: {fp32}\n")
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    try:
-        import quantize as tool
-    finally:
-        sys.path.pop(0)
+    from ppshitu.commands import quantize as tool  # what tools/quantize.py runs
+
     spec = tool.main(["-c", str(cfg), "--calib", str(calib), "--target", "0.5"])  # --out: <dir>_int8
     return {"fp32": fp32, "int8": int8_beside(fp32), "spec": spec, "cfg": str(cfg)}
 
