@@ -274,10 +274,10 @@ def _cpu_seconds():
     return r.ru_utime + r.ru_stime
 
 
-def measure_scale(n, cfg, rec, work, k, workers, rng):
-    """A folder of n images timed end to end: mostly distinct pictures, as a photo library is (designed
-    images drawn by dataset/synthetic.py -- objects on backgrounds -- and small crops of the photos), a
-    fifth of them with an edited copy (held-out edits)."""
+def write_scale_folder(n, folder, rng):
+    """Write a folder of n images as a photo library is, mostly distinct pictures (designed images drawn by
+    dataset/synthetic.py -- objects on backgrounds -- and small crops of the photos), a fifth of them with an
+    edited copy (held-out edits); returns the rows (bench_duplicates_speed times tools/find_duplicates.py on it)."""
     import dup_sets
 
     photos_ = [dup_sets.load_any(s) for s in dup_sets.CONFUSER_SOURCES + dup_sets.DEV_SOURCES]
@@ -298,8 +298,13 @@ def measure_scale(n, cfg, rec, work, k, workers, rng):
             kind = str(rng.choice(dup_sets.HELD_OUT_EDITS))
             items.append({"rgb": dup_sets.held_out_edit(img, kind, rng), "family": items[-1]["family"], "edit": kind,
                           "source": "scale"})
+    return dup_sets.write_items(items, folder, rng)
+
+
+def measure_scale(n, cfg, rec, work, k, workers, rng):
+    """A folder of n images (write_scale_folder) timed end to end."""
     folder = os.path.join(work, "scale")
-    rows = dup_sets.write_items(items, folder, rng)
+    rows = write_scale_folder(n, folder, rng)
     t0, c0 = time.perf_counter(), _cpu_seconds()
     pred, _, info = run_ppshitu(cfg, rec, folder, os.path.join(work, "scale_index"), k, workers)
     total, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
