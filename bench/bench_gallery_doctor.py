@@ -29,7 +29,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from ppshitu.gallery.doctor import diagnose  # noqa: E402
+from ppshitu.gallery.doctor import MISLABEL_POSITION, diagnose  # noqa: E402
 from ppshitu.gallery.neighbours import GalleryArrays  # noqa: E402
 
 CACHE = os.path.join(ROOT, "bench", ".cache", "doctor")
@@ -170,7 +170,10 @@ def write(results, out, trials, cpu):
              f"`bench/bench_gallery_doctor.py` ({trials} trials per row; {cpu}). A trial exchanges the labels of random "
              f"item pairs of different labels until the stated fraction of items is mislabelled, then runs the doctor "
              f"(`ppshitu/gallery/doctor.py`: an item is a suspected mislabel when its 3 nearest items all carry another "
-             f"label and its centroid margin's robust z-score exceeds 2.5). *Found*: swapped items flagged / swapped "
+             f"label and its own label's centroid lies under position {MISLABEL_POSITION} between a typical unrelated "
+             f"label's (0) and the nearest other label's (1); the rule was developed on other galleries: classes "
+             f"240-439 at 5 views, seed 23, and classes 440-519 at 8 views, seed 31, never on these). *Found*: "
+             f"swapped items flagged / swapped "
              f"items; *false flags*: flagged items that were not swapped / all flagged items (mean over trials, "
              f"worst trial in brackets); *clean flagged*: share of the correctly labelled items flagged. Embeddings: "
              f"the committed demo rec model (EfficientNet-Lite0, 512-d).", "",
@@ -191,9 +194,11 @@ def write(results, out, trials, cpu):
                    for r in missed) + ".")
     hard = [r for res in results if not res["name"].startswith("demo") for r in res["rows"]]
     if hard:
-        verdict += (" On the larger set of unseen classes (lower recall: more clean items sit nearer another "
-                    "label) false flags are " + ", ".join(f"{r['false_flags']:.3f} at {r['fraction']:.0%}"
-                                                          for r in hard) + " swapped.")
+        met = sum(r["found"] >= TARGET_FOUND and r["false_flags"] <= TARGET_FALSE for r in hard)
+        verdict += (f" On the larger set of unseen classes (lower recall: more clean items sit nearer another "
+                    f"label) {met} of {len(hard)} rows meet it: found / false flags " + ", ".join(
+                        f"{r['found']:.3f} / {r['false_flags']:.3f} at {r['fraction']:.0%}" for r in hard)
+                    + " swapped.")
     lines += ["", verdict, "", "Copies of 5 items put under a second label (same vector): "
               + "; ".join(f"{res['name']}: {res['copies']['found']} of 5 found, {res['copies']['other_pairs']} other "
                           f"pairs reported" for res in results) + "."]

@@ -24,8 +24,10 @@ def parser():
     z = finite_float(0, 1000, low_open=True, what="a robust z")
     p.add_argument("--k", type=int_range(1, 1000, "neighbours"), default=3,
                    help="neighbours that must all carry another label for a suspected mislabel (default 3)")
-    p.add_argument("--mislabel-z", type=z, default=2.5, help="robust z of the centroid margin above which an "
-                   "item is a suspected mislabel (default 2.5)")
+    p.add_argument("--mislabel-position", type=finite_float(0, 1, low_open=True, what="a position"), default=0.6,
+                   help="an item whose neighbours all carry another label is a suspected mislabel when its own "
+                   "label's centroid lies under this position between a typical unrelated label (0) and the "
+                   "nearest other label (1) (default 0.6)")
     p.add_argument("--outlier-z", type=z, default=3.0, help="robust z below which an item is an outlier of its "
                    "label (default 3)")
     p.add_argument("--out", help="report folder (default: Global.output_dir/doctor)")
@@ -56,7 +58,7 @@ def main(argv=None):
     gallery = open_gallery(ip)
     try:
         items = gallery_arrays(gallery)
-        report = diagnose(items, gallery.higher_is_better, k=args.k, mislabel_z=args.mislabel_z,
+        report = diagnose(items, gallery.higher_is_better, k=args.k, mislabel_position=args.mislabel_position,
                           outlier_z=args.outlier_z, root=root, hash_files=not args.no_hash)
         report.update(gallery=str(getattr(gallery, "index_dir", "")), version=getattr(gallery, "version", None),
                       dist_type=gallery.manifest.get("dist_type"), root=root,
@@ -73,7 +75,7 @@ def main(argv=None):
           f"single_image_labels={s.get('single_image_labels', len(report['single_image_labels']))}")
     for m in report["suspected_mislabels"][:20]:
         print(f"mislabel?  {printable(str(m['path']))}: labelled {printable(m['label'])}, its neighbours are "
-              f"{printable(m['suggested'])} (z {m['z']})")
+              f"{printable(m['suggested'])} (position {m['position']})")
     for d in report["same_image_two_labels"][:20]:
         a, b = d["items"]
         print(f"two labels ({d['kind']}): {printable(str(a['path']))} [{printable(a['label'])}] = "

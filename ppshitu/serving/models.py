@@ -226,7 +226,9 @@ class DoctorLabel(Answer):
 class DoctorMislabel(DoctorItem):
     suggested: str = Field(description="the label its nearest items carry")
     margin: Number
-    z: Number
+    z: Optional[Number] = Field(None, description="the margin's robust z over the gallery")
+    position: Optional[Number] = Field(None, description="own label's centroid between a typical unrelated label "
+                                       "(0) and the nearest other label (1): a suspected mislabel is under 0.6")
     neighbours: list[DoctorItem]
 
 

@@ -107,3 +107,52 @@ def test_doctor_on_a_clean_gallery_flags_nothing_and_on_tiny_ones_says_why(image
     assert tiny["items"] == 1 and "nothing to compare" in tiny["note"]
     with pytest.raises(ConfigError, match="--k"):
         main(_args(tmp_path, tmp_path / "g", root, "--k", "0"))
+
+
+def _arrays(vectors, labels):
+    from ppshitu.gallery.neighbours import GalleryArrays
+
+    names, inv = np.unique(np.asarray(labels), return_inverse=True)
+    return GalleryArrays(np.arange(len(labels), dtype=np.int64), list(labels), [None] * len(labels),
+                         np.asarray(vectors, np.float32), [str(n) for n in names], np.asarray(inv, np.int64))
+
+
+def test_a_confusable_but_right_item_is_not_a_mislabel_and_a_swapped_one_is():
+    """The rule: neighbours of another label are not enough; the item's own label must be a stranger to it.
+    x belongs to A but lies nearer B's items (its 3 neighbours are B's): its own label is still far nearer than
+    the unrelated ones, so it is not flagged (the former margin z-score rule flagged it); two items whose labels
+    were exchanged are, with the right label suggested."""
+    from ppshitu.gallery.doctor import _robust_z, centroid_margins, diagnose, mislabel_position
+    from ppshitu.gallery.neighbours import scan
+
+    rng = np.random.default_rng(3)
+    dim, per = 64, 5
+    centres = np.linalg.qr(rng.standard_normal((dim, 12)))[0].T  # 12 orthogonal label directions
+    centres[1] = 0.8 * centres[0] + 0.6 * centres[1]               # B near A (cosine 0.8)
+    vectors, labels = [], []
+    for c in range(12):
+        for _ in range(per):
+            vectors.append(centres[c] + 0.15 * rng.standard_normal(dim) / np.sqrt(dim))
+            labels.append(f"label_{c:02d}")
+    x = 0.45 * centres[0] + 0.55 * centres[1]                      # an A item that looks most like B
+    vectors.append(x)
+    labels.append("label_00")
+    vectors = np.asarray(vectors)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    labels[12], labels[30] = labels[30], labels[12]                # label_02's and label_06's items swapped
+    report = diagnose(_arrays(vectors, labels), hash_files=False)
+    flagged = {m["id"]: m for m in report["suspected_mislabels"]}
+    xi = len(labels) - 1
+    xi = len(labels) - 1
+    near = scan(vectors, _arrays(vectors, labels).label_ids, k=3, queries=[xi])
+    assert {labels[j] for j in near.knn_index[0]} == {"label_01"}  # x's neighbours are indeed B's
+    own, best, _, _ = centroid_margins(vectors, _arrays(vectors, labels).label_ids, 12)
+    z = _robust_z(best - own)
+    assert best[xi] > own[xi] and z[xi] > 2.5  # what the former rule (margin z over 2.5) flagged
+    assert xi not in flagged and set(flagged) == {12, 30}, sorted(flagged)
+    assert flagged[12]["suggested"] == "label_02" and flagged[30]["suggested"] == "label_06"
+    assert all(m["position"] < 0.6 for m in flagged.values())
+    # the position: 1 as near as the nearest other label, 0 as far as a typical one; two labels: 0 or inf
+    pos = mislabel_position(np.array([0.9, 0.1, 0.2, 0.5, np.nan]), np.array([0.9, 0.9, 0.5, 0.5, 0.5]),
+                            np.array([0.1, 0.1, 0.5, 0.5, 0.1]))
+    assert pos[0] == 1 and pos[1] == 0 and pos[2] == 0 and np.isinf(pos[3]) and np.isnan(pos[4])

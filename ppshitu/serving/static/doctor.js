@@ -37,7 +37,7 @@ function render(d) {
     const nb = el("td");
     for (const n of m.neighbours) nb.append(tile(n, `${n.label} ${n.score.toFixed(3)}`));
     const what = el("td", {}, "labelled ", el("b", { text: m.label }), el("br"), "suggested ",
-      el("span", { class: "suggested", text: m.suggested }), el("br"), `z ${m.z}`);
+      el("span", { class: "suggested", text: m.suggested }), el("br"), `position ${m.position}`);
     mis.append(row(el("td", { class: "bad" }, tile(m)), what, nb));
   }
   const labels = $("#doctor-labels tbody");
