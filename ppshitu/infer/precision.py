@@ -7,7 +7,8 @@ An explicit fp32 / bf16 / int8 is kept as given (the runtime refuses what it can
 `auto` (what an unset Global.precision means on the openvino backend) picks, for each model:
   bf16  where the CPU computes bf16 natively (avx512_bf16 / amx_bf16 within ONEDNN_MAX_CPU_ISA; openvino_runtime)
   int8  where a quantized model sits beside the fp32 one (`<model_dir>_int8`, tools/quantize.py's default --out),
-        was quantized from these very weights and passed its agreement check (quantize_report.json: passed)
+        was quantized from these very weights and passed its agreement check (quantize_report.json: passed),
+        with the overflow fix on every layer where the CPU lacks VNNI (else int8 answers here differ from the check's)
   fp32  otherwise; an int8 model beside that failed its check (or has none) is named in the reason
 A model directory that is itself int8 runs int8. On the paddle backend auto is the Paddle default (fp32, or bf16
 with enable_mkldnn_bfloat16): Paddle runs no int8 model, and its bf16 is not chosen for users unasked.
@@ -73,7 +74,17 @@ def int8_verdict(model_dir):
     agreement, target = report.get("agreement"), report.get("target")
     if report.get("passed") is not True:
         return None, f"{int8_dir} failed its agreement check ({agreement} < target {target})"
+    if (report.get("settings") or {}).get("overflow_fix") != "enable" and not has_vnni():
+        return None, (f"{int8_dir} was quantized without the overflow fix on every layer, so its check does not "
+                      f"hold on a CPU without VNNI, as this one (quantize again)")
     return int8_dir, f"{int8_dir} passed its agreement check ({agreement} >= target {target})"
+
+
+def has_vnni():
+    """Whether the int8 kernels here have VNNI (no 16-bit saturation: quantize._settings' overflow fix)."""
+    from ..utils.cpu import kernel_flags
+
+    return bool(kernel_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 def requested(g):

@@ -99,6 +99,28 @@ def test_auto_refuses_an_int8_model_whose_check_failed(models, no_bf16, tmp_path
     assert "no agreement check" in choose_precision(str(fp32), "rec", "openvino", "auto").reason
 
 
+@pytest.mark.parametrize("flags, runs_int8", [({"avx2", "fma"}, False), ({"avx2", "fma", "avx512f", "avx512_vnni"},
+                                                                           True)])
+def test_a_model_quantized_without_the_overflow_fix_runs_int8_only_where_vnni_is(models, no_bf16, tmp_path,
+                                                                                 monkeypatch, flags, runs_int8):
+    """Without VNNI int8 sums saturate where the fix is off, so a check passed elsewhere does not hold there."""
+    import shutil
+
+    from ppshitu.utils import cpu
+
+    assert _report(models["int8"])["settings"]["overflow_fix"] == "enable"  # what the quantize tool writes now
+    fp32 = shutil.copytree(models["fp32"], tmp_path / "rec")
+    int8 = shutil.copytree(models["int8"], tmp_path / "rec_int8")
+    report = _report(str(int8))
+    report["settings"]["overflow_fix"] = "first_layer_only"  # as quantizer version 4 wrote it
+    (int8 / "quantize_report.json").write_text(json.dumps(report))
+    monkeypatch.setattr(cpu, "kernel_flags", lambda: set(flags))
+    choice = choose_precision(str(fp32), "rec", "openvino", "auto")
+    assert choice.precision == ("int8" if runs_int8 else "fp32")
+    if not runs_int8:
+        assert "overflow fix" in choice.reason and "VNNI" in choice.reason
+
+
 def test_auto_prefers_native_bf16_and_explicit_values_are_kept(models, monkeypatch):
     monkeypatch.setattr(ovr, "bf16_support", lambda: (True, "avx512_bf16; OpenVINO capabilities ['BF16']"))
     choice = choose_precision(models["fp32"], "rec", "openvino", "auto")
