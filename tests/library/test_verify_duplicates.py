@@ -113,6 +113,44 @@ def test_choose_rule_reaches_the_target_at_the_best_recall():
     assert rule is None or stats["recall"] < dupcalibrate.MIN_RECALL
 
 
+def test_calibration_sees_small_visible_changes_and_rejects_a_small_recoloured_patch():
+    """A colour variant whose change fills part of one tile (a patch of 0.3 % of the picture) disagrees in
+    under the 10 % cap of its worst tile, where calibration used to settle when its local changes started
+    at 1 % of the area; drawn from 0.2 %, the folder's own changes set the allowance below it, while every
+    edited copy still passes."""
+    import cv2
+
+    imgs = [im for _, im in photos.distinct_images(["astronaut", "coffee", "chelsea", "rocket"], 1,
+                                                   np.random.default_rng(0), size=224)]
+    prep = [verify.prepare(_jpeg(im)) for im in imgs]
+
+    def ev(i, other):
+        return verify.compare_pair(prep[i], verify.prepare(_jpeg(other)))
+    rng = np.random.default_rng(3)
+    pos = [ev(i, dupcalibrate.calibration_edit(im, k, rng)) for i, im in enumerate(imgs)
+           for k in dupcalibrate.EDIT_RANGES for _ in range(2)]
+    rng = np.random.default_rng(4)
+    local = [ev(i, c) for i, im in enumerate(imgs) for _ in range(8)
+             for c in [dupcalibrate.locally_changed(im, rng)] if c is not None]
+    rule, stats = dupcalibrate.choose_rule(pos, [], local, 0.95)
+    assert rule is not None and stats["recall"] >= 0.95
+    photo = imgs[0]
+    h, w = photo.shape[:2]
+    hsv = cv2.cvtColor(photo, cv2.COLOR_RGB2HSV).astype(np.float32)
+    hsv[..., 0] = (hsv[..., 0] + 60) % 180
+    hsv[..., 1] = np.clip(hsv[..., 1] * 1.3 + 50, 0, 255)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.circle(mask, (2 * w // 3, 2 * h // 3), 7, 1, -1)                   # 0.3 % of the area
+    variant = photo.copy()
+    variant[mask > 0] = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[mask > 0]
+    patch = ev(0, variant)
+    assert patch.aligned and 0 < patch.local <= dupcalibrate.MAX_LOCAL      # the cap alone would let it through
+    assert not rule.duplicate(patch), (rule, patch)
+    rng = np.random.default_rng(1)
+    for kind in photos.EDITS:
+        assert rule.duplicate(ev(0, photos.edit(photo, kind, rng))), kind
+
+
 def test_a_folder_too_small_to_calibrate_falls_back_and_says_so(tmp_path, monkeypatch):
     said = []
     items = [{"id": i, "path": f"{i}.jpg", "sha256": str(i)} for i in range(5)]
