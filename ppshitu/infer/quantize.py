@@ -31,6 +31,7 @@ def _nncf():
         import nncf
     except ImportError as e:
         raise ConfigError("int8 quantization needs nncf (pip install nncf; see requirements.txt)") from e
+    nncf.set_log_level(logging.WARNING)  # its INFO lines list graph nodes; its progress bars stay
     return nncf
 
 
