@@ -46,13 +46,24 @@ from ppshitu.schemas import INFER_SCHEMA  # noqa: E402
 CONFIG = os.path.join(ROOT, "configs", "inference", "inference_general.yaml")
 RESULTS = os.path.join(ROOT, "bench", "results")
 PREVIOUS = (0.970, 0.650, 14)
-SETS = {"dev": ("dev_set", 11), "dev-hard": ("dev_hard_set", 12), "held-out": ("held_out_set", 5151)}
-# name: (seed, sources in dup_sets, first object class, designed backgrounds)
-CONFUSERS = {"confusers": (7373, "CONFUSER_SOURCES", 300, True), "dev-confusers": (5, "DEV_SOURCES", 0, "sources")}
+SETS = {"dev": ("dev_set", 11), "dev-hard": ("dev_hard_set", 12), "held-out": ("held_out_set", 6464)}
+# name: (seed, sources in dup_sets, first object class, designed backgrounds, pairs per kind); the confusers ask for 67
+# of each kind (about 200 pairs, for resolution at the 2 % target): the held-out photos hold 54 crop pairs that
+# share less than half their area with each other and every other crop (seed 3131's draw: 188 pairs)
+CONFUSERS = {"confusers": (3131, "CONFUSER_SOURCES", 300, True, 67),
+             "dev-confusers": (5, "DEV_SOURCES", 0, "sources", 40)}
 # Confuser draws so far: 777 (first look), 8888, 9191 (6 of its 120 pairs did not differ visibly and 5 were called
 # duplicates, 4 of those invisible: recorded as CONFUSERS_9191). The generator now redraws such a pair
 # (dup_sets.visible_pair) and 7373 is a fresh draw, run at a51456b (ppshitu/library unchanged since a9bbb6e).
 CONFUSERS_9191 = {"pairs": 120, "called": 5, "invisible": 6, "invisible_called": 4}
+# The third look (recorded; finder at 6e57c38): held-out seed 5151 and confusers seed 7373 (120 pairs) with the
+# calibration's local changes drawn from 1-12 % of the area. The confusers' folder calibration took the 10 % cap
+# (its changes all disagreed in >= 20 % of a tile) and 3 of 120 passed (2 colour_variant, 1 neighbouring_frames).
+# What changed after it, chosen on dev, dev-hard and dev-confusers draws (seeds 5, 7) only: local changes from 0.2 %
+# of the area (dupcalibrate.LOCAL_AREA); held-out (6464) and confusers (3131, ~200 pairs) were then drawn afresh.
+THIRD_LOOK = {"precision": 1.000, "recall": 0.934, "f1": 0.966, "phash_f1": 0.853, "seed": 5151,
+              "confusers": {"seed": 7373, "pairs": 120, "called": 3, "by_kind": "2 colour_variant, 1 neighbouring_frames",
+                            "max_local": 0.10}}
 # The held-out set and the confusers were first drawn with seeds 20250 and 777 and looked at once, with an
 # earlier calibration (neighbour pairs passing a fixed "certain" rule left out; milder edits; large
 # local changes only; clipped values left out of the comparison). That look, recorded here, is why the
@@ -363,12 +374,12 @@ def main(argv=None):
                 res = measure_set(name, rows, folder, cfg, rec, os.path.join(work, name + "_index"), args.k,
                                   args.workers)
             elif name in CONFUSERS:
-                seed, srcs, lo, bg = CONFUSERS[name]
+                seed, srcs, lo, bg, per_kind = CONFUSERS[name]
                 rng = np.random.default_rng(seed)
                 sources = getattr(dup_sets, srcs)
                 bg = [dup_sets.load_any(n) for n in sources] if bg == "sources" else bg
                 pairs = dup_sets.confuser_pairs(rng, sources, np.arange(lo, lo + 300),
-                                                n_per_kind=12 if args.quick else 40, photo_bg=bg)
+                                                n_per_kind=12 if args.quick else per_kind, photo_bg=bg)
                 folder = os.path.join(work, name)
                 pair_rows, rows = dup_sets.write_confusers(pairs, folder, rng)
                 best, res_from = _held_out_best(result, recorded)
@@ -497,7 +508,7 @@ def render(res):
         passing = ", ".join(f"{v} {k}" for k, v in by.items() if v) or "none"
         pv = PREVIOUS_RUN
         lines += [f"The confusers that pass: {passing}; this folder's calibration allowed "
-                  f"{cf['calibration']['rule']['max_local']:.0%} of the worst tile to disagree. Recorded from the "
+                  f"{cf['calibration']['rule']['max_local']:.1%} of the worst tile to disagree. Recorded from the "
                   f"run before the verifier's per-pixel test was averaged over 3 x 3 neighbourhoods with a smaller "
                   f"gradient allowance, SIFT at 256 px, invisible synthetic changes dropped and the tile share "
                   f"capped at 10 % (ppshitu/library/verify.py, dupcalibrate.py; chosen on dev, dev-hard and "
@@ -537,8 +548,21 @@ def render(res):
               f"(second look, recorded: precision {SECOND_LOOK['precision']:.3f}, recall {SECOND_LOOK['recall']:.3f}, "
               f"F1 {SECOND_LOOK['f1']:.3f} on held-out, with calibration still taking the strictest rule, which sat "
               f"at the edge of the edited copies: >= 30 inliers, 0 % of a tile); after the choice was changed to the "
-              f"loosest of the equally precise and recalled rules, the held-out set and the confusers above are "
-              f"fresh draws again (seeds {SETS['held-out'][1]}, {CONFUSERS['confusers'][0]}).", ""]
+              f"loosest of the equally precise and recalled rules, the held-out set and the confusers were drawn "
+              f"afresh (seeds 5151, 7373: the third look, below).", ""]
+    tl = THIRD_LOOK
+    lines += [f"Third look (recorded, not re-run): with the calibration's locally changed negatives drawn from 1-12 % "
+              f"of the area, the held-out draw of seed {tl['seed']} gave precision {tl['precision']:.3f}, recall "
+              f"{tl['recall']:.3f}, F1 {tl['f1']:.3f} (pHash at its best: {tl['phash_f1']:.3f}), and the confusers of "
+              f"seed {tl['confusers']['seed']} {tl['confusers']['called']} of {tl['confusers']['pairs']} pairs "
+              f"({tl['confusers']['called'] / tl['confusers']['pairs']:.1%}: {tl['confusers']['by_kind']}; that "
+              f"folder's calibration took the {tl['confusers']['max_local']:.0%} cap: every change it drew disagreed "
+              f"in >= 20 % of a tile, so it could not tell 3 % from 10 %, and a small visible change fills part of "
+              f"one tile). What changed after it, chosen on dev, dev-hard and dev-confusers draws (seeds 5 and 7) "
+              f"only: the local changes are drawn from 0.2 % of the area (dupcalibrate.LOCAL_AREA), so a folder's "
+              f"own small changes set the allowance (3-8 % on the development folders). The held-out set and the "
+              f"confusers above are fresh draws again (seeds {SETS['held-out'][1]}, {CONFUSERS['confusers'][0]}; "
+              f"about 200 confuser pairs).", ""]
     if res.get("scale"):
         s = res["scale"]
         f = s.get("find_split") or {}
