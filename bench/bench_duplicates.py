@@ -535,34 +535,7 @@ def render(res):
                       f"candidates + verification + grouping {t['find']} s ({pp.get('candidates')} candidate pairs, "
                       f"{pp.get('verified_pairs')} verified, {pp.get('features_computed')} images' features); "
                       f"{pp.get('similar_pairs')} pairs shown as similar (never moved by default).", ""]
-    fl = FIRST_LOOK
-    lines += [f"First look (recorded, not re-run): the held-out set's first draw (seed 20250, with scikit-image's cat = "
-              f"chelsea counted as two photos) under the earlier calibration gave precision {fl['held-out']['precision']}, "
-              f"recall {fl['held-out']['recall']}, F1 {fl['held-out']['f1']} (pHash at its best: "
-              f"{fl['held-out']['phash_f1']}), and the first confuser draw {fl['confusers']['pairs']} of "
-              f"{fl['confusers']['of']} pairs ({fl['confusers']['share']:.1%}). What changed after it was motivated "
-              f"on dev-hard (dev's sources, stronger edits): the neighbour pairs' own duplicates no longer count "
-              f"against a rule (look-alikes are counted where unambiguous instead), wider calibration edit ranges, "
-              f"visible local changes of 1-12 % of the area, clipped values compared one-sidedly, the whole frame "
-              f"also tried unrefined. Those draws (seeds 4242, 8888) were then looked at with this verifier once "
-              f"(second look, recorded: precision {SECOND_LOOK['precision']:.3f}, recall {SECOND_LOOK['recall']:.3f}, "
-              f"F1 {SECOND_LOOK['f1']:.3f} on held-out, with calibration still taking the strictest rule, which sat "
-              f"at the edge of the edited copies: >= 30 inliers, 0 % of a tile); after the choice was changed to the "
-              f"loosest of the equally precise and recalled rules, the held-out set and the confusers were drawn "
-              f"afresh (seeds 5151, 7373: the third look, below).", ""]
-    tl = THIRD_LOOK
-    lines += [f"Third look (recorded, not re-run): with the calibration's locally changed negatives drawn from 1-12 % "
-              f"of the area, the held-out draw of seed {tl['seed']} gave precision {tl['precision']:.3f}, recall "
-              f"{tl['recall']:.3f}, F1 {tl['f1']:.3f} (pHash at its best: {tl['phash_f1']:.3f}), and the confusers of "
-              f"seed {tl['confusers']['seed']} {tl['confusers']['called']} of {tl['confusers']['pairs']} pairs "
-              f"({tl['confusers']['called'] / tl['confusers']['pairs']:.1%}: {tl['confusers']['by_kind']}; that "
-              f"folder's calibration took the {tl['confusers']['max_local']:.0%} cap: every change it drew disagreed "
-              f"in >= 20 % of a tile, so it could not tell 3 % from 10 %, and a small visible change fills part of "
-              f"one tile). What changed after it, chosen on dev, dev-hard and dev-confusers draws (seeds 5 and 7) "
-              f"only: the local changes are drawn from 0.2 % of the area (dupcalibrate.LOCAL_AREA), so a folder's "
-              f"own small changes set the allowance (3-8 % on the development folders). The held-out set and the "
-              f"confusers above are fresh draws again (seeds {SETS['held-out'][1]}, {CONFUSERS['confusers'][0]}; "
-              f"about 200 confuser pairs).", ""]
+    lines += _history()
     if res.get("scale"):
         s = res["scale"]
         f = s.get("find_split") or {}
@@ -577,6 +550,39 @@ def render(res):
                   f"verified, {s['features_computed']} images' features). Time grows with the candidate pairs "
                   f"(at most k per image), both in proportion to the images.", ""]
     return "\n".join(lines)
+
+
+def _history():
+    """The looks at the held-out set and the confusers before this run (recorded, not re-run)."""
+    fl = FIRST_LOOK
+    lines = [f"First look (recorded, not re-run): the held-out set's first draw (seed 20250, with scikit-image's cat = "
+             f"chelsea counted as two photos) under the earlier calibration gave precision {fl['held-out']['precision']}, "
+             f"recall {fl['held-out']['recall']}, F1 {fl['held-out']['f1']} (pHash at its best: "
+             f"{fl['held-out']['phash_f1']}), and the first confuser draw {fl['confusers']['pairs']} of "
+             f"{fl['confusers']['of']} pairs ({fl['confusers']['share']:.1%}). What changed after it was motivated "
+             f"on dev-hard (dev's sources, stronger edits): the neighbour pairs' own duplicates no longer count "
+             f"against a rule (look-alikes are counted where unambiguous instead), wider calibration edit ranges, "
+             f"visible local changes of 1-12 % of the area, clipped values compared one-sidedly, the whole frame "
+             f"also tried unrefined. Those draws (seeds 4242, 8888) were then looked at with this verifier once "
+             f"(second look, recorded: precision {SECOND_LOOK['precision']:.3f}, recall {SECOND_LOOK['recall']:.3f}, "
+             f"F1 {SECOND_LOOK['f1']:.3f} on held-out, with calibration still taking the strictest rule, which sat "
+             f"at the edge of the edited copies: >= 30 inliers, 0 % of a tile); after the choice was changed to the "
+             f"loosest of the equally precise and recalled rules, the held-out set and the confusers were drawn "
+             f"afresh (seeds 5151, 7373: the third look, below).", ""]
+    tl = THIRD_LOOK
+    lines += [f"Third look (recorded, not re-run): with the calibration's locally changed negatives drawn from 1-12 % "
+              f"of the area, the held-out draw of seed {tl['seed']} gave precision {tl['precision']:.3f}, recall "
+              f"{tl['recall']:.3f}, F1 {tl['f1']:.3f} (pHash at its best: {tl['phash_f1']:.3f}), and the confusers of "
+              f"seed {tl['confusers']['seed']} {tl['confusers']['called']} of {tl['confusers']['pairs']} pairs "
+              f"({tl['confusers']['called'] / tl['confusers']['pairs']:.1%}: {tl['confusers']['by_kind']}; that "
+              f"folder's calibration took the {tl['confusers']['max_local']:.0%} cap: every change it drew disagreed "
+              f"in >= 20 % of a tile, so it could not tell 3 % from 10 %, and a small visible change fills part of "
+              f"one tile). What changed after it, chosen on dev, dev-hard and dev-confusers draws (seeds 5 and 7) "
+              f"only: the local changes are drawn from 0.2 % of the area (dupcalibrate.LOCAL_AREA), so a folder's "
+              f"own small changes set the allowance (3-8 % on the development folders). The held-out set and the "
+              f"confusers above are fresh draws again (seeds {SETS['held-out'][1]}, {CONFUSERS['confusers'][0]}; "
+              f"about 200 confuser pairs).", ""]
+    return lines
 
 
 if __name__ == "__main__":
