@@ -38,7 +38,9 @@ def _image_shape(default):
 
 def _score_range(index_process):
     """IndexProcess.score_thres's bounds: a cosine for dist_type IP, a squared distance of unit vectors
-    for L2."""
+    for L2; with score neighbourhood a difference of those, higher is better (ppshitu/gallery/scores.py)."""
+    if index_process.get("score") == "neighbourhood":
+        return 0, 4, "score neighbourhood: top-1 minus the mean of matches 2-10 (higher is better)"
     if (index_process.get("dist_type") or "IP") == "L2":
         return 0, 4, "dist_type L2: a squared distance between L2-normalized embeddings"
     return -1, 1, "dist_type IP: a cosine similarity"
@@ -186,6 +188,9 @@ INDEX_PROCESS = {
                          doc="IP: cosine >= this is a match (-1 to 1); L2: squared distance <= this (0 to 4: "
                              "embeddings are L2-normalized); null: the gallery's calibrated value "
                              "(tools/calibrate_gallery.py), else 0.5"),
+    "score": Field(str, "cosine", choices=("cosine", "neighbourhood"), doc="what score_thres acts on: the top-1 "
+                   "match's score, or neighbourhood: top-1 minus the mean of the query's matches 2-10 (calibrated "
+                   "beside the cosine; ppshitu/gallery/scores.py, bench/results/bench_scene_scores.md)"),
     "calibrate": Field(bool, False, doc="build_gallery: calibrate score_thres on the gallery (for target_precision) "
                        "after new, and after an update that leaves the calibration stale or absent"),
     "target_precision": Field(NUM, 0.95, min_value=0, max_value=0.999, min_exclusive=True,

@@ -54,7 +54,7 @@ def _on_embedder(name, doc):
 class RecognitionSystem:
     def __init__(self, rec, gallery, det=None, return_k=5, score_thres=0.5, rec_nms_thresold=0.05,
                  min_crop_size=4, min_image_side=MIN_IMAGE_SIDE, min_crop_std=0.0, max_image_pixels=None,
-                 query_expansion=0, qe_alpha=3.0, rerank="none"):
+                 query_expansion=0, qe_alpha=3.0, rerank="none", score="cosine"):
         if rec.embedding_size != gallery.embedding_size:
             raise ConfigError(f"the recognition model makes {rec.embedding_size}-d vectors but the gallery "
                               f"{gallery.index_dir} holds {gallery.embedding_size}-d ones")
@@ -71,6 +71,9 @@ class RecognitionSystem:
         if rerank not in RERANK_METHODS:
             raise ConfigError(f"IndexProcess.rerank must be one of {', '.join(RERANK_METHODS)}, got {rerank!r}")
         self.rerank = rerank
+        from .gallery.scores import check_score
+
+        self.score = check_score(score)  # what score_thres acts on (gallery/scores.py)
         # the detector finds every object; the embedder embeds the crops as they are (full decodes: crops)
         self.embedder = Embedder(
             rec, None, min_side=_number(min_image_side, "Global.min_image_side", int, low=1),
@@ -114,7 +117,7 @@ class RecognitionSystem:
                    rec_nms_thresold=g.get("rec_nms_thresold", 0.05),
                    min_image_side=g.get("min_image_side", MIN_IMAGE_SIDE), min_crop_std=idx.get("min_crop_std", 1.0),
                    max_image_pixels=g.get("max_image_pixels"), query_expansion=idx.get("query_expansion", 0),
-                   qe_alpha=idx.get("qe_alpha", 3.0), rerank=idx.get("rerank", "none"))
+                   qe_alpha=idx.get("qe_alpha", 3.0), rerank=idx.get("rerank", "none"), score=idx.get("score", "cosine"))
 
     # ------------------------------------------------------------------ API
     def predict(self, images):
@@ -199,10 +202,15 @@ class RecognitionSystem:
                 crops.append(crop)
                 owners.append((i, box, det_score, source, self.embedder.is_uniform(crop)))
         vectors = self.embedder.embed_crops(crops)
-        labels, scores, ids = self.search_vectors(vectors, self.return_k)
+        from .gallery.scores import neighbourhood_scores, search_k
+
+        labels, scores, ids = self.search_vectors(vectors, search_k(self.score, self.return_k))
+        norm = neighbourhood_scores(scores, self.gallery.higher_is_better) if self.score == "neighbourhood" else None
+        k = self.return_k
         per_image = [[] for _ in images]
-        for (i, box, det_score, source, uniform), lab, sc, row_ids in zip(owners, labels, scores, ids):
-            per_image[i].append(self._decide(box, det_score, source, lab, sc, uniform, row_ids))
+        for j, ((i, box, det_score, source, uniform), lab, sc, row_ids) in enumerate(zip(owners, labels, scores, ids)):
+            per_image[i].append(self._decide(box, det_score, source, lab[:k], sc[:k], uniform, row_ids[:k],
+                                             None if norm is None else norm[j]))
         return [self._select(cands) for cands in per_image]
 
     def expand(self, vectors):
@@ -224,15 +232,22 @@ class RecognitionSystem:
         return self.gallery.search(vectors, k)
 
     def passes(self, score):
-        return score >= self.score_thres if self.gallery.higher_is_better else score <= self.score_thres
+        """Whether a score passes score_thres: a store score (cosine >=, L2 distance <=), or with
+        IndexProcess.score neighbourhood the neighbourhood score (>=; NaN never passes)."""
+        if self.score == "neighbourhood" or self.gallery.higher_is_better:
+            return bool(score >= self.score_thres)
+        return score <= self.score_thres
 
-    def _decide(self, box, det_score, source, labels, scores, uniform=False, ids=None):
-        """One candidate's answer; `topk`: its matches with their gallery item ids."""
+    def _decide(self, box, det_score, source, labels, scores, uniform=False, ids=None, norm=None):
+        """One candidate's answer; `topk`: its matches with their gallery item ids; `norm`: its
+        neighbourhood score (IndexProcess.score neighbourhood decides on it)."""
         ids = [None] * len(labels) if ids is None else ids
         nearest = labels[0] if len(labels) and labels[0] is not None else None
         best = float(scores[0]) if nearest is not None else float("nan")
-        known = nearest is not None and self.passes(best) and not uniform
-        return {"bbox": [int(v) for v in box], "rec_docs": nearest if known else UNKNOWN,
+        decided_on = best if norm is None else float(norm)
+        known = nearest is not None and self.passes(decided_on) and not uniform
+        extra = {} if norm is None else {"rec_neighbourhood": None if not math.isfinite(norm) else round(float(norm), 6)}
+        return {"bbox": [int(v) for v in box], "rec_docs": nearest if known else UNKNOWN, **extra,
                 "rec_scores": round(best, 6) if nearest is not None else None,
                 "nearest_docs": nearest, "det_score": None if det_score is None else round(det_score, 6),
                 "source": source, "uniform": bool(uniform),

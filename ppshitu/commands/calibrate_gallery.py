@@ -75,6 +75,10 @@ def main(argv=None):
                   f"(90 % of label resamplings within {result['precision_interval']}), recall {result['recall']}, "
                   f"on {result['known_queries']} leave-one-out queries and {result['unknown_queries']} held-out-label "
                   f"queries ({result['unknown_share']:.0%} of queries unknown)")
+            if "neighbourhood" in result:
+                nb = result["neighbourhood"]
+                print(f"IndexProcess.score neighbourhood: score_thres {nb['score_thres']:g}, precision "
+                      f"{nb['precision']}, recall {nb['recall']}")
             for key in ("note", "warning"):
                 if key in result:
                     print(f"{key}: {result[key]}")

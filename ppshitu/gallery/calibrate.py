@@ -20,6 +20,10 @@ Milvus galleries alike, whatever their index):
   precision); when none does, the one with the highest precision, marked `reached: false`.
   `precision_interval` is the 5-95 % range of the precision there over 200 resamplings of the labels.
 
+Beside the cosine's value, calibrate_gallery records (manifest calibration.neighbourhood) the threshold for
+IndexProcess.score neighbourhood (ppshitu/gallery/scores.py: top-1 minus the mean of matches 2-10), measured
+the same way on that score; a config asking for that score takes it (else DEFAULT_NEIGHBOURHOOD_THRES).
+
 The recall is a leave-one-out figure: a query then meets one image fewer of its label than a real query
 meets, so with few images per label it comes out lower than the system's. Past `max_queries` items
 (default 20000) a seeded random sample of them is queried (each against the whole gallery).
@@ -40,7 +44,8 @@ import time
 import numpy as np
 
 from ..errors import ConfigError
-from .neighbours import from_score, gallery_arrays, scan
+from .neighbours import from_score, gallery_arrays, pair_scores, scan
+from .scores import DEFAULT_NEIGHBOURHOOD_THRES, NEIGHBOURS, check_score, neighbourhood_scores
 
 log = logging.getLogger("ppshitu.gallery")
 
@@ -94,6 +99,40 @@ def measure(vectors, label_ids, higher_is_better=True, max_queries=MAX_QUERIES, 
             "correct": correct & known, "unknown_top": near.other_score}
 
 
+def measure_neighbourhood(vectors, label_ids, higher_is_better=True, max_queries=MAX_QUERIES, seed=0):
+    """measure's dict for IndexProcess.score neighbourhood (ppshitu/gallery/scores.py): each queried item's
+    top-1 minus the mean of its 2nd-10th matches, against the rest of the gallery (known) and against the
+    gallery without its label (unknown). Exact, in blocks of queries."""
+    v = np.ascontiguousarray(vectors, np.float32)
+    lab = np.asarray(label_ids)
+    n = len(v)
+    rows = np.arange(n)
+    if n > max_queries:
+        rows = np.sort(np.random.default_rng(seed).choice(n, max_queries, replace=False))
+    counts = np.bincount(lab)
+    top, unknown_top, correct = (np.full(len(rows), np.nan) for _ in range(3))
+    block = max(1, min(256, 2 ** 24 // max(n, 1)))
+    for start in range(0, len(rows), block):
+        r = rows[start:start + block]
+        s = pair_scores(v[r], v, higher_is_better).astype(np.float64)
+        s[np.arange(len(r)), r] = -np.inf
+        for unknown in (False, True):
+            if unknown:
+                s[lab[r][:, None] == lab[None, :]] = -np.inf
+            kk = min(NEIGHBOURS, n)
+            part = np.argpartition(-s, kk - 1, axis=1)[:, :kk] if kk < n else np.tile(np.arange(n), (len(r), 1))
+            best = np.take_along_axis(part, np.argsort(-np.take_along_axis(s, part, 1), axis=1), 1)
+            values = neighbourhood_scores(np.take_along_axis(s, best, 1), True)
+            if unknown:
+                unknown_top[start:start + len(r)] = values
+            else:
+                top[start:start + len(r)] = values
+                correct[start:start + len(r)] = lab[best[:, 0]] == lab[r]
+    known = counts[lab[rows]] >= 2
+    return {"rows": rows, "labels": lab[rows], "known": known, "top": top,
+            "correct": (correct == 1) & known, "unknown_top": unknown_top}
+
+
 def _count_at(sorted_scores, thresholds):
     """How many of `sorted_scores` (ascending) are >= each threshold."""
     return len(sorted_scores) - np.searchsorted(sorted_scores, thresholds, side="left")
@@ -102,6 +141,7 @@ def _count_at(sorted_scores, thresholds):
 def curves(m, unknown_share=DEFAULT_UNKNOWN_SHARE):
     """(thresholds ascending, precision, recall, answered share) over every distinct measured score."""
     known, u = m["known"], unknown_share
+    known = known & np.isfinite(m["top"])  # (a neighbourhood score needs two matches)
     right = np.sort(m["top"][known & m["correct"]])
     wrong = np.sort(m["top"][known & ~m["correct"]])
     unknown = np.sort(m["unknown_top"][np.isfinite(m["unknown_top"])])
@@ -169,9 +209,12 @@ def refusal(label_counts):
 
 
 def calibrate_vectors(vectors, label_ids, higher_is_better=True, target_precision=DEFAULT_TARGET_PRECISION,
-                      unknown_share=DEFAULT_UNKNOWN_SHARE, max_queries=MAX_QUERIES, seed=0):
-    """The calibration of a set of vectors with their labels (ints or strings); see the module docstring."""
+                      unknown_share=DEFAULT_UNKNOWN_SHARE, max_queries=MAX_QUERIES, seed=0, score="cosine"):
+    """The calibration of a set of vectors with their labels (ints or strings); see the module docstring.
+    `score`: what the threshold acts on (ppshitu/gallery/scores.py); neighbourhood scores are higher-is-better
+    whatever the dist_type."""
     target = check_target(target_precision, "target_precision")
+    check_score(score, "score")
     u = check_share(unknown_share, "unknown_share")
     label_ids = np.asarray(label_ids)
     if label_ids.dtype.kind not in "iu":
@@ -179,11 +222,13 @@ def calibrate_vectors(vectors, label_ids, higher_is_better=True, target_precisio
     counts = np.bincount(label_ids) if len(label_ids) else np.zeros(0, int)
     counts = counts[counts > 0]
     base = {"format": FORMAT, "target_precision": target, "unknown_share": u, "items": int(len(label_ids)),
-            "labels": int(len(counts)), "higher_is_better": bool(higher_is_better)}
+            "labels": int(len(counts)), "higher_is_better": bool(higher_is_better), "score": score}
     why = refusal(counts)
     if why is not None:
         return {**base, "calibrated": False, "reason": why, "score_thres": DEFAULT_SCORE_THRES}
-    m = measure(np.asarray(vectors, np.float32), label_ids, higher_is_better, int(max_queries), seed)
+    measured = measure if score == "cosine" else measure_neighbourhood
+    m = measured(np.asarray(vectors, np.float32), label_ids, higher_is_better, int(max_queries), seed)
+    units = higher_is_better if score == "cosine" else True  # what from_score turns back into the store's
     ts, precision, recall, answered = curves(m, u)
     i, reached = _choose(ts, precision, recall, target)
     if i is None:
@@ -194,15 +239,15 @@ def calibrate_vectors(vectors, label_ids, higher_is_better=True, target_precisio
     known = m["known"]
     result = {
         **base, "calibrated": True, "reached": reached,
-        "score_thres": round(float(from_score(t, higher_is_better)), 6),
+        "score_thres": round(float(from_score(t, units)), 6),
         "precision": round(float(precision[i]), 4), "recall": round(float(recall[i]), 4),
         "answered_share": round(float(answered[i]), 4),
         "precision_interval": _interval(m, t, u, np.random.default_rng(seed + 1)),
         "known_queries": int(known.sum()), "unknown_queries": int(np.isfinite(m["unknown_top"]).sum()),
         "sampled": bool(len(m["rows"]) < len(label_ids)),
         "loo_recall_at_1": round(float((m["correct"] & known).sum() / max(known.sum(), 1)), 4),
-        "scores": _distributions(m, higher_is_better),
-        "curve": _curve(ts, precision, recall, higher_is_better),
+        "scores": _distributions(m, units),
+        "curve": _curve(ts, precision, recall, units),
         "method": "leave-one-out (known) + held-out labels (unknown), exact search over the stored vectors",
     }
     if not reached:
@@ -245,6 +290,12 @@ def calibrate_gallery(gallery, target_precision=DEFAULT_TARGET_PRECISION, unknow
     items = gallery_arrays(gallery)
     result = calibrate_vectors(items.vectors, items.label_ids, gallery.higher_is_better, target_precision,
                                unknown_share, max_queries, seed)
+    if result["calibrated"]:  # IndexProcess.score neighbourhood's threshold too, recorded beside the cosine's
+        other = calibrate_vectors(items.vectors, items.label_ids, gallery.higher_is_better, target_precision,
+                                  unknown_share, max_queries, seed, score="neighbourhood")
+        if other["calibrated"]:
+            result["neighbourhood"] = {k: other[k] for k in ("score_thres", "precision", "recall", "reached",
+                                                             "precision_interval", "scores") if k in other}
     manifest = gallery.manifest
     result.update(dist_type=manifest.get("dist_type"), count=len(items), next_id=manifest.get("next_id"),
                   version=getattr(gallery, "version", None), model_fingerprint=manifest.get("model_fingerprint"),
@@ -266,7 +317,7 @@ def manifest_record(result):
     """What the gallery's manifest keeps of a calibration (no curve)."""
     keep = ("format", "score_thres", "target_precision", "precision", "recall", "reached", "precision_interval",
             "unknown_share", "dist_type", "items", "labels", "known_queries", "unknown_queries", "count", "next_id",
-            "version", "stale_fraction", "calibrated_at", "model_fingerprint", "loo_recall_at_1")
+            "version", "stale_fraction", "calibrated_at", "model_fingerprint", "loo_recall_at_1", "neighbourhood")
     return {k: result[k] for k in keep if k in result}
 
 
@@ -337,6 +388,8 @@ def score_thres_source(index_process, gallery):
     if explicit is not None:
         return float(explicit), "IndexProcess.score_thres in the config", None
     record = calibration_of(gallery)
+    if ((index_process or {}).get("score") or "cosine") == "neighbourhood":
+        return _neighbourhood_source(gallery, record)
     if record is None or record.get("dist_type") not in (None, gallery.manifest.get("dist_type")):
         return DEFAULT_SCORE_THRES, ("the default; IndexProcess.score_thres unset and the gallery not calibrated: "
                                      "tools/calibrate_gallery.py picks one for a target precision"), None
@@ -348,6 +401,17 @@ def score_thres_source(index_process, gallery):
                    f"{float(record.get('stale_fraction', STALE_FRACTION)):.0%}): it may be stale; recalibrate with "
                    f"tools/calibrate_gallery.py -c CONFIG (or IndexProcess.calibrate: true at build_gallery)")
     return float(record["score_thres"]), describe(record), warning
+
+
+def _neighbourhood_source(gallery, record):
+    """score_thres_source for IndexProcess.score neighbourhood: the calibration's own value for it."""
+    own = (record or {}).get("neighbourhood")
+    if not isinstance(own, dict) or record.get("dist_type") not in (None, gallery.manifest.get("dist_type")):
+        return DEFAULT_NEIGHBOURHOOD_THRES, ("the neighbourhood score's default; IndexProcess.score_thres unset and "
+                                             "the gallery not calibrated for it: tools/calibrate_gallery.py"), None
+    stale = is_stale(gallery, record)
+    warning = score_thres_source({}, gallery)[2] if stale else None
+    return float(own["score_thres"]), "neighbourhood score " + describe({**record, **own}), warning
 
 
 def after_update(cfg, gallery, operation):
