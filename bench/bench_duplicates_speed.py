@@ -178,14 +178,14 @@ def render_tool(t, cpu, cores, head):
 def tool_main(args):
     from ppshitu.utils.cpu import describe
 
+    head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.strip()   # the code the tool runs (taken at its start)
     folder = args.folder or tempfile.mkdtemp(prefix="dup-tool-folder-")
     try:
         t = tool_run(args.n, folder)
     finally:
         if not args.folder:
             shutil.rmtree(folder, ignore_errors=True)
-    head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], check=True, capture_output=True,
-                          text=True).stdout.strip()
     text = render_tool(t, describe(), os.cpu_count(), head)
     md, js = (os.path.join(args.out, "bench_duplicates_speed" + e) for e in (".md", ".json"))
     old = open(md, encoding="utf-8").read() if os.path.exists(md) else ""
