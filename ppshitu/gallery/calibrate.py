@@ -24,6 +24,11 @@ Beside the cosine's value, calibrate_gallery records (manifest calibration.neigh
 IndexProcess.score neighbourhood (ppshitu/gallery/scores.py: top-1 minus the mean of matches 2-10), measured
 the same way on that score; a config asking for that score takes it (else DEFAULT_NEIGHBOURHOOD_THRES).
 
+Crop-like queries (`crops=`, tools/calibrate_gallery.py --queries crops; crop_queries.py): each sampled item is
+instead pasted on a photograph, cropped as a detector's box, embedded by the gallery's model and queried the
+same two ways; what the system meets on photographs is further from the gallery than its own images are, so the
+gallery-only threshold is too strict there (bench/results/bench_calibration.md B, bench_scene_scores.md).
+
 The recall is a leave-one-out figure: a query then meets one image fewer of its label than a real query
 meets, so with few images per label it comes out lower than the system's. Past `max_queries` items
 (default 20000) a seeded random sample of them is queried (each against the whole gallery).
@@ -209,10 +214,12 @@ def refusal(label_counts):
 
 
 def calibrate_vectors(vectors, label_ids, higher_is_better=True, target_precision=DEFAULT_TARGET_PRECISION,
-                      unknown_share=DEFAULT_UNKNOWN_SHARE, max_queries=MAX_QUERIES, seed=0, score="cosine"):
+                      unknown_share=DEFAULT_UNKNOWN_SHARE, max_queries=MAX_QUERIES, seed=0, score="cosine",
+                      queries=None):
     """The calibration of a set of vectors with their labels (ints or strings); see the module docstring.
     `score`: what the threshold acts on (ppshitu/gallery/scores.py); neighbourhood scores are higher-is-better
-    whatever the dist_type."""
+    whatever the dist_type. `queries`: (rows, vectors) of outside queries standing for those gallery rows
+    (crop_queries.py) instead of the items' own vectors."""
     target = check_target(target_precision, "target_precision")
     check_score(score, "score")
     u = check_share(unknown_share, "unknown_share")
@@ -226,8 +233,12 @@ def calibrate_vectors(vectors, label_ids, higher_is_better=True, target_precisio
     why = refusal(counts)
     if why is not None:
         return {**base, "calibrated": False, "reason": why, "score_thres": DEFAULT_SCORE_THRES}
-    measured = measure if score == "cosine" else measure_neighbourhood
-    m = measured(np.asarray(vectors, np.float32), label_ids, higher_is_better, int(max_queries), seed)
+    if queries is not None:
+        from .crop_queries import measure_queries
+        m = measure_queries(vectors, label_ids, queries[0], queries[1], higher_is_better, score)
+    else:
+        measured = measure if score == "cosine" else measure_neighbourhood
+        m = measured(np.asarray(vectors, np.float32), label_ids, higher_is_better, int(max_queries), seed)
     units = higher_is_better if score == "cosine" else True  # what from_score turns back into the store's
     ts, precision, recall, answered = curves(m, u)
     i, reached = _choose(ts, precision, recall, target)
@@ -248,7 +259,9 @@ def calibrate_vectors(vectors, label_ids, higher_is_better=True, target_precisio
         "loo_recall_at_1": round(float((m["correct"] & known).sum() / max(known.sum(), 1)), 4),
         "scores": _distributions(m, units),
         "curve": _curve(ts, precision, recall, units),
-        "method": "leave-one-out (known) + held-out labels (unknown), exact search over the stored vectors",
+        "method": "leave-one-out (known) + held-out labels (unknown), exact search over the stored vectors"
+                  + ("; queries: the items pasted on photographs and cropped (crop_queries.py)" if queries else ""),
+        "queries": "gallery" if queries is None else "crops",
     }
     if not reached:
         result["note"] = (f"no threshold reaches precision {target} on this gallery; the highest measured, "
@@ -283,16 +296,30 @@ def _curve(ts, precision, recall, higher_is_better, points=CURVE_POINTS):
 
 # ------------------------------------------------------------------ galleries
 def calibrate_gallery(gallery, target_precision=DEFAULT_TARGET_PRECISION, unknown_share=DEFAULT_UNKNOWN_SHARE,
-                      max_queries=MAX_QUERIES, seed=0, stale_fraction=STALE_FRACTION):
+                      max_queries=MAX_QUERIES, seed=0, stale_fraction=STALE_FRACTION, crops=None):
     """calibrate_vectors on a store's own items (records + get_vectors), with what the record needs to
-    tell later how much the gallery changed."""
+    tell later how much the gallery changed. `crops`: {"embedder": the gallery's Embedder, "image_root": where
+    its paths lie, "sample": how many crops} to query with the items pasted on photographs and cropped
+    (crop_queries.py) instead of their stored vectors."""
     stale_fraction = _check_fraction(stale_fraction)
     items = gallery_arrays(gallery)
+    queries, backgrounds = None, None
+    if crops and refusal(np.bincount(items.label_ids)) is None:
+        from .crop_queries import DEFAULT_SAMPLE, crop_query_vectors
+        rows, vectors, backgrounds = crop_query_vectors(items, crops.get("image_root"), crops["embedder"],
+                                                        crops.get("sample") or DEFAULT_SAMPLE, seed)
+        if not len(rows):
+            raise ConfigError("crop-like calibration: none of the gallery's images could be read under "
+                              f"IndexProcess.image_root={crops.get('image_root')!r} (or calibrate on the stored "
+                              f"vectors: --queries gallery)")
+        queries = (rows, vectors)
     result = calibrate_vectors(items.vectors, items.label_ids, gallery.higher_is_better, target_precision,
-                               unknown_share, max_queries, seed)
+                               unknown_share, max_queries, seed, queries=queries)
+    if backgrounds:
+        result["backgrounds"] = backgrounds
     if result["calibrated"]:  # IndexProcess.score neighbourhood's threshold too, recorded beside the cosine's
         other = calibrate_vectors(items.vectors, items.label_ids, gallery.higher_is_better, target_precision,
-                                  unknown_share, max_queries, seed, score="neighbourhood")
+                                  unknown_share, max_queries, seed, score="neighbourhood", queries=queries)
         if other["calibrated"]:
             result["neighbourhood"] = {k: other[k] for k in ("score_thres", "precision", "recall", "reached",
                                                              "precision_interval", "scores") if k in other}
@@ -317,7 +344,8 @@ def manifest_record(result):
     """What the gallery's manifest keeps of a calibration (no curve)."""
     keep = ("format", "score_thres", "target_precision", "precision", "recall", "reached", "precision_interval",
             "unknown_share", "dist_type", "items", "labels", "known_queries", "unknown_queries", "count", "next_id",
-            "version", "stale_fraction", "calibrated_at", "model_fingerprint", "loo_recall_at_1", "neighbourhood")
+            "version", "stale_fraction", "calibrated_at", "model_fingerprint", "loo_recall_at_1", "neighbourhood",
+            "queries")
     return {k: result[k] for k in keep if k in result}
 
 
