@@ -2,9 +2,10 @@
 in the gallery (the systems use it when the config leaves score_thres unset).
 
     python tools/calibrate_gallery.py -c configs/inference/inference_general.yaml \
-        -o IndexProcess.index_dir=gallery/index [--precision 0.95] [--unknown-share 0.5] [--out DIR] [--no-record]
+        -o IndexProcess.index_dir=gallery/index [--precision 0.95] [--unknown-share 0.5] [--out DIR] [--no-record] [--queries crops]
 
-Uses the stored vectors (no model, no image is read): each item queried against the rest (a same-label top-1
+Uses the stored vectors (no model, no image is read; --queries crops: the items pasted on photographs and
+cropped, embedded by the rec model, so the threshold suits detector crops): each item queried against the rest (a same-label top-1
 is right, another label wrong) and each label held out in turn (its items should come back unknown); see
 ppshitu/gallery/calibrate.py. Writes DIR/calibration.json (the figures and the precision/recall curve) and
 DIR/calibration.png (precision and recall versus threshold), DIR defaulting to Global.output_dir/calibration.
@@ -35,6 +36,13 @@ def parser():
     p.add_argument("--index", help="the gallery directory (default: IndexProcess.index_dir; another backend: its uri)")
     p.add_argument("--out", help="folder for calibration.json and calibration.png (default: "
                                  "Global.output_dir/calibration)")
+    p.add_argument("--queries", choices=("gallery", "crops"), default="gallery",
+                   help="gallery: the stored vectors queried against each other (no model); crops: the items pasted "
+                        "on photographs and cropped as a detector would, embedded by Global.rec_inference_model_dir "
+                        "(ppshitu/gallery/crop_queries.py: closer to what the system meets on photos)")
+    p.add_argument("--crops", type=int_range(1, 10 ** 6, "crops"), default=600,
+                   help="with --queries crops: how many crops (a seeded sample of items, several per item in a small "
+                        "gallery)")
     p.add_argument("--no-record", action="store_true", help="measure and report only; leave the gallery unchanged")
     return ranged(p)
 
@@ -62,8 +70,14 @@ def main(argv=None):
     guard.check_all([json_path, png_path])  # before the measurement
     gallery = open_gallery(ip)
     try:
+        crops = None
+        if args.queries == "crops":
+            from ppshitu.embedder import Embedder
+            from ppshitu.infer.factory import rec_predictor
+            crops = {"embedder": Embedder.from_config(cfg, rec_predictor(cfg)), "image_root": ip.get("image_root"),
+                     "sample": args.crops}
         result = cal.calibrate_gallery(gallery, target, share, max_queries=args.max_queries,
-                                       stale_fraction=args.stale_fraction)
+                                       stale_fraction=args.stale_fraction, crops=crops)
         where = getattr(gallery, "index_dir", "")
         result["gallery"] = str(where)
         if not result["calibrated"]:
