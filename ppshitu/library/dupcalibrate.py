@@ -202,6 +202,14 @@ def _passing(t, mi, ml, mg):
         (t["glo"] <= mg)
 
 
+def _unseen(ev):
+    """A locally changed copy the verifier did not see at all: aligned, overlapping, and not one pixel of its worst
+    tile disagreeing (a change of a few tenths of a percent of the area can vanish on the comparison grid). Every
+    rule on the grid passes it, so it tells no rule from another; counted, it only lowered every rule's precision
+    alike (on the development folder below the target everywhere, and calibration fell back)."""
+    return ev.aligned is not None and ev.overlap >= MIN_OVERLAP and ev.local <= 0.0
+
+
 def choose_rule(pos, near, local, target):
     """(Rule, stats): over the grid, the rule whose estimated precision reaches `target` with the best
     recall (within RECALL_SLACK of it the most precise: a rule that only just reaches the target is a
@@ -212,7 +220,8 @@ def choose_rule(pos, near, local, target):
     disagree nowhere, and it chose 0 % of a tile and >= 30 inliers);
     (None, stats of the most precise) when none does.
 
-    `pos`: edited copies (Evidence), `near`: nearest-neighbour pairs, `local`: locally changed copies.
+    `pos`: edited copies (Evidence), `near`: nearest-neighbour pairs, `local`: locally changed copies (those the
+    verifier did not see at all left out: `_unseen`).
     A rule's true positives are the edited copies it passes; its false positives, the locally changed
     copies it passes plus the folder's own look-alikes it would pass. The neighbour pairs cannot be
     used as they are -- they also hold the folder's own duplicates, which every sensible rule passes
@@ -220,6 +229,8 @@ def choose_rule(pos, near, local, target):
     >= FAR_LOCAL of the worst tile disagreeing) and assumed to slip through a rule as often as the
     synthetic local changes do: M = clear ones / (share of local changes that clear); a rule passing
     L of the C local changes is charged L (1 + M / C)."""
+    unseen = sum(_unseen(e) for e in local)
+    local = [e for e in local if not _unseen(e)]
     P, C, Nn = _table(pos), _table(local), _table(near)
     npos = max(1, len(pos))
 
@@ -242,7 +253,7 @@ def choose_rule(pos, near, local, target):
                 precision = tp / (tp + fp) if tp + fp else 1.0
                 stats = {"min_inliers": mi, "max_local": ml, "max_global": mg, "precision": round(precision, 4),
                          "recall": round(recall, 4), "positives_passing": tp, "local_changes_passing": changes,
-                         "lookalikes_among_neighbour_pairs": round(lookalikes, 1),
+                         "lookalikes_among_neighbour_pairs": round(lookalikes, 1), "local_changes_unseen": unseen,
                          "neighbour_pairs_passing": passing(Nn, mi, ml, mg)}
                 if precision >= target:
                     reaching.append(((precision, recall, ml, mg, -mi), recall, Rule(mi, ml, mg, MIN_OVERLAP), stats))
@@ -368,7 +379,8 @@ def _summary(out, rule, stats, floor):
     """The line calibration prints: what it measured and the rule it chose."""
     m, target = out["measured"], out["target_precision"]
     return (f"calibration on this folder: {m['sampled_images']} images sampled, {m['positives']} edited copies (in "
-            f"memory) vs {m['local_change_negatives']} locally changed copies + {m['neighbour_pairs']} "
+            f"memory) vs {m['local_change_negatives']} locally changed copies ({stats.get('local_changes_unseen', 0)} "
+            f"not seen at all on the comparison grid, left out) + {m['neighbour_pairs']} "
             f"nearest-neighbour pairs (about {stats['lookalikes_among_neighbour_pairs']:.0f} look-alikes among "
             f"them); chosen: >= {rule.min_inliers} inliers, <= {rule.max_local:.1%} of the worst tile disagreeing, "
             f"mean residual <= {rule.max_global:.2f}: precision {stats['precision']:.3f}, recall "

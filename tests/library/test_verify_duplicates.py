@@ -113,6 +113,16 @@ def test_choose_rule_reaches_the_target_at_the_best_recall():
     assert rule is None or stats["recall"] < dupcalibrate.MIN_RECALL
 
 
+def test_changes_the_verifier_cannot_see_do_not_sink_every_rule():
+    """A drawn change too small to show on the comparison grid passes every rule: it says nothing about which
+    to choose, and counted it pulled every rule below the target (the folder then fell back)."""
+    pos = _evidence(100, 100, 0.0)
+    local = _evidence(50, 100, 0.5) + _evidence(8, 100, 0.0)            # 8 changes the verifier did not see
+    near = _evidence(30, 100, 0.0) + _evidence(20, 100, 0.6)
+    rule, stats = dupcalibrate.choose_rule(pos, near, local, 0.95)
+    assert rule is not None and stats["recall"] == 1.0 and stats["local_changes_unseen"] == 8
+
+
 def test_calibration_sees_small_visible_changes_and_rejects_a_small_recoloured_patch():
     """A colour variant whose change fills part of one tile (a patch of 0.3 % of the picture) disagrees in
     under the 10 % cap of its worst tile, where calibration used to settle when its local changes started
