@@ -12,10 +12,13 @@ INDEX_METHODS = Registry("index_method", {
     "HNSW32": "ppshitu.gallery.index_methods:HNSWMethod",
     "IVF": "ppshitu.gallery.index_methods:IVFMethod",
     "IVFPQ": "ppshitu.gallery.index_methods:IVFPQMethod",
+    "IVFSQ8": "ppshitu.gallery.index_methods:IVFSQ8Method",
 })
 INDEX_METHODS.add("FLAT", "ppshitu.gallery.index_methods:FlatMethod", alias_of="Flat")  # PP-ShiTu spells it both ways
 
-# `index_method: auto`: exact search (Flat) below FLAT_BELOW vectors, IVF at its tuned nprobe from there. IVF, not
+# `index_method: auto`: exact search (Flat) below FLAT_BELOW vectors, IVF (its 8-bit-list form IVFSQ8, whose
+# candidates are re-scored exactly: IVF's answers from a quarter of the bytes) at its tuned nprobe and ~4 sqrt(N)
+# lists (IVFMethod.lists_for) from there. IVF, not
 # HNSW32: on realistic vectors (bench/realistic_vectors.py) HNSW32 needs ef_search 768 for recall@1 0.98 at 50k-100k
 # and was then slower than Flat at 50k (bench/results/bench_search_tuned_100000_HNSW32.md: 34 vs 256 queries/s);
 # at 100k tuned IVF answered 301 queries/s at recall@1 0.984 where tuned HNSW32 gave 44/s at 0.983
@@ -24,13 +27,14 @@ INDEX_METHODS.add("FLAT", "ppshitu.gallery.index_methods:FlatMethod", alias_of="
 # (2.1-4.6x, bench_search_tuned_crossover_IVF.md); below it the runs disagree (0.5x-20x at 250-2,000: noise on a
 # loaded machine), Flat answers thousands of queries/s there anyway, and it is exact.
 AUTO = "auto"
-AUTO_ABOVE = "IVF"
+AUTO_ABOVE = "IVFSQ8"  # IVF with 8-bit lists re-scored exactly: IVF's recall at ~1.8x its queries per CPU-second
+IVF_FAMILY = ("IVF", "IVFSQ8")
 FLAT_BELOW = 5_000
 
 
 def auto_method(n_vectors, current=None):
     """The method `index_method: auto` uses for a gallery of `n_vectors` (`current`: the one it has; it goes
     back to Flat only below half the crossover, so a gallery near it is not rebuilt back and forth)."""
-    if current == AUTO_ABOVE and n_vectors >= FLAT_BELOW // 2:
-        return current
+    if current in IVF_FAMILY and n_vectors >= FLAT_BELOW // 2:
+        return current  # (an auto gallery made IVF before IVFSQ8 existed keeps it: no rebuild on an append)
     return "Flat" if n_vectors < FLAT_BELOW else AUTO_ABOVE

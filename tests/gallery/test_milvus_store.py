@@ -139,7 +139,7 @@ def test_an_index_the_server_does_not_build_is_refused_naming_what_it_offers(db)
     v, labels = class_vectors(2, 50, seed=13)
     with pytest.raises(ConfigError, match=r"IVFPQ needs Milvus's IVF_PQ index, which milvus_lite-\S+ does not "
                                           r"build; it builds .*FLAT, HNSW.*IVF_FLAT.*\(index_method Flat, "
-                                          r"HNSW32, IVF\)"):
+                                          r"HNSW32, IVF, IVFSQ8\)"):
         MilvusStore.create(db, DIM, index_method="IVFPQ", vectors=v, labels=labels)
     ip = {"backend": "milvus", "uri": db, "collection": "c", "index_method": "IVFPQ"}
     with pytest.raises(ConfigError, match="IVF_PQ"):

@@ -36,7 +36,7 @@ def held_out_recall(g, queries, vectors):
     return float(np.mean(scores[:, 0] >= exact - 1e-4))
 
 
-@pytest.mark.parametrize("method,knob", [("HNSW32", "ef_search"), ("IVF", "nprobe")])
+@pytest.mark.parametrize("method,knob", [("HNSW32", "ef_search"), ("IVF", "nprobe"), ("IVFSQ8", "nprobe")])
 def test_the_tuned_value_is_stored_and_reaches_its_recall_on_held_out_queries(tmp_path, method, knob):
     v, labels, queries = photos(500)
     Gallery.create(tmp_path / "g", DIM, index_method=method, vectors=v, labels=labels)
@@ -54,6 +54,19 @@ def test_the_tuned_value_is_stored_and_reaches_its_recall_on_held_out_queries(tm
         again = search_tuning.tune(lambda q, value: g.set_search_params(**{knob: value})._top(q, 2), v, g.ids,
                                    labels, True, knob, limit=below)
         assert not again["reached"] and again["value"] == below
+
+def test_ivfsq8_answers_as_ivf_from_a_quarter_of_the_index(tmp_path):
+    # 8-bit codes with the best candidates re-scored exactly: IVF's answers (same lists probed, exact scores)
+    v, labels, queries = photos(500)
+    ivf = Gallery.create(tmp_path / "ivf", DIM, index_method="IVF", nprobe=8, vectors=v, labels=labels)
+    sq8 = Gallery.create(tmp_path / "sq8", DIM, index_method="IVFSQ8", nprobe=8, vectors=v, labels=labels)
+    exact = faiss.knn(queries, v, 1, metric=faiss.METRIC_INNER_PRODUCT)[0][:, 0]
+    (_, s_ivf, _), (_, s_sq8, _) = ivf.search(queries, k=1), sq8.search(queries, k=1)
+    np.testing.assert_allclose(s_sq8[:, 0], np.einsum("nd,nd->n", queries, v[sq8.search(queries, k=1)[2][:, 0]]),
+                               atol=1e-5)                                # scores are exact, not the codes'
+    assert np.mean(s_sq8[:, 0] >= exact - 1e-4) >= np.mean(s_ivf[:, 0] >= exact - 1e-4) - 0.01
+    assert len(faiss.serialize_index(sq8.index)) < 0.6 * len(faiss.serialize_index(ivf.index))
+
 
 def test_an_explicit_value_wins_over_tuning(tmp_path):
     v, labels, _ = photos(60)
@@ -94,6 +107,8 @@ def test_auto_is_flat_for_a_small_gallery_and_approximate_once_it_grows(tmp_path
     g = Gallery.open(tmp_path / "g")
     assert g.manifest["index_method"] == indexes.AUTO_ABOVE and g.search_setting()["origin"] == "tuned"
     assert g.index.ntotal == len(v) == 800
+    assert g.manifest["index_method"] == "IVFSQ8"                        # 8-bit lists, exact re-scoring
+    assert g.method.lists_for(100_000) > 3 * g.method.lists_for(10_000)  # lists grow with the gallery (~sqrt)
     assert [row[0] for row in g.search(queries[:5], k=1)[0]] == [f"object {i}" for i in range(5)]
 
 
