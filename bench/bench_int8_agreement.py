@@ -89,7 +89,7 @@ def scene_crops(paths, out_dir):
 # ---------------------------------------------------------------- models
 VARIANTS = {  # name -> quantize_model keyword arguments
     "plain": dict(accuracy_control=False, overflow_fix="first_layer_only"),  # as before issue 26
-    "checked": dict(accuracy_control="sensitivity", overflow_fix="first_layer_only"),
+    "checked": dict(accuracy_control="sensitivity"),  # tools/quantize.py's defaults (overflow fix on every layer)
 }
 
 
@@ -259,7 +259,7 @@ def measure(args):
                                   for k, d in (("rec", rec_dir), ("det", det_dir))}
         for kind, rep in (("rec", rec_report), ("det", det_report)):
             if rep:
-                row[kind] = {k: rep[k] for k in ("agreement", "passed", "target", "f32_layers")}
+                row[kind] = {k: rep.get(k) for k in ("agreement", "passed", "target", "f32_layers", "checked_on")}
                 row[kind]["plain_agreement"] = rep["plain"]["agreement"]
         res["configs"][name] = row
     for name in models:
@@ -298,6 +298,11 @@ def render(res, elapsed):
                      f"of {h['decided']}) | {h['agreement_all']:.4f} ({h['all_agree']} of {h['all']}) | "
                      f"{row['f1']:.4f} | {100 * (row['f1'] - ref['f1']):+.2f} | {row['seconds']:.1f} | "
                      f"{ref['seconds'] / row['seconds']:.2f}x |")
+    checked_on = sorted({row[k]["checked_on"] for row in res["configs"].values() for k in ("det", "rec")
+                         if row.get(k, {}).get("checked_on")})
+    if checked_on:  # the models are cached: their checks ran where (and under the ISA cap with which) they were made
+        lines += ["", "Calibration checks as quantize_report.json recorded them when the model was quantized, on: "
+                  + " / ".join(checked_on)]
     lines += ["", "Model alone (median of alternating blocks, 2 threads): rec batch 32, det batch 1.", "",
               "| model | rec img/s | rec vs fp32 | det ms/img | det vs fp32 |", "|---|---|---|---|---|"]
     sp = res["speed"]
@@ -319,8 +324,9 @@ def render(res, elapsed):
     lines += ["", "A decided box: fp32's top two labels >= 0.02 apart and its score >= 0.02 from score_thres (0.75). "
               "Targets: >= 0.95 on decided boxes, F1 within 1 point of fp32's. plain: NNCF PTQ as before (first "
               "layer f32, overflow fix on the first layer only), no check; checked: tools/quantize.py's default "
-              "(the same, plus the agreement check and the layers that add most error back in f32, 1, 2, 4 ..., "
-              "until 0.99 on calibration: ppshitu/infer/quantize_control.py)."]
+              "(the overflow fix on every layer, so int8 answers alike on CPUs with and without VNNI; the agreement "
+              "check and the layers that add most error back in f32, 1, 2, 4 ..., until 0.99 on calibration: "
+              "ppshitu/infer/quantize_control.py)."]
     return "\n".join(lines) + "\n"
 
 
