@@ -195,6 +195,9 @@ INDEX_PROCESS = {
                        "after new, and after an update that leaves the calibration stale or absent"),
     "target_precision": Field(NUM, 0.95, min_value=0, max_value=0.999, min_exclusive=True,
                               doc="the precision a calibrated score_thres is chosen for (above 0, below 1)"),
+    "calibration_queries": Field(str, "gallery", choices=("gallery", "crops"), doc="what calibration queries: "
+                                 "the stored vectors (gallery), or the items pasted on photographs and cropped, "
+                                 "embedded by the rec model (crops: ppshitu/gallery/crop_queries.py)"),
     "min_crop_std": Field(NUM, 1.0, min_value=0, max_value=255, doc="a crop whose per-channel pixel std (0-255, "
                           "32x32 thumbnail) is below this has no detail: 'unknown' in queries, skipped in galleries; "
                           "0: off"),

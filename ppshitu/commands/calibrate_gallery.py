@@ -36,8 +36,9 @@ def parser():
     p.add_argument("--index", help="the gallery directory (default: IndexProcess.index_dir; another backend: its uri)")
     p.add_argument("--out", help="folder for calibration.json and calibration.png (default: "
                                  "Global.output_dir/calibration)")
-    p.add_argument("--queries", choices=("gallery", "crops"), default="gallery",
-                   help="gallery: the stored vectors queried against each other (no model); crops: the items pasted "
+    p.add_argument("--queries", choices=("gallery", "crops"), default=None,
+                   help="(default: IndexProcess.calibration_queries, gallery) "
+                        "gallery: the stored vectors queried against each other (no model); crops: the items pasted "
                         "on photographs and cropped as a detector would, embedded by Global.rec_inference_model_dir "
                         "(ppshitu/gallery/crop_queries.py: closer to what the system meets on photos)")
     p.add_argument("--crops", type=int_range(1, 10 ** 6, "crops"), default=600,
@@ -70,12 +71,9 @@ def main(argv=None):
     guard.check_all([json_path, png_path])  # before the measurement
     gallery = open_gallery(ip)
     try:
-        crops = None
-        if args.queries == "crops":
-            from ppshitu.embedder import Embedder
-            from ppshitu.infer.factory import rec_predictor
-            crops = {"embedder": Embedder.from_config(cfg, rec_predictor(cfg)), "image_root": ip.get("image_root"),
-                     "sample": args.crops}
+        if args.queries:
+            ip["calibration_queries"] = args.queries
+        crops = cal.crop_setup(cfg, args.crops)
         result = cal.calibrate_gallery(gallery, target, share, max_queries=args.max_queries,
                                        stale_fraction=args.stale_fraction, crops=crops)
         where = getattr(gallery, "index_dir", "")
@@ -88,7 +86,7 @@ def main(argv=None):
             print(f"score_thres {result['score_thres']:g} ({kind}): precision {result['precision']} "
                   f"(90 % of label resamplings within {result['precision_interval']}), recall {result['recall']}, "
                   f"on {result['known_queries']} leave-one-out queries and {result['unknown_queries']} held-out-label "
-                  f"queries ({result['unknown_share']:.0%} of queries unknown)")
+                  f"queries ({result['unknown_share']:.0%} of queries unknown; queries: {result['queries']})")
             if "neighbourhood" in result:
                 nb = result["neighbourhood"]
                 print(f"IndexProcess.score neighbourhood: score_thres {nb['score_thres']:g}, precision "

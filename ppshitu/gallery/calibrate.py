@@ -442,6 +442,18 @@ def _neighbourhood_source(gallery, record):
     return float(own["score_thres"]), "neighbourhood score " + describe({**record, **own}), warning
 
 
+def crop_setup(cfg, sample=None):
+    """calibrate_gallery's `crops` for a config whose IndexProcess.calibration_queries is crops (else None):
+    its rec model's Embedder and image_root."""
+    ip = cfg["IndexProcess"]
+    if ip.get("calibration_queries", "gallery") != "crops":
+        return None
+    from ..embedder import Embedder
+    from ..infer.factory import rec_predictor
+    return {"embedder": Embedder.from_config(cfg, rec_predictor(cfg)), "image_root": ip.get("image_root"),
+            "sample": sample}
+
+
 def after_update(cfg, gallery, operation):
     """What build_gallery does after `operation` changed the gallery: with IndexProcess.calibrate true,
     calibrate after `new` and after an update that leaves no calibration or a stale one; otherwise say
@@ -456,7 +468,8 @@ def after_update(cfg, gallery, operation):
         return {}
     if operation != "new" and record is not None and not stale:
         return {"calibration": "current"}
-    result = calibrate_gallery(gallery, target_precision=ip.get("target_precision", DEFAULT_TARGET_PRECISION))
+    result = calibrate_gallery(gallery, target_precision=ip.get("target_precision", DEFAULT_TARGET_PRECISION),
+                               crops=crop_setup(cfg))
     if not result["calibrated"]:
         log.warning("%s: not calibrated, score_thres stays %s (the default) unless the config sets it: %s",
                     getattr(gallery, "index_dir", "gallery"), DEFAULT_SCORE_THRES, result["reason"])

@@ -89,3 +89,30 @@ def test_unreadable_images_are_a_clear_error(setup, tmp_path):
     g, embedder, _, _, _ = setup
     with pytest.raises(ConfigError, match="image_root"):
         cal.calibrate_gallery(g, TARGET, crops={"embedder": embedder, "image_root": str(tmp_path)})
+
+
+def test_build_gallery_calibrates_on_crops_when_asked(setup, tmp_path):
+    """IndexProcess.calibrate with calibration_queries crops: build_gallery records a crop calibration."""
+    from ppshitu.config import load_config
+    from ppshitu.gallery.base import open_gallery
+    from ppshitu.gallery.builder import build_gallery
+    from ppshitu.schemas import INFER_SCHEMA
+
+    g, _, root, _, _ = setup
+    listing = tmp_path / "gallery.txt"
+    listing.write_text("".join(f"{r['path']}\t{r['label']}\n" for r in g.records()), encoding="utf-8")
+    cfg = load_config(ROOT / "configs/inference/inference_general.yaml",
+                      [f"Global.rec_inference_model_dir={ROOT / 'models/demo/rec'}", "Global.det_inference_model_dir=",
+                       "Global.cpu_num_threads=2", f"IndexProcess.index_dir={tmp_path / 'index'}",
+                       f"IndexProcess.image_root={root}", f"IndexProcess.data_file={listing}",
+                       "IndexProcess.index_method=Flat", "IndexProcess.calibrate=true",
+                       "IndexProcess.target_precision=0.8", "IndexProcess.calibration_queries=crops"], INFER_SCHEMA)
+    summary = build_gallery(cfg)
+    assert summary["calibration"] == "calibrated"
+    built = open_gallery(cfg.IndexProcess)
+    try:
+        record = cal.calibration_of(built)
+        assert record["queries"] == "crops" and record["score_thres"] == summary["score_thres"]
+    finally:
+        built.close()
+
