@@ -665,15 +665,11 @@ def _photos():
 
 
 def photo_background(rng, shape):
-    """A random crop of a real photograph, resized to `shape` (H, W), randomly flipped."""
-    photos = _photos()
-    img = photos[rng.integers(len(photos))]
-    h, w = img.shape[:2]
-    scale = rng.uniform(0.4, 1.0)
-    ch, cw = max(8, int(h * scale)), max(8, int(w * scale))
-    y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-    crop = cv2.resize(img[y:y + ch, x:x + cw], (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(crop[:, ::-1] if rng.random() < 0.5 else crop)
+    """A random crop of a real photograph, resized to `shape` (H, W), randomly flipped (the crop that
+    crop-like calibration queries are pasted on, too)."""
+    from ppshitu.gallery.crop_queries import photo_crop
+
+    return photo_crop(rng, _photos(), shape)
 
 
 def render_scene(rng, image_size, object_classes, num_objects, max_overlap=0.25, photo_backgrounds=False):

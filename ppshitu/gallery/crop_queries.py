@@ -53,8 +53,9 @@ def photos():
     return tuple(out)
 
 
-def _background(rng, sources):
-    """A random crop (40-100 % of each side) of one of `sources`, resized to CANVAS, maybe mirrored."""
+def photo_crop(rng, sources, shape=CANVAS):
+    """A random crop (40-100 % of each side) of one of `sources`, resized to `shape` (H, W), maybe mirrored
+    (dataset/synthetic.py's photo_background for its scenes, too)."""
     import cv2
 
     img = sources[rng.integers(len(sources))]
@@ -62,7 +63,7 @@ def _background(rng, sources):
     scale = rng.uniform(0.4, 1.0)
     ch, cw = max(8, int(h * scale)), max(8, int(w * scale))
     y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-    out = cv2.resize(img[y:y + ch, x:x + cw], (CANVAS[1], CANVAS[0]), interpolation=cv2.INTER_AREA)
+    out = cv2.resize(img[y:y + ch, x:x + cw], (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(out[:, ::-1] if rng.random() < 0.5 else out)
 
 
@@ -70,7 +71,7 @@ def pasted_crop(rgb, rng, sources):
     """`rgb` (an item's image) as a detector's crop of it on a photograph (module docstring)."""
     import cv2
 
-    canvas = _background(rng, sources).astype(np.float32)
+    canvas = photo_crop(rng, sources).astype(np.float32)
     h, w = rgb.shape[:2]
     keep = rng.uniform(*KEEP)  # the central part: where a gallery image's object is
     ch, cw = max(2, int(round(h * keep))), max(2, int(round(w * keep)))
