@@ -18,7 +18,7 @@ Settings compared per approximate index:
   tuned for 0.95 the same tuner (search_tuning.tune) on the same build asked for recall@1 0.95: the smallest
                 value the Done-when's recall needs, chosen by the gallery's own vectors, not by the held-out truth
 Methods: Flat, IVF (float32 lists), IVFSQ8 (8-bit codes, the few best re-scored exactly: index_method auto's
-choice above FLAT_BELOW), HNSW32.
+choice above FLAT_BELOW), IVFPQFS (4-bit PQ fast-scan codes, 64 candidates re-scored exactly), HNSW32.
 Queries are held-out photos of indexed objects: the generator's 11th view of random classes whose 10 other
 views are in the gallery (the gallery never holds the query vector itself). Recall@1: the returned top-1 is
 exact search's top-1 (by id; "ties": by score within SCORE_TOL). QPS through Gallery.search (k=1, labels
@@ -47,10 +47,10 @@ from ppshitu.gallery import Gallery, search_tuning  # noqa: E402
 
 DIM = 512
 VIEWS = DEFAULTS["views_per_class"]
-FAISS_DEFAULT = {"HNSW32": 16, "IVF": 1, "IVFSQ8": 1}
-OLD_DEFAULT = {"HNSW32": lambda nlist: 512, "IVF": lambda nlist: max(16, -(-nlist // 5)),
-               "IVFSQ8": lambda nlist: max(16, -(-nlist // 5))}
-KNOB = {"HNSW32": "ef_search", "IVF": "nprobe", "IVFSQ8": "nprobe"}
+IVFS = ("IVF", "IVFSQ8", "IVFPQFS")
+FAISS_DEFAULT = {"HNSW32": 16, **{m: 1 for m in IVFS}}
+OLD_DEFAULT = {"HNSW32": lambda nlist: 512, **{m: (lambda nlist: max(16, -(-nlist // 5))) for m in IVFS}}
+KNOB = {"HNSW32": "ef_search", **{m: "nprobe" for m in IVFS}}
 CROSSOVER_SIZES = (2_000, 5_000, 10_000, 20_000, 50_000)
 FLAT_QUERIES = 200  # Flat's QPS is measured on this many of the queries (exact: recall 1 by construction)
 SINGLES = 200       # one-query-per-call QPS on this many queries
@@ -203,7 +203,7 @@ def main():
     p.add_argument("--max-hnsw", type=int, default=None, help="build HNSW32 only up to this size")
     p.add_argument("--no-crossover", action="store_true")
     p.add_argument("--crossover-only", action="store_true", help="only the Flat-vs-method crossover table")
-    p.add_argument("--crossover-method", default="HNSW32", choices=["HNSW32", "IVF", "IVFSQ8"])
+    p.add_argument("--crossover-method", default="HNSW32", choices=["HNSW32", *IVFS])
     p.add_argument("--crossover-sizes", type=int, nargs="+", default=list(CROSSOVER_SIZES))
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     args = p.parse_args()

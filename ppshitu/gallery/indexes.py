@@ -13,6 +13,7 @@ INDEX_METHODS = Registry("index_method", {
     "IVF": "ppshitu.gallery.index_methods:IVFMethod",
     "IVFPQ": "ppshitu.gallery.index_methods:IVFPQMethod",
     "IVFSQ8": "ppshitu.gallery.index_methods:IVFSQ8Method",
+    "IVFPQFS": "ppshitu.gallery.index_methods:IVFPQFastScanMethod",
 })
 INDEX_METHODS.add("FLAT", "ppshitu.gallery.index_methods:FlatMethod", alias_of="Flat")  # PP-ShiTu spells it both ways
 

@@ -36,7 +36,8 @@ def held_out_recall(g, queries, vectors):
     return float(np.mean(scores[:, 0] >= exact - 1e-4))
 
 
-@pytest.mark.parametrize("method,knob", [("HNSW32", "ef_search"), ("IVF", "nprobe"), ("IVFSQ8", "nprobe")])
+@pytest.mark.parametrize("method,knob", [("HNSW32", "ef_search"), ("IVF", "nprobe"), ("IVFSQ8", "nprobe"),
+                                         ("IVFPQFS", "nprobe")])
 def test_the_tuned_value_is_stored_and_reaches_its_recall_on_held_out_queries(tmp_path, method, knob):
     v, labels, queries = photos(500)
     Gallery.create(tmp_path / "g", DIM, index_method=method, vectors=v, labels=labels)
@@ -55,11 +56,13 @@ def test_the_tuned_value_is_stored_and_reaches_its_recall_on_held_out_queries(tm
                                    labels, True, knob, limit=below)
         assert not again["reached"] and again["value"] == below
 
-def test_ivfsq8_answers_as_ivf_from_a_quarter_of_the_index(tmp_path):
-    # 8-bit codes with the best candidates re-scored exactly: IVF's answers (same lists probed, exact scores)
+@pytest.mark.parametrize("method", ["IVFSQ8", "IVFPQFS"])
+def test_compressed_ivf_answers_as_ivf_from_a_fraction_of_the_index(tmp_path, method):
+    # 8-bit / 4-bit PQ codes with the best candidates re-scored exactly: IVF's answers (exact IP scores; the
+    # fast-scan codes are built in L2, the same order for unit vectors)
     v, labels, queries = photos(500)
     ivf = Gallery.create(tmp_path / "ivf", DIM, index_method="IVF", nprobe=8, vectors=v, labels=labels)
-    sq8 = Gallery.create(tmp_path / "sq8", DIM, index_method="IVFSQ8", nprobe=8, vectors=v, labels=labels)
+    sq8 = Gallery.create(tmp_path / "sq8", DIM, index_method=method, nprobe=8, vectors=v, labels=labels)
     exact = faiss.knn(queries, v, 1, metric=faiss.METRIC_INNER_PRODUCT)[0][:, 0]
     (_, s_ivf, _), (_, s_sq8, _) = ivf.search(queries, k=1), sq8.search(queries, k=1)
     np.testing.assert_allclose(s_sq8[:, 0], np.einsum("nd,nd->n", queries, v[sq8.search(queries, k=1)[2][:, 0]]),
