@@ -227,7 +227,7 @@ class IVFPQFastScanMethod(IVFMethod):
     for only 0.62-0.70 of 100k realistic queries where L2 codes kept 0.93-0.96 (bench/realistic_vectors.py,
     nlist 1264, nprobe 8-16). Scanning a list costs ~1/4 of 8-bit codes (IVFSQ8): ~3x its queries per CPU-second
     at recall@1 0.95 there. Milvus has no fast-scan index."""
-    can_remove = True
+    milvus_type = None
 
     def __init__(self, dim, dist_type, nlist=None, nprobe=None, pq_m=None, rerank_factor=64):
         super().__init__(dim, dist_type, nlist, nprobe)
