@@ -17,7 +17,7 @@ Backgrounds: scikit-image's sample photographs (requirements.txt) when they load
 the gallery's other images (recorded as `backgrounds` in the result). Seeded: the same gallery, model and seed
 give the same queries.
 """
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from .scores import NEIGHBOURS, neighbourhood_scores
 
 DEFAULT_SAMPLE = 600
 MAX_CROPS_PER_ITEM = 10
+MAX_TRIES = 4  # items tried per crop asked for, before giving up on unreadable files
 CANVAS = (240, 320)  # (H, W): the photo a crop is cut from
 OBJECT_SIDE = (0.15, 0.6)  # the object's longer side, a fraction of the canvas's shorter side
 BOX_JITTER = 0.08  # sd of each box side's offset, a fraction of the object's size
@@ -94,9 +95,10 @@ def pasted_crop(rgb, rng, sources):
 
 
 def crop_query_vectors(items, image_root, embedder, sample=DEFAULT_SAMPLE, seed=0, progress=None):
-    """(rows, vectors [m, D], backgrounds): a seeded sample of `sample` gallery items (GalleryArrays rows) whose
-    images read, each as one pasted crop embedded by `embedder` (ppshitu/embedder.py). Items whose file is gone
-    are skipped; none readable gives no rows."""
+    """(rows, vectors [m, D], backgrounds): `sample` crops of a seeded sample of gallery items (GalleryArrays
+    rows) whose images read, several per item (up to MAX_CROPS_PER_ITEM) in a small gallery, each pasted anew and
+    embedded by `embedder` (ppshitu/embedder.py). Items whose file is gone are skipped; none readable gives no
+    rows. `progress`: wraps the batches (default a tqdm bar; False: none)."""
     import os
 
     from ..utils.image import ImageReadError, read_image
@@ -104,7 +106,7 @@ def crop_query_vectors(items, image_root, embedder, sample=DEFAULT_SAMPLE, seed=
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(items))
     rows, images = [], []
-    for i in order:
+    for i in order[:MAX_TRIES * sample]:  # (a gallery whose files are mostly gone is not read through)
         path = items.paths[i]
         if path is None:
             continue
@@ -125,6 +127,9 @@ def crop_query_vectors(items, image_root, embedder, sample=DEFAULT_SAMPLE, seed=
     crops = [pasted_crop(img, np.random.default_rng([seed, j]), sources) for j, img in enumerate(images)]
     vectors = np.zeros((0, embedder.embedding_size), np.float32)
     batches = range(0, len(crops), 32)
+    if progress is None:
+        from tqdm import tqdm
+        progress = partial(tqdm, desc="calibration crops", unit="batch of 32", leave=False)
     for start in (progress(batches) if progress else batches):
         vectors = np.concatenate([vectors, embedder.embed_crops(crops[start:start + 32])])
     return np.asarray(rows, np.int64), vectors, backgrounds
