@@ -45,6 +45,10 @@ MIN_VECTORS = 2
 EF_STEPS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 NPROBE_STEPS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 SCORE_TOL = 1e-4         # float32 scores of one vector through two index types differ in the last bits
+# A method whose recall levels off below the target (IVFPQFS: the true top-1 outside its re-scored candidate
+# pool for ~2 % of 100k realistic queries, 0.978 from nprobe 48 to all 1264 lists) gets the smallest value
+# within PLATEAU of its best, not the largest step (nprobe = nlist: exact-search cost for no recall).
+PLATEAU = 0.003
 
 
 def tunable_param(method):
@@ -137,12 +141,16 @@ def tune(search_top2, vectors, ids, labels, higher_is_better, param, limit=None,
         metric = faiss.METRIC_INNER_PRODUCT if higher_is_better else faiss.METRIC_L2
         exact = faiss.knn(queries, np.ascontiguousarray(vectors, np.float32), 1, metric=metric)[0][:, 0]
         found = lambda value: search_top2(queries, value)[0][:, 0]  # noqa: E731
-    value, recall, reached = None, 0.0, False
+    value, recall, reached, seen = None, 0.0, False, []
     for value in steps_for(param, limit):
         recall = recall_at_1(found(value), exact, higher_is_better)
+        seen.append((value, recall))
         if recall >= target:
             reached = True
             break
+    if not reached:  # levelled off below the target: the smallest value on the plateau, not the largest step
+        best = max(r for _, r in seen)
+        value, recall = next((v, r) for v, r in seen if r >= best - PLATEAU)
     return {"param": param, "value": int(value), "origin": "tuned", "recall_at_1": round(recall, 4),
             "target": target, "reached": reached, "queries": len(rows), "query_model": model,
             "count": len(vectors), "seconds": round(time.perf_counter() - t, 2)}
@@ -158,6 +166,6 @@ def describe(setting):
     if setting["origin"] == "tuned" and rec:
         text += (f": recall@1 {rec['recall_at_1']:.3f} vs exact on {rec['queries']} {rec['query_model']} "
                  f"queries at {rec['count']} vectors" + ("" if rec.get("reached", True) else
-                                                         f", below the {rec['target']} target at the largest step"))
+                                                         f", below the {rec['target']} target: its plateau"))
     return text + ")"
 

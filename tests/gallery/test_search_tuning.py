@@ -71,6 +71,17 @@ def test_compressed_ivf_answers_as_ivf_from_a_fraction_of_the_index(tmp_path, me
     assert len(faiss.serialize_index(sq8.index)) < 0.6 * len(faiss.serialize_index(ivf.index))
 
 
+def test_an_unreachable_target_takes_the_smallest_value_on_the_plateau_not_the_largest_step(tmp_path):
+    v, labels, _ = photos(500)
+    g = Gallery.create(tmp_path / "g", DIM, index_method="IVF", vectors=v, labels=labels)
+    nlist = faiss.extract_index_ivf(g.index).nlist
+    top2 = lambda q, value: g.set_search_params(nprobe=value)._top(q, 2)  # noqa: E731
+    record = search_tuning.tune(top2, v, g.ids, labels, True, "nprobe", limit=nlist, target=1.01)
+    assert not record["reached"] and record["value"] < nlist // 2
+    at_all = search_tuning.tune(top2, v, g.ids, labels, True, "nprobe", limit=nlist, target=1.0)["recall_at_1"]
+    assert record["recall_at_1"] >= at_all - search_tuning.PLATEAU                # as good as probing every list
+
+
 def test_an_explicit_value_wins_over_tuning(tmp_path):
     v, labels, _ = photos(60)
     g = Gallery.create(tmp_path / "g", DIM, index_method="HNSW32", ef_search=300, vectors=v, labels=labels)
