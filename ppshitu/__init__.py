@@ -23,6 +23,9 @@ paddle_import.install()
 # "fork_posix.cc ... Other threads are currently calling into gRPC, skipping fork() handlers"; no child uses
 # its parent's gRPC channels, each opens its own, so the handlers had nothing to keep working.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+# ... and no gRPC core log lines: Milvus Lite's server throttles the client's keepalive pings, which gRPC logs
+# ("Received a GOAWAY ... too_many_pings") while the channel goes on working; real failures raise in Python.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 # FAISS's loader logs at INFO which SIMD build it tried and loaded ("Could not load library with AVX512 support
 # due to: ModuleNotFoundError ..."): shown by every tool that logs at INFO. Its warnings still show.
