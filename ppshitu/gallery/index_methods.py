@@ -159,6 +159,15 @@ class IVFMethod(IndexMethod):
         return {"nlist": nlist}, {"nprobe": int(self.probes(nlist))}
 
 
+def pq_subquantizers(dim, pq_m, dims_per_code):
+    """IndexProcess.pq_m checked, or by default the most sub-quantizers that divide `dim` with at least
+    `dims_per_code` dimensions each."""
+    m = pq_m or max(m for m in range(1, dim // dims_per_code + 1) if dim % m == 0)
+    if dim % m:
+        raise GalleryError(f"IndexProcess.pq_m={m} must divide embedding_size={dim}")
+    return m
+
+
 class IVFPQMethod(IVFMethod):
     """Compressed codes for large galleries; the candidates are rescored exactly with
     the raw vectors (memory-mapped from disk: FAISS; returned with the hits: Milvus), which restores recall@1."""
@@ -166,9 +175,7 @@ class IVFPQMethod(IVFMethod):
 
     def __init__(self, dim, dist_type, nlist=None, nprobe=None, pq_m=None, rerank_factor=10):
         super().__init__(dim, dist_type, nlist, nprobe)
-        self.pq_m = pq_m or max(m for m in range(1, dim // 8 + 1) if dim % m == 0)
-        if dim % self.pq_m:
-            raise GalleryError(f"IndexProcess.pq_m={self.pq_m} must divide embedding_size={dim}")
+        self.pq_m = pq_subquantizers(dim, pq_m, dims_per_code=8)
         self.rerank_factor = rerank_factor
         self._n_train = 0
 
@@ -231,9 +238,7 @@ class IVFPQFastScanMethod(IVFMethod):
 
     def __init__(self, dim, dist_type, nlist=None, nprobe=None, pq_m=None, rerank_factor=64):
         super().__init__(dim, dist_type, nlist, nprobe)
-        self.pq_m = pq_m or max(m for m in range(1, dim // 4 + 1) if dim % m == 0)
-        if dim % self.pq_m:
-            raise GalleryError(f"IndexProcess.pq_m={self.pq_m} must divide embedding_size={dim}")
+        self.pq_m = pq_subquantizers(dim, pq_m, dims_per_code=4)
         self.rerank_factor = rerank_factor
 
     def params(self):
