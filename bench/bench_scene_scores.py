@@ -149,11 +149,12 @@ def crop_measures(system, spec):
     """calibrate's measurement with crop-like queries (ppshitu/gallery/crop_queries.py, as calibrate_gallery
     makes them: its default sample and seed) for the cosine and minus mean 2-10."""
     from ppshitu.gallery import crop_queries as cq
+    from ppshitu.gallery.calibrate import measure_queries
     from ppshitu.gallery.neighbours import gallery_arrays
 
     items = gallery_arrays(system.gallery)
     rows, vectors, _ = cq.crop_query_vectors(items, os.path.join(spec[5], "rec"), system.embedder)
-    return {kind: cq.measure_queries(items.vectors, items.label_ids, rows, vectors, True, score)
+    return {kind: measure_queries(items.vectors, items.label_ids, rows, vectors, True, score)
             for kind, score in (("cosine", "cosine"), ("minus mean 2-10", "neighbourhood"))}
 
 

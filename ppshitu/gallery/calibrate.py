@@ -92,11 +92,7 @@ def check_share(unknown_share, what="--unknown-share"):
 def measure(vectors, label_ids, higher_is_better=True, max_queries=MAX_QUERIES, seed=0):
     """Per queried item: the top-1 of its leave-one-out query and whether it is right, and the top-1 of its
     held-out-label query. Scores higher-is-better. Returns a dict of arrays."""
-    n = len(vectors)
-    queries = None
-    if n > max_queries:
-        queries = np.sort(np.random.default_rng(seed).choice(n, max_queries, replace=False))
-    near = scan(vectors, label_ids, higher_is_better, k=0, queries=queries)
+    near = scan(vectors, label_ids, higher_is_better, k=0, queries=query_rows(len(vectors), max_queries, seed))
     known = np.isfinite(near.same_score)  # the label has another item
     top = np.maximum(near.same_score, near.other_score)
     correct = near.same_score > near.other_score  # a tie is not counted as right
@@ -104,38 +100,54 @@ def measure(vectors, label_ids, higher_is_better=True, max_queries=MAX_QUERIES, 
             "correct": correct & known, "unknown_top": near.other_score}
 
 
+def query_rows(n, max_queries=MAX_QUERIES, seed=0):
+    """The items queried: all of them, or past `max_queries` a seeded random sample (sorted)."""
+    if n > max_queries:
+        return np.sort(np.random.default_rng(seed).choice(n, max_queries, replace=False))
+    return np.arange(n)
+
+
 def measure_neighbourhood(vectors, label_ids, higher_is_better=True, max_queries=MAX_QUERIES, seed=0):
     """measure's dict for IndexProcess.score neighbourhood (ppshitu/gallery/scores.py): each queried item's
     top-1 minus the mean of its 2nd-10th matches, against the rest of the gallery (known) and against the
-    gallery without its label (unknown). Exact, in blocks of queries."""
+    gallery without its label (unknown): measure_queries with the items' own vectors as the queries."""
     v = np.ascontiguousarray(vectors, np.float32)
-    lab = np.asarray(label_ids)
-    n = len(v)
-    rows = np.arange(n)
-    if n > max_queries:
-        rows = np.sort(np.random.default_rng(seed).choice(n, max_queries, replace=False))
-    counts = np.bincount(lab)
-    top, unknown_top, correct = (np.full(len(rows), np.nan) for _ in range(3))
+    rows = query_rows(len(v), max_queries, seed)
+    return measure_queries(v, label_ids, rows, v[rows], higher_is_better, "neighbourhood")
+
+
+def measure_queries(vectors, label_ids, rows, query_vectors, higher_is_better=True, score="cosine"):
+    """calibrate.measure's dict for outside queries: query j stands for gallery item rows[j]; known: against
+    the gallery without that item; unknown: against the gallery without its label. `score`: cosine (the top-1)
+    or neighbourhood (top-1 minus the mean of matches 2-10, scores.py). Exact, in blocks of queries."""
+    v = np.ascontiguousarray(vectors, np.float32)
+    q = np.ascontiguousarray(query_vectors, np.float32)
+    lab, rows = np.asarray(label_ids), np.asarray(rows, np.int64)
+    n, m = len(v), len(rows)
+    top, unknown_top, correct = (np.full(m, np.nan) for _ in range(3))
     block = max(1, min(256, 2 ** 24 // max(n, 1)))
-    for start in range(0, len(rows), block):
+    for start in range(0, m, block):
         r = rows[start:start + block]
-        s = pair_scores(v[r], v, higher_is_better).astype(np.float64)
+        s = pair_scores(q[start:start + block], v, higher_is_better).astype(np.float64)
         s[np.arange(len(r)), r] = -np.inf
         for unknown in (False, True):
             if unknown:
                 s[lab[r][:, None] == lab[None, :]] = -np.inf
-            kk = min(NEIGHBOURS, n)
+            kk = min(NEIGHBOURS if score == "neighbourhood" else 1, n)
             part = np.argpartition(-s, kk - 1, axis=1)[:, :kk] if kk < n else np.tile(np.arange(n), (len(r), 1))
             best = np.take_along_axis(part, np.argsort(-np.take_along_axis(s, part, 1), axis=1), 1)
-            values = neighbourhood_scores(np.take_along_axis(s, best, 1), True)
+            ranked = np.take_along_axis(s, best, 1)
+            values = neighbourhood_scores(ranked, True) if score == "neighbourhood" else ranked[:, 0]
+            values = np.where(np.isfinite(values), values, np.nan)
+            sl = slice(start, start + len(r))
             if unknown:
-                unknown_top[start:start + len(r)] = values
+                unknown_top[sl] = values
             else:
-                top[start:start + len(r)] = values
-                correct[start:start + len(r)] = lab[best[:, 0]] == lab[r]
-    known = counts[lab[rows]] >= 2
-    return {"rows": rows, "labels": lab[rows], "known": known, "top": top,
-            "correct": (correct == 1) & known, "unknown_top": unknown_top}
+                top[sl] = values
+                correct[sl] = (lab[best[:, 0]] == lab[r]) & np.isfinite(ranked[:, 0])
+    known = np.bincount(lab)[lab[rows]] >= 2
+    return {"rows": rows, "labels": lab[rows], "known": known, "top": top, "correct": (correct == 1) & known,
+            "unknown_top": unknown_top}
 
 
 def _count_at(sorted_scores, thresholds):
@@ -234,7 +246,6 @@ def calibrate_vectors(vectors, label_ids, higher_is_better=True, target_precisio
     if why is not None:
         return {**base, "calibrated": False, "reason": why, "score_thres": DEFAULT_SCORE_THRES}
     if queries is not None:
-        from .crop_queries import measure_queries
         m = measure_queries(vectors, label_ids, queries[0], queries[1], higher_is_better, score)
     else:
         measured = measure if score == "cosine" else measure_neighbourhood

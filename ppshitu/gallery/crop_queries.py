@@ -1,8 +1,8 @@
 """Calibration queries that look like what the system meets: a gallery item pasted on a photograph and cropped
 as a detector's box would be, embedded by the gallery's own model.
 
-    rows, vectors = crop_query_vectors(items, image_root, embedder, sample=300, seed=0)
-    m = measure_queries(items.vectors, items.label_ids, rows, vectors, higher_is_better, score="cosine")
+    rows, vectors, _ = crop_query_vectors(items, image_root, embedder, sample=300, seed=0)
+    m = calibrate.measure_queries(items.vectors, items.label_ids, rows, vectors, higher_is_better)
 
 Why: a gallery image queried against the others of its label (calibrate.py's leave-one-out) scores higher than a
 detector's crop of the same object on a photograph does (smaller, blurred, another background inside the box).
@@ -21,8 +21,6 @@ from functools import lru_cache, partial
 
 import numpy as np
 
-from .neighbours import pair_scores
-from .scores import NEIGHBOURS, neighbourhood_scores
 
 DEFAULT_SAMPLE = 600
 MAX_CROPS_PER_ITEM = 10
@@ -133,37 +131,3 @@ def crop_query_vectors(items, image_root, embedder, sample=DEFAULT_SAMPLE, seed=
     for start in (progress(batches) if progress else batches):
         vectors = np.concatenate([vectors, embedder.embed_crops(crops[start:start + 32])])
     return np.asarray(rows, np.int64), vectors, backgrounds
-
-
-def measure_queries(vectors, label_ids, rows, query_vectors, higher_is_better=True, score="cosine"):
-    """calibrate.measure's dict for outside queries: query j stands for gallery item rows[j]; known: against
-    the gallery without that item; unknown: against the gallery without its label. `score`: cosine (the top-1)
-    or neighbourhood (top-1 minus the mean of matches 2-10, scores.py). Exact, in blocks of queries."""
-    v = np.ascontiguousarray(vectors, np.float32)
-    q = np.ascontiguousarray(query_vectors, np.float32)
-    lab, rows = np.asarray(label_ids), np.asarray(rows, np.int64)
-    n, m = len(v), len(rows)
-    top, unknown_top, correct = (np.full(m, np.nan) for _ in range(3))
-    block = max(1, min(256, 2 ** 24 // max(n, 1)))
-    for start in range(0, m, block):
-        r = rows[start:start + block]
-        s = pair_scores(q[start:start + block], v, higher_is_better).astype(np.float64)
-        s[np.arange(len(r)), r] = -np.inf
-        for unknown in (False, True):
-            if unknown:
-                s[lab[r][:, None] == lab[None, :]] = -np.inf
-            kk = min(NEIGHBOURS if score == "neighbourhood" else 1, n)
-            part = np.argpartition(-s, kk - 1, axis=1)[:, :kk] if kk < n else np.tile(np.arange(n), (len(r), 1))
-            best = np.take_along_axis(part, np.argsort(-np.take_along_axis(s, part, 1), axis=1), 1)
-            ranked = np.take_along_axis(s, best, 1)
-            values = neighbourhood_scores(ranked, True) if score == "neighbourhood" else ranked[:, 0]
-            values = np.where(np.isfinite(values), values, np.nan)
-            sl = slice(start, start + len(r))
-            if unknown:
-                unknown_top[sl] = values
-            else:
-                top[sl] = values
-                correct[sl] = (lab[best[:, 0]] == lab[r]) & np.isfinite(ranked[:, 0])
-    known = np.bincount(lab)[lab[rows]] >= 2
-    return {"rows": rows, "labels": lab[rows], "known": known, "top": top, "correct": (correct == 1) & known,
-            "unknown_top": unknown_top}
