@@ -63,6 +63,16 @@ def test_search_params_are_configurable_and_persisted(tmp_path):
     assert h.set_search_params(ef_search=64).method.search_params(h.index, None).efSearch == 64
 
 
+@pytest.mark.parametrize("method, dims_per_code", [("IVFPQ", 8), ("IVFPQFS", 4)])
+def test_pq_sub_quantizers_default_to_a_divisor_and_a_bad_one_names_the_key(tmp_path, method, dims_per_code):
+    from ppshitu.gallery.indexes import INDEX_METHODS
+
+    m = INDEX_METHODS.build(method, {}, where="IndexProcess", dim=48, dist_type="IP").pq_m
+    assert 48 % m == 0 and m == 48 // dims_per_code  # the most sub-vectors of at least dims_per_code dimensions
+    with pytest.raises(GalleryError, match=r"IndexProcess.pq_m=7 must divide embedding_size=48"):
+        INDEX_METHODS.build(method, {"pq_m": 7}, where="IndexProcess", dim=48, dist_type="IP")
+
+
 def test_opening_a_directory_that_is_not_a_gallery_says_so(tmp_path):
     with pytest.raises(GalleryError, match="not a gallery"):
         Gallery.open(tmp_path / "nowhere")
