@@ -206,9 +206,14 @@ INDEX_PROCESS = {
     "binary_index": Field(bool, False, only=(False,), why="binary (hamming) indexes are not built; use IP or L2"),
     # each index method's own parameters (the method's constructor checks which apply)
     "ef_search": Field((int, NONE), None, min_value=1, doc="HNSW efSearch; null: the gallery's own, tuned on its "
-                       "vectors at build (recall@1 >= 0.98 vs exact, gallery/search_tuning.py); a value overrides it"),
+                       "vectors at build (recall@1 >= tune_recall vs exact, gallery/search_tuning.py); a value "
+                       "overrides it"),
     "nprobe": Field((int, NONE), None, min_value=1, doc="IVF nprobe; null: the gallery's own, tuned on its vectors "
-                    "at build (recall@1 >= 0.98 vs exact); a value overrides it"),
+                    "at build (recall@1 >= tune_recall vs exact); a value overrides it"),
+    "tune_recall": Field(NUM, 0.98, min_value=0, max_value=1, min_exclusive=True, max_exclusive=True,
+                         doc="the recall@1 vs exact search that the tuned ef_search / nprobe reaches on the gallery's "
+                         "own vectors (above 0, below 1; kept in the manifest, an append with another value "
+                         "re-tunes; faiss galleries)"),
     "nlist": Field((int, NONE), None, min_value=1, doc="IVF lists (default: from the data size)"),
     "pq_m": Field((int, NONE), None, min_value=1, doc="IVFPQ sub-quantizers (must divide embedding_size)"),
     "rerank_factor": Field((int, NONE), None, min_value=1, doc="IVFPQ, IVFSQ8: candidates re-scored exactly, per result"),

@@ -57,7 +57,14 @@ def create_gallery(index_process, embedding_size, model_fingerprint=None, overwr
     return cls.create(location, embedding_size, dist_type=ip.get("dist_type") or "IP",
                       index_method=_method(cls, ip, vectors), model_fingerprint=model_fingerprint,
                       overwrite=overwrite, vectors=vectors, labels=labels, paths=paths, boxes=boxes,
-                      **options, **index_params)
+                      **options, **tuning_options(cls, ip), **index_params)
+
+
+def tuning_options(cls, index_process):
+    """{"tune_recall": IndexProcess.tune_recall} for a store that tunes its search setting on its own vectors
+    (`tunes_search`: the faiss store), for its create / add; {} otherwise."""
+    value = index_process.get("tune_recall")
+    return {"tune_recall": value} if value is not None and getattr(cls, "tunes_search", False) else {}
 
 
 def check_creatable(index_process, overwrite=False):

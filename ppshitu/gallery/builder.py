@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from ..utils.lists import read_list_lines
 from .errors import GalleryError
 from .base import (check_creatable, create_gallery, gallery_location, in_shard, open_gallery,
-                   open_or_create_gallery, parse_shard)
+                   open_or_create_gallery, parse_shard, tuning_options)
 from .model_id import model_fingerprint
 from ..utils.text import label_problem, nfc
 
@@ -285,8 +285,8 @@ def build_gallery(cfg, rec=None, det=None, shard=None):
         added = len(gallery)
     else:
         # (the model is checked again under the writer lock: a `new` may have replaced the gallery meanwhile)
-        added = int((gallery.add(emb.vectors, labels, paths, boxes, fingerprint) >= 0).sum()) \
-            if len(emb.vectors) else 0
+        added = int((gallery.add(emb.vectors, labels, paths, boxes, fingerprint,
+                                 **tuning_options(type(gallery), ip)) >= 0).sum()) if len(emb.vectors) else 0
     summary = {"operation": op, "added": added, "already_present": skipped,
                "unreadable": len(emb.unreadable), "count": len(gallery), "labels": len(gallery.labels())}
     if shard is None:  # (a shard leaves it to a run after all shards: the others may still be adding)

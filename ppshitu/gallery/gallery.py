@@ -69,6 +69,7 @@ COMPACT_TOMBSTONE_RATIO = 0.25  # past this share of removed-but-indexed ids, fi
 class Gallery(GalleryStore):
     """The "faiss" store (gallery/base.py's STORES): a directory of atomically published versions."""
     chooses_auto = True  # index_method "auto": chosen (and re-chosen as the gallery grows) in create / updates
+    tunes_search = True  # ef_search / nprobe tuned on its own vectors to IndexProcess.tune_recall (search_tuning.py)
     # ------------------------------------------------------------ lifecycle
     def __init__(self, index_dir):
         """Use Gallery.open() or Gallery.create()."""
@@ -99,15 +100,18 @@ class Gallery(GalleryStore):
     @classmethod
     def create(cls, index_dir, embedding_size, dist_type="IP", index_method="HNSW32",
                model_fingerprint=None, overwrite=False, vectors=None, labels=None, paths=None,
-               boxes=None, ids=None, **index_params):
+               boxes=None, ids=None, tune_recall=None, **index_params):
         """A new gallery, optionally filled with a first set of vectors in the same atomic step.
         `overwrite=True` replaces an existing gallery (atomically: the old one stays current until
         the new one is complete). `ids`: keep existing ids (imports); by default 0, 1, 2, ...
         `index_params`: ef_search, nprobe, nlist, ... (see index_methods.py); an explicit ef_search / nprobe
-        is kept as it is ("override"), else the gallery tunes it on its own vectors (search_tuning.py).
+        is kept as it is ("override"), else the gallery tunes it on its own vectors (search_tuning.py) to reach
+        recall@1 `tune_recall` (None: search_tuning.TARGET_RECALL), kept in the manifest for later re-tunings.
         `index_method` "auto": Flat below indexes.FLAT_BELOW vectors, IVF from there (re-chosen as it grows)."""
         if not isinstance(embedding_size, int) or embedding_size <= 0:
             raise GalleryError(f"embedding_size must be a positive int, got {embedding_size!r}")
+        if tune_recall is not None:
+            tune_recall = search_tuning.check_target(tune_recall)
         requested = index_method
         if index_method == AUTO:
             index_method = auto_method(0 if vectors is None else len(vectors))
@@ -122,6 +126,8 @@ class Gallery(GalleryStore):
                 "dist_type": dist_type, "index_method": index_method, "index_params": method.params(),
                 "model_fingerprint": model_fingerprint, "next_id": 0, "trained_on": 0,
                 "count": 0, "created_at": now, "updated_at": now}
+            if tune_recall is not None:
+                g.manifest["tune_recall"] = tune_recall
             if requested == AUTO:
                 g.manifest["index_method_requested"] = AUTO
                 g.manifest["auto_index_params"] = dict(index_params)  # for the method chosen as it grows
@@ -270,13 +276,21 @@ class Gallery(GalleryStore):
         return labels, scores, ids
 
     # ------------------------------------------------------------ updates
-    def add(self, vectors, labels, paths=None, boxes=None, model_fingerprint=None):
+    def add(self, vectors, labels, paths=None, boxes=None, model_fingerprint=None, tune_recall=None):
         """Add vectors with their labels; returns their new ids, -1 for each skipped one
-        (its path is already in the gallery, or repeated in this call). Atomic."""
+        (its path is already in the gallery, or repeated in this call). Atomic. `tune_recall`: a new
+        recall@1 target for the tuned search setting (kept in the manifest; another value than the stored
+        one re-tunes in this update)."""
         if model_fingerprint is not None:
             self.check_model(model_fingerprint)  # early, and again under the lock (see _update)
-        return self._update(lambda con: self._add_locked(con, vectors, labels, paths, boxes, model_fingerprint),
-                            model_fingerprint=model_fingerprint)
+        if tune_recall is not None:
+            tune_recall = search_tuning.check_target(tune_recall)
+
+        def change(con):
+            if tune_recall is not None:
+                self.manifest["tune_recall"] = tune_recall
+            return self._add_locked(con, vectors, labels, paths, boxes, model_fingerprint)
+        return self._update(change, model_fingerprint=model_fingerprint)
 
     def remove(self, labels=None, paths=None):
         """Remove every item with one of `labels` or one of `paths`; returns the removed ids. Atomic."""
@@ -344,7 +358,8 @@ class Gallery(GalleryStore):
             setattr(self.method, knob, value)
             return self._top(queries, 2)
         try:
-            record = search_tuning.tune(top2, self.vectors, self.ids, labels, self.higher_is_better, knob, limit)
+            record = search_tuning.tune(top2, self.vectors, self.ids, labels, self.higher_is_better, knob, limit,
+                                        target=search_tuning.target_of(self.manifest))
         finally:
             setattr(self.method, knob, before)
         setattr(self.method, knob, record["value"])

@@ -38,7 +38,9 @@ import time
 
 import numpy as np
 
-TARGET_RECALL = 0.98
+from ..errors import ConfigError
+
+TARGET_RECALL = 0.98     # IndexProcess.tune_recall's default; a gallery keeps its own in the manifest
 RETUNE_GROWTH = 0.25     # re-tune once the gallery holds 25 % more vectors than at its last tuning
 SAMPLE = 1000            # queries per tuning: recall 0.98 is measured to +-0.009 (2 standard errors)
 MIN_VECTORS = 2
@@ -59,6 +61,19 @@ def tunable_param(method):
     return None
 
 
+def check_target(value, where="IndexProcess.tune_recall"):
+    """The recall@1 target as a float in (0, 1); anything else refused naming `where`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ConfigError(f"{where} must be a number above 0 and below 1 (the recall@1 vs exact search that the "
+                         f"tuned ef_search / nprobe must reach, e.g. 0.98 or 0.95), got {value!r}")
+    return float(value)
+
+
+def target_of(manifest):
+    """The gallery's recall@1 target: the manifest's tune_recall (set at build / by an append), else the default."""
+    return float(manifest.get("tune_recall", TARGET_RECALL))
+
+
 def needs_tuning(manifest, count, method):
     """Whether an update that leaves `count` vectors should (re)tune the search setting."""
     if tunable_param(method) is None or count < MIN_VECTORS:
@@ -68,6 +83,8 @@ def needs_tuning(manifest, count, method):
         return True  # a new gallery, or one written before tuning existed: its first update tunes it
     if record.get("origin") == "override":
         return False
+    if float(record.get("target", TARGET_RECALL)) != target_of(manifest):
+        return True  # an append asked for another recall target
     return count >= (1 + RETUNE_GROWTH) * max(1, int(record.get("count", 0)))
 
 
