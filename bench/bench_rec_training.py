@@ -53,6 +53,16 @@ VARIANTS = {
                  "DataLoader.Train.dataset.transform_ops.1.RandCropImage.size=128",
                  "DataLoader.Eval.Query.dataset.transform_ops.1.ResizeImage.size=128",
                  "DataLoader.Eval.Gallery.dataset.transform_ops.1.ResizeImage.size=128"]),
+    # cheaper epochs, second round (issue 27): the early, high-resolution stages fixed (no backward there), and
+    # smaller images for the first epoch only (evaluation at 160 px throughout)
+    "freeze_2": ("stem + stages 1-2 frozen (Arch.Backbone.freeze_stages 2)", ["Arch.Backbone.freeze_stages=2"]),
+    "freeze_3": ("stem + stages 1-3 frozen (Arch.Backbone.freeze_stages 3)", ["Arch.Backbone.freeze_stages=3"]),
+    "sched_128": ("epoch 1 at 128 px, then 160 (Global.image_size_schedule [[1, 128]])",
+                  ["Global.image_size_schedule=[[1, 128]]"]),
+    "freeze_2_sched_128": ("freeze_stages 2 + epoch 1 at 128 px", ["Arch.Backbone.freeze_stages=2",
+                                                                   "Global.image_size_schedule=[[1, 128]]"]),
+    "freeze_3_sched_128": ("freeze_stages 3 + epoch 1 at 128 px", ["Arch.Backbone.freeze_stages=3",
+                                                                   "Global.image_size_schedule=[[1, 128]]"]),
     "mobilenet_scratch": ("MobileNetV1_x0_25 @64 from scratch (the old demo recipe)", None),
 }
 DEFAULT = ["recipe", "lr_mult_1", "bn_train", "gem", "ce_arcmargin", "plus_ce", "emb_128"]
@@ -66,13 +76,15 @@ def data_overrides(data):
     return out
 
 
-def run_variant(name, data, out_dir, epochs):
+def run_variant(name, data, out_dir, epochs, seed=None):
     from ppshitu.rec import task as rec_task
 
     overrides = VARIANTS[name][1]
     config = RECIPE if overrides is not None else ROOT / "configs/rec/demo_rec.yaml"
+    seeded = [f"Global.seed={seed}"] if seed is not None else []  # another replicate: the run-to-run noise
     cfg = load_config(config, data_overrides(data) + [f"Global.output_dir={out_dir}/{name}", f"Global.epochs={epochs}",
-                                                      "Global.save_interval=0"] + (overrides or []), TRAIN_SCHEMA)
+                                                      "Global.save_interval=0"] + (overrides or []) + seeded,
+                      TRAIN_SCHEMA)
     start = time.perf_counter()
     history = rec_task.train(cfg)
     minutes = (time.perf_counter() - start) / 60
@@ -80,7 +92,8 @@ def run_variant(name, data, out_dir, epochs):
     trained = [h for h in history if h["epoch"] > 0 and "recall1" in h]
     best = max(trained, key=lambda h: h["recall1"])
     ips = sum(h["ips"] * h["epoch_time"] for h in trained) / sum(h["epoch_time"] for h in trained)
-    return {"variant": name, "what": VARIANTS[name][0] + f" ({epochs} epochs)", "init": init, "best": best, "minutes": minutes, "ips": ips,
+    return {"variant": name + (f" (seed {seed})" if seed is not None else ""),
+            "what": VARIANTS[name][0] + f" ({epochs} epochs)", "init": init, "best": best, "minutes": minutes, "ips": ips,
             "curve": [round(h["recall1"], 3) for h in history if "recall1" in h]}
 
 
@@ -107,6 +120,8 @@ def main():
     parser.add_argument("--out", default=str(ROOT / "bench/.cache/rec_training_out"))
     parser.add_argument("--results", default=str(ROOT / "bench/results/bench_rec_training.md"))
     parser.add_argument("--append", action="store_true", help="add rows to the results' existing table")
+    parser.add_argument("--seed", type=int, default=None, help="Global.seed for every variant (default: the "
+                        "recipe's); a second seed measures the run-to-run noise")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     data = Path(args.data)
@@ -116,7 +131,7 @@ def main():
     previous = Path(args.results).with_suffix(".json")
     rows = json.loads(previous.read_text()) if args.append and previous.is_file() else []
     for name in args.variants:
-        rows.append(run_variant(name, data, args.out, args.epochs))
+        rows.append(run_variant(name, data, args.out, args.epochs, args.seed))
         text = table(rows, data, args.epochs)
         print(text, flush=True)
         Path(args.results).parent.mkdir(parents=True, exist_ok=True)

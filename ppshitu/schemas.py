@@ -60,6 +60,10 @@ TRAIN_GLOBAL = {
     "use_visualdl": Field(bool, False, only=(False,), why="VisualDL logging is not built in; the log and each "
                           "checkpoint's .pdstates history hold every figure"),
     "image_shape": _image_shape([3, 224, 224]),
+    "image_size_schedule": Field((list, NONE), None, item=Field(list, length=2, item=Field(int, min_value=1,
+                                 max_value=16384)), doc="[[epochs, size], ...]: recognition trains its first "
+                                 "epochs at these sizes (px, square), in order, then at the training pipeline's "
+                                 "own; evaluation and export stay at image_shape (ppshitu/rec/size_schedule.py)"),
     "save_inference_dir": Field(str, "./inference"),
     "eval_mode": Field(STR_OR_NONE, None, choices=("retrieval", "detection", None),
                        doc="must agree with Arch.name (RecModel: retrieval, PicoDet: detection)"),

@@ -88,6 +88,9 @@ class _EpochHook(HookBase):
 
 def train(cfg, hooks=()):
     g = cfg.Global
+    if g.image_size_schedule:
+        raise ConfigError("Global.image_size_schedule: recognition training only (PicoDet's loader picks its "
+                          "sizes from its own Batch* transforms); leave it out")
     model = build_model(cfg, for_training=True)
     loader = DetTrainLoader(cfg, seed=g.seed)
     eval_loader = DetEvalLoader(cfg) if g.eval_during_train else None

@@ -2,7 +2,8 @@
 
     Arch: {name: RecModel, infer_output_key: features, infer_add_softmax: False,
            Backbone: {name: MobileNetV1, pretrained: False,     # True: the registered weights, or a file
-                      lr_mult: 1.0, freeze_bn: False},          # fine-tuning: a lower LR, fixed BN statistics
+                      lr_mult: 1.0, freeze_bn: False,           # fine-tuning: a lower LR, fixed BN statistics,
+                      freeze_stages: 0},                        # the stem + first N stages fixed (EfficientNetLite)
            BackboneStopLayer: {name: flatten},
            Neck: {name: FC, embedding_size: 1024, class_num: 512},   # or a list of necks
            Head: {name: ArcMargin, embedding_size: 512, class_num: 100, margin: 0.2, scale: 30}}
@@ -10,17 +11,21 @@
 `Neck.embedding_size` / `Head.embedding_size` may be left out: they are taken from the
 layer before. Given but wrong, they are a config error naming the right value.
 """
+import inspect
+
 import paddle
 from paddle import nn
 
 from ..engine import backbones
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 from ..registry import split_spec
 from .heads import HEADS, l2_normalize_exportable
 from .necks import NECKS
 
 _ARCH_KEYS = ("name", "Backbone", "BackboneStopLayer", "Neck", "Head", "infer_output_key", "infer_add_softmax",
               "head_feature_from")
+# Arch.Backbone keys RecModel reads itself; the others go to the backbone's constructor
+_BACKBONE_OWN_KEYS = ("name", "pretrained", "lr_mult", "freeze_bn", "freeze_stages", "use_ssld")
 
 
 class RecModel(nn.Layer):
@@ -82,6 +87,28 @@ def _build_gear(registry, spec, width, where):
     return registry.build(name, kwargs, where=f"{where}.{name}")
 
 
+def _freeze_stages(backbone, name, n):
+    """Arch.Backbone.freeze_stages: the stem and the first n stages fixed (a backbone offers it with a
+    freeze_stages(n) method and num_stages: the EfficientNetLite ones)."""
+    stages = getattr(backbone, "num_stages", None) if callable(getattr(backbone, "freeze_stages", None)) else None
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= (stages or 0):
+        valid = f"0 (none) to {stages} ({name}'s stages: n fixes the stem and the first n)" if stages else \
+            f"0: {name} has no stages to freeze (the EfficientNetLite backbones have)"
+        raise ConfigError(f"Arch.Backbone.freeze_stages must be an integer from {valid}, got {n!r}")
+    if n:
+        backbone.freeze_stages(n)
+
+
+def _check_own_key_typos(name, kwargs):
+    """A misspelt RecModel backbone key (lr_mult, freeze_stages, ...) named as such, not as a key the
+    backbone's constructor lacks."""
+    accepted = inspect.signature(backbones.get_entry(name).factory).parameters
+    for key in kwargs:
+        hint = did_you_mean(key, _BACKBONE_OWN_KEYS, "Arch.Backbone.")
+        if hint and key not in accepted:
+            raise ConfigError(f"Arch.Backbone: unknown key '{key}'{hint}")
+
+
 def build_rec_model(arch, image_shape=(3, 224, 224), class_num=None, with_head=True):
     """RecModel from the `Arch` section. `class_num`, when given, fills a head's missing class_num;
     `with_head=False` leaves the (training-only) head out, for evaluation and export."""
@@ -99,11 +126,13 @@ def build_rec_model(arch, image_shape=(3, 224, 224), class_num=None, with_head=T
     weights = bb_kwargs.pop("pretrained", False)
     lr_mult = bb_kwargs.pop("lr_mult", 1.0)
     freeze_bn = bb_kwargs.pop("freeze_bn", False)
+    freeze_stages = bb_kwargs.pop("freeze_stages", 0)
     if bb_kwargs.pop("use_ssld", False):
         raise ConfigError("Arch.Backbone.use_ssld: SSLD weights are not offered; pretrained: True loads "
                           "PaddleClas's standard ImageNet weights")
     if not isinstance(lr_mult, (int, float)) or lr_mult < 0:
         raise ConfigError(f"Arch.Backbone.lr_mult must be a number >= 0, got {lr_mult!r}")
+    _check_own_key_typos(bb_name, bb_kwargs)
     backbone = backbones.create_backbone(bb_name, **bb_kwargs)
     if weights:
         backbones.load_pretrained(backbone, bb_name, weights)
@@ -111,6 +140,7 @@ def build_rec_model(arch, image_shape=(3, 224, 224), class_num=None, with_head=T
         stop_name, _ = split_spec(arch["BackboneStopLayer"], "Arch.BackboneStopLayer")
         from .backbones import paddleclas_adapter
         paddleclas_adapter.stop_after(backbone, stop_name)
+    _freeze_stages(backbone, bb_name, freeze_stages)
     for param in backbone.parameters():
         # paddle's optimizers scale each parameter's step by its learning_rate attribute
         param.optimize_attr["learning_rate"] = float(lr_mult)

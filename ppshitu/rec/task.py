@@ -25,6 +25,7 @@ from .data.transforms import build_transforms, eval_spec
 from .losses import CombinedLoss
 from .metrics import METRICS, check_not_trivial, retrieval_metrics
 from .model import build_rec_model
+from .size_schedule import SizeScheduleHook
 
 log = logging.getLogger("ppshitu.rec")
 
@@ -148,6 +149,8 @@ def train(cfg, hooks=()):
         def after_epoch(self, trainer):
             bad.summary()
 
+    if g.image_size_schedule:  # smaller images for the first epochs (evaluation stays at image_shape)
+        hooks = [SizeScheduleHook(g.image_size_schedule, dataset.transform, g.epochs), *hooks]
     evaluator = RetrievalEvaluator(cfg, g.seed or 0) if g.eval_during_train else None
     out_dir = os.path.join(g.output_dir, cfg.Arch.get("name", "RecModel"))
     trainer = Trainer.from_config(cfg, model, loss_fn, optimizer, loader, output_dir=out_dir,

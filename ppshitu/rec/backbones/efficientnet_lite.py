@@ -113,6 +113,7 @@ class EfficientNetLite(nn.Layer):
             self.stage_ends.append(len(blocks) - 1)  # detectors tap each stage's last block
             self.stage_channels.append(channels)
         self.blocks = nn.Sequential(*blocks)
+        self.frozen_blocks = 0  # freeze_stages(n): the stem and blocks[:frozen_blocks] are fixed
         self.head = ConvBN(channels, HEAD_CHANNELS, 1)
         self.pool = build_pooling(pooling, gem_p)
         if class_num is None:
@@ -121,8 +122,36 @@ class EfficientNetLite(nn.Layer):
             self.dropout = nn.Dropout(dropout)
             self.fc = nn.Linear(HEAD_CHANNELS, class_num)
 
+    @property
+    def num_stages(self):
+        return len(self.stage_ends)
+
+    def freeze_stages(self, n):
+        """Fix the stem and the first `n` stages (0: none): their weights get no gradient (so no update and
+        no backward pass through them: the cheap part of a fine-tuning step is the early, high-resolution
+        layers' backward) and their BatchNorm keeps its running statistics."""
+        self.frozen_blocks = self.stage_ends[n - 1] + 1 if n else 0
+        for layer in self._frozen_layers():
+            for param in layer.parameters():
+                param.stop_gradient = True
+
+    def _frozen_layers(self):
+        return [self.stem, *list(self.blocks)[:self.frozen_blocks]] if self.frozen_blocks else []
+
     def features(self, x):
-        return self.head(self.blocks(self.stem(x)))
+        if not self.frozen_blocks:
+            return self.head(self.blocks(self.stem(x)))
+        frozen = self._frozen_layers()
+        if self.training:  # each forward, as RecModel's freeze_bn: a wrapper's train() flips the flags back
+            for layer in frozen:
+                layer.eval()
+        for layer in frozen:
+            x = layer(x)
+        if self.training:
+            x = x.detach()  # the backward pass stops here, whatever the input's stop_gradient says
+        for block in list(self.blocks)[self.frozen_blocks:]:
+            x = block(x)
+        return self.head(x)
 
     def forward(self, x):
         x = self.pool(self.features(x))
