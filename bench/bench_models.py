@@ -18,6 +18,7 @@ process; `ensure_models()` drives it and skips what is already exported.
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -228,29 +229,44 @@ def ensure_models():
     return {"rec_pir": export("rec", "pir"), "rec_legacy": export("rec", "legacy"), "det_pir": export("det", "pir")}
 
 
-def ensure_runtime_models(calib_images=None):
+def ensure_runtime_models(calib_images=None, checked=False):
     """ensure_models() plus what the runtime rows need: det_legacy, and int8 copies (NNCF, calibrated on
-    `calib_images`: paths, rec gallery images; the detector gets bench scenes) rec_int8 / det_int8."""
+    `calib_images`: paths, rec gallery images; the detector gets bench scenes): plain ones rec_int8 / det_int8
+    (NNCF's post-training quantization alone, no agreement check acted on), and with `checked` also
+    tools/quantize.py's checked copies beside the fp32 models (<dir>_int8: accuracy control, the report
+    Global.precision auto reads) rec_checked / det_checked."""
     m = ensure_models()
     m["det_legacy"] = export("det", "legacy")
     if calib_images is not None:
         m["rec_int8"] = quantized("rec", m["rec_legacy"], calib_images["rec"])
         m["det_int8"] = quantized("det", m["det_pir"], calib_images["det"])
+    if calib_images is not None and checked:
+        m["rec_checked"] = quantized("rec", m["rec_legacy"], calib_images["rec"], checked=True)
+        m["det_checked"] = quantized("det", m["det_pir"], calib_images["det"], checked=True)
     return m
 
 
-def quantized(kind, src, images, subset=64):
-    """An int8 copy of `src` in the cache (bench/.cache/models/<kind>_int8), rebuilt when `src` changes."""
+def quantized(kind, src, images, subset=64, checked=False):
+    """An int8 copy of `src` in the cache, rebuilt when `src` or the quantizer changes: plain
+    (bench/.cache/models/<kind>_int8, no accuracy control) or `checked` (<src>_int8, where Global.precision
+    auto looks: tools/quantize.py's defaults, its check at Global.threshold of inference_general.yaml)."""
+    from ppshitu.infer.precision import int8_beside, read_report
     from ppshitu.infer.quantize import QUANTIZER_VERSION, quantize_model
     from ppshitu.infer.spec import read_spec
 
-    out = MODELS / f"{kind}_int8"
+    out = Path(int8_beside(src)) if checked else MODELS / f"{kind}_int8"
     source_fp = read_spec(str(src))["fingerprint"]
     spec = read_spec(str(out)) if (out / "inference.yml").is_file() else None
-    if (spec is None or spec.get("quantized_from") != source_fp
+    report = read_report(str(out)) if spec is not None else None
+    mode_ok = report is not None and (checked or report.get("accuracy_control") is None)
+    if (spec is None or not mode_ok or spec.get("quantized_from") != source_fp
             or spec["calibration"].get("quantizer_version") != QUANTIZER_VERSION):
+        t = time.perf_counter()
         quantize_model(str(src), list(images)[:subset], str(out), model_type=kind, subset_size=subset,
-                       overwrite=True)
+                       overwrite=True, threshold=0.3,
+                       accuracy_control="sensitivity" if checked else False)
+        print(f"quantized {kind} ({'checked' if checked else 'plain'}) in {time.perf_counter() - t:.0f} s",
+              flush=True)
     return out
 
 

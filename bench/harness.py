@@ -125,7 +125,10 @@ def run_process(cmd, timeout=1800, env=None):
             lines = (err.read() or out.read()).strip().splitlines()
             why = f"killed after {timeout} s" if seconds > timeout else f"exit {proc.returncode}"
             raise StageError(f"{why}: {lines[-1] if lines else 'no output'}")
-        return {"seconds": seconds, "peak_rss_mb": round(peak, 1), "stdout_tail": out.read()[-300:]}
+        # (Global.precision's choice per model, printed once to stderr: ppshitu/infer/precision.py announce)
+        chosen = [line for line in err.read().splitlines() if line.startswith("precision ")]
+        return {"seconds": seconds, "peak_rss_mb": round(peak, 1), "stdout_tail": out.read()[-300:],
+                "precision_choices": chosen}
 
 
 def _version(dist):

@@ -179,16 +179,29 @@ def bench_system(b, m, index_dirs):
 RUNTIMES = (("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"))  # rows beside Paddle fp32
 
 
-def runtime_models(m):
-    """The bench models plus int8 copies (NNCF, calibrated on bench gallery images / scenes)."""
+def runtime_models(m, checked=False):
+    """The bench models plus int8 copies (NNCF, calibrated on bench gallery images / scenes); `checked`: also
+    tools/quantize.py's checked copies beside the fp32 ones, where Global.precision auto finds them."""
     root, _, _ = bench_data.gallery_set(64)
     calib = {"rec": sorted(str(p) for p in Path(root).rglob("*.jpg")), "det": bench_data.scene_images(3, 20)}
-    return bench_models.ensure_runtime_models(calib)
+    return bench_models.ensure_runtime_models(calib, checked=checked)
 
 
 def _dirs(m, precision):
-    """(rec dir, det dir) a runtime row runs: the legacy rec and the PIR detector, or their int8 copies."""
+    """(rec dir, det dir) a runtime row runs: the legacy rec and the PIR detector, or their plain int8 copies
+    (auto: the fp32 ones, beside which it looks for the checked int8 copies)."""
     return (m["rec_int8"], m["det_int8"]) if precision == "int8" else (m["rec_legacy"], m["det_pir"])
+
+
+def _auto_choices(raw, keys):
+    """What Global.precision auto chose per model in the processes `keys` (each prints its choice once)."""
+    seen = []
+    for key in keys:
+        for line in (raw.get(key) or {}).get("precision_choices") or []:
+            short = line.split(": ", 1)[0].replace(str(bench_models.MODELS) + "/", "")
+            if short not in seen:
+                seen.append(short)
+    return "; ".join(seen) or "n/a (no choice printed)"
 
 
 def bench_runtime_rows(b, m):
@@ -299,23 +312,34 @@ def _warm_caches(paths):
         Path(p).read_bytes()
 
 
+def _process_variants(b, m):
+    """(models, variants) of the process rows: Paddle fp32, then OpenVINO fp32 / bf16 (where native: an explicit
+    bf16 is refused elsewhere) / plain int8 / auto (the fp32 dirs, tools/quantize.py's checked int8 copies beside
+    them) when openvino and nncf are there."""
+    variants = [("paddle", "fp32")]
+    try:
+        m = runtime_models(m, checked=True)
+        from ppshitu.infer.openvino_runtime import bf16_support, resolve_program
+
+        for d in (*_dirs(m, "fp32"), *_dirs(m, "int8"), m["rec_checked"], m["det_checked"]):
+            resolve_program(str(d))  # PIR -> IR once, cached: a user's first run pays it, later runs not
+        native, why_not = bf16_support()  # (an explicit bf16 is refused where it is not native: no row to time)
+        variants += [rp for rp in RUNTIMES if native or rp[1] != "bf16"] + [("openvino", "auto")]
+        if not native:
+            b.row("process: openvino bf16", None, None, "s", False, note=f"not run: {why_not}", ratio=False)
+    except Exception as e:  # noqa: BLE001 -- no openvino / nncf: the Paddle rows still run
+        b.errors.append(f"process (openvino rows): {type(e).__name__}: {e}")
+    return m, variants
+
+
 def bench_process_rows(b, m):
     """Whole processes as a user times them (`time python tools/...`), start-up included: a gallery
     build of the generated set at two sizes (the difference gives the steady-state rate, start-up and
     index save cancelling) and predict_system over a folder of 5-object scenes against the big gallery.
-    ppshitu's tools on each runtime x precision beside PP-ShiTu's own scripts (shitu_reference.py's
-    __main__) on its fp32 legacy models. One round: these are long."""
-    variants = [("paddle", "fp32")]
-    try:
-        m = runtime_models(m)
-        from ppshitu.infer.openvino_runtime import resolve_program
-
-        for precision in ("fp32", "int8"):  # PIR -> IR once, cached: a user's first run pays it, later runs not
-            for d in _dirs(m, precision):
-                resolve_program(str(d))
-        variants += list(RUNTIMES)
-    except Exception as e:  # noqa: BLE001 -- no openvino / nncf: the Paddle rows still run
-        b.errors.append(f"process (openvino rows): {type(e).__name__}: {e}")
+    ppshitu's tools on each runtime x precision (and `auto`, as a user who ran tools/quantize.py gets it)
+    beside PP-ShiTu's own scripts (shitu_reference.py's __main__) on its fp32 legacy models. One round: these
+    are long."""
+    m, variants = _process_variants(b, m)
     from ppshitu.visualize import find_font
 
     size, threads = b.size["process"], b.threads
@@ -363,18 +387,22 @@ def bench_process_rows(b, m):
         rss = lambda key, side: _get(raw.get(f"proc_{key}_{tag[side]}"), "peak_rss_mb")  # noqa: E731
         steady = {side: (big - small) / (t[side, big] - t[side, small])
                   if t[side, big] and t[side, small] and t[side, big] > t[side, small] else None for side in (v, REF)}
-        what = f"{v[0]} {v[1]}" + (" (NNCF int8 of the legacy models)" if v[1] == "int8" else "")
+        what = f"{v[0]} {v[1]}" + {"int8": " (plain NNCF int8 of the legacy models)",
+                                    "auto": " (checked int8 copies beside fp32)"}.get(v[1], "")
+        chose = (f"; auto chose: {_auto_choices(raw, [f'proc_gallery_{big}_{tag[v]}', f'proc_system_{tag[v]}'])}"
+                 if v[1] == "auto" else "")
         b.row(f"process: gallery build {big} imgs {what}", t[v, big], t[REF, big], "s", False,
               rss(f"gallery_{big}", v), rss(f"gallery_{big}", REF),
               f"whole process incl. start-up, HNSW32, {bench_data.GALLERY_IMAGE_SIZE}px JPEGs; {small} imgs: "
-              f"{_fmt(t[v, small])} vs {_fmt(t[REF, small])} s; PP-ShiTu: Paddle fp32 legacy")
+              f"{_fmt(t[v, small])} vs {_fmt(t[REF, small])} s; PP-ShiTu: Paddle fp32 legacy{chose}")
         b.row(f"process: gallery build steady state {what}", steady[v], steady[REF], "img/s", True,
               note=f"({big} - {small}) imgs / (t{big} - t{small}) of the processes above: start-up, "
                    f"index save and any first-batch cost cancel (n/a: t{big} <= t{small}, noise at --quick sizes)")
         b.row(f"process: predict_system {len(scenes)} scenes {what}", _get(raw.get(f"proc_system_{tag[v]}"), "seconds"),
               _get(raw.get("proc_system_ref"), "seconds"), "s", False, rss("system", v), rss("system", REF),
               f"whole process incl. start-up; 5-object scenes from a folder, both draw boxes and save every image "
-              f"(JPEG: ours PIL default q75 + results.jsonl, PP-ShiTu q95); gallery: the {big} above, same rec model")
+              f"(JPEG: ours PIL default q75 + results.jsonl, PP-ShiTu q95); gallery: the {big} above, same rec model"
+              f"{chose}")
 
 
 def flops_note(b):
@@ -469,6 +497,7 @@ def render(b, info, flops, elapsed):
            f"CPU: {info['cpu']} (family/model {info['cpu_family_model']}), {info['cores']} cores, "
            f"{b.threads} threads; load average at start {info['load_avg_at_start'][0]:.2f}, "
            f"at end (last 5 min) {info['load_avg_at_end'][1]:.2f}",
+           info.get("cpu_line", ""),  # (names an ONEDNN_MAX_CPU_ISA cap and what it leaves unused)
            "packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items()), "",
            fmt_line(head), "-+-".join("-" * w for w in widths)]
     out += [fmt_line(cells) for cells in lines]
@@ -501,6 +530,8 @@ def main(argv=None):
     p.add_argument("--search-full", action="store_true",
                    help="also HNSW32 (~15 min per pipeline) and ppshitu's IVF (~6 min) at 1M, and PP-ShiTu's "
                         "IVF beyond 20k (N/8 lists)")
+    p.add_argument("--name", default=None, help="file name of the saved table (default bench, or quick with "
+                   "--quick): e.g. bench_process_avx2 for a run under ONEDNN_MAX_CPU_ISA=AVX2")
     p.add_argument("--only", nargs="*", default=None,
                    help=f"subset of: {' '.join(STEPS + EXTRA_STEPS)} (default: all but {' '.join(EXTRA_STEPS)})")
     args = p.parse_args(argv)
@@ -549,7 +580,7 @@ def main(argv=None):
     print(text)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    name = "quick" if args.quick else "bench"
+    name = args.name or ("quick" if args.quick else "bench")
     (out / f"{name}.txt").write_text(text + "\n", encoding="utf-8")
     (out / f"{name}.json").write_text(json.dumps(
         {"machine": info, "rows": b.rows, "flops": flops, "bounds": bounds(b), "raw": b.raw, "errors": b.errors,

@@ -120,6 +120,9 @@ def test_run_process_times_the_child_with_its_own_peak_rss():
     out = harness.run_process([sys.executable, "-c", "print('count=3')"])
     assert out["seconds"] > 0 and out["stdout_tail"].strip() == "count=3"
     assert 0 < out["peak_rss_mb"] < 200
+    said = harness.run_process([sys.executable, "-c", "import sys; print('noise', file=sys.stderr); "
+                                "print('precision fp32 for the rec model m: why', file=sys.stderr)"])
+    assert said["precision_choices"] == ["precision fp32 for the rec model m: why"]     # auto's choice, kept
     with pytest.raises(harness.StageError, match="exit 3"):
         harness.run_process([sys.executable, "-c", "raise SystemExit(3)"])
 
@@ -128,7 +131,8 @@ def test_process_rows_time_both_sides_at_two_sizes_for_a_steady_state(monkeypatc
     import bench_data
 
     (tmp_path / "list.txt").write_text("".join(f"a/{i}.jpg\tc{i}\n" for i in range(64)))
-    monkeypatch.setattr(run_all, "runtime_models", lambda m: (_ for _ in ()).throw(ImportError("no openvino")))
+    monkeypatch.setattr(run_all, "runtime_models",
+                        lambda m, checked=False: (_ for _ in ()).throw(ImportError("no openvino")))
     monkeypatch.setattr(bench_data, "gallery_set", lambda n: (tmp_path, tmp_path / "list.txt", n))
     monkeypatch.setattr(bench_data, "scene_images", lambda k, n: [str(tmp_path / f"s{i}.jpg") for i in range(n)])
     monkeypatch.setattr(run_all, "_warm_caches", lambda paths: None)
@@ -153,3 +157,43 @@ def test_process_rows_time_both_sides_at_two_sizes_for_a_steady_state(monkeypatc
     assert (steady["ppshitu"], steady["pp_shitu"], steady["speedup"]) == (32.0, 16.0, 2.0)  # 32 imgs / (t64 - t32)
     assert rows["process: predict_system 5 scenes paddle fp32"]["speedup"] == 1.5
     assert b.errors and "no openvino" in b.errors[0]
+
+
+def test_process_rows_run_auto_on_the_fp32_dirs_and_say_what_it_chose(monkeypatch, tmp_path):
+    # `openvino auto`: the fp32 model dirs with Global.precision=auto (the checked int8 copies sit beside them),
+    # and the row's note quotes the choice each process printed
+    import bench_data
+    import bench_models
+    import ppshitu.infer.openvino_runtime as ov_runtime
+
+    (tmp_path / "list.txt").write_text("".join(f"a/{i}.jpg\tc{i}\n" for i in range(64)))
+    models = {"rec_legacy": "/m/rec", "det_pir": "/m/det", "rec_int8": "/m/rec_i", "det_int8": "/m/det_i",
+              "rec_checked": "/m/rec_int8", "det_checked": "/m/det_int8"}
+    monkeypatch.setattr(run_all, "runtime_models", lambda m, checked=False: dict(models) if checked else None)
+    monkeypatch.setattr(ov_runtime, "resolve_program", lambda d: None)
+    monkeypatch.setattr(bench_models, "MODELS", "/m")
+    monkeypatch.setattr(bench_data, "gallery_set", lambda n: (tmp_path, tmp_path / "list.txt", n))
+    monkeypatch.setattr(bench_data, "scene_images", lambda k, n: [str(tmp_path / f"s{i}.jpg") for i in range(n)])
+    monkeypatch.setattr(run_all, "_warm_caches", lambda paths: None)
+    b, cmds = run_all.Bench(quick=True, threads=2), {}
+    said = {"rec": "precision int8 for the rec model /m/rec_int8: /m/rec_int8 passed its agreement check",
+            "det": "precision fp32 for the det model /m/det: no native bf16, and /m/det_int8 failed its check"}
+
+    def fake_process(key, cmd, check):
+        cmds[key] = [str(c) for c in cmd]
+        auto = key.endswith("openvino_auto")
+        b.raw[key] = {"seconds": 2.0 if "_32_" in key else 4.0, "peak_rss_mb": 100.0,
+                      "precision_choices": ([said["rec"]] + ([said["det"]] if "system" in key else [])) if auto
+                      else []}
+        return b.raw[key]
+    monkeypatch.setattr(b, "process", fake_process)
+    run_all.bench_process_rows(b, {"rec_legacy": "/m/rec", "det_pir": "/m/det"})
+    assert not b.errors
+    auto = cmds["proc_system_openvino_auto"]
+    assert "Global.precision=auto" in auto and "Global.rec_inference_model_dir=/m/rec" in auto
+    assert "Global.det_inference_model_dir=/m/det" in auto
+    assert "Global.precision=int8" in cmds["proc_system_openvino_int8"]
+    assert "Global.rec_inference_model_dir=/m/rec_i" in cmds["proc_system_openvino_int8"]
+    rows = {r["row"]: r for r in b.rows}
+    note = rows["process: predict_system 5 scenes openvino auto (checked int8 copies beside fp32)"]["note"]
+    assert "auto chose: precision int8 for the rec model rec_int8; precision fp32 for the det model det" in note
