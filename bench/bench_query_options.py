@@ -21,7 +21,12 @@ to choose anything (generated or augmented here, fixed seeds):
 Recall@1: each query's top-1 gallery label (a FAISS Flat gallery, the RecognitionSystem's search path). ms per
 query: one query at a time through RecognitionSystem.search (embed + expand + search), median over the set's
 first queries, all options timed in the same run under the same load (the CPU is shared: compare ratios).
-The EfficientNet-Lite1/Lite2 backbones: no trained model of them exists here (not measured).
+Also measured, not options (they gained too little to become one, or are a model choice):
+* gallery crops: each gallery image stored as 12 vectors (the whole image, its central and four corner 80 % crops,
+  each with its mirror image), queries as they are (done here, outside the tools: the stores keep one vector per
+  image path);
+* --backbones: EfficientNet-Lite1 / Lite2 trained exactly as the demo's Lite0 (bench/backbone_models.py: same data,
+  recipe and epochs, 160 px; trained and cached on first use, ~15-30 min each on 2 cores) in place of the demo model.
 Writes bench/results/bench_query_options.md and .json.
 """
 import argparse
@@ -35,9 +40,16 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-OPTIONS = (("baseline", False, 0, "none"), ("flip", True, 0, "none"), ("qe", False, 2, "none"),
-           ("csls", False, 0, "csls"), ("flip+qe", True, 2, "none"), ("flip+csls", True, 0, "csls"))
+# (name, flip, query expansion N, rerank, gallery views, backbone): backbone lite0 is the demo model
+OPTIONS = (("baseline", False, 0, "none", "one", "lite0"), ("flip", True, 0, "none", "one", "lite0"),
+           ("qe", False, 2, "none", "one", "lite0"), ("csls", False, 0, "csls", "one", "lite0"),
+           ("flip+qe", True, 2, "none", "one", "lite0"), ("flip+csls", True, 0, "csls", "one", "lite0"),
+           ("gallery crops", False, 0, "none", "crops", "lite0"))
+BACKBONE_OPTIONS = (("Lite1 backbone", False, 0, "none", "one", "lite1"),
+                    ("Lite2 backbone", False, 0, "none", "one", "lite2"))
+CROP_SHARE = 0.8  # gallery crops: the central and four corner crops keep 80 % of each side
 QE_ALPHA = 3.0
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
           "colorwheel", "coins", "camera", "moon", "horse", "brick", "grass", "gravel", "cell", "clock", "page")
@@ -101,8 +113,22 @@ def photo_set(photos, views=6, n_gallery=3):
     return gallery, queries
 
 
-def _system(flip, qe, rerank, gallery_items, workdir, name, embedded):
+def gallery_views(rgb, views):
+    """The images one gallery item is stored as: itself, or (views "crops") the whole image and its central and
+    four corner crops of CROP_SHARE of each side, each also mirrored."""
+    if views == "one":
+        return [rgb]
+    h, w = rgb.shape[:2]
+    ch, cw = int(h * CROP_SHARE), int(w * CROP_SHARE)
+    corners = (((h - ch) // 2, (w - cw) // 2), (0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw))
+    out = [rgb] + [rgb[y:y + ch, x:x + cw] for y, x in corners]
+    return [np.ascontiguousarray(v) for v in out + [v[:, ::-1] for v in out]]
+
+
+def _system(option, gallery_items, workdir, name, embedded):
     """A RecognitionSystem over a Flat gallery of `gallery_items`, both made through the config path."""
+    from backbone_models import model_dir
+
     from ppshitu.config import load_config
     from ppshitu.embedder import Embedder
     from ppshitu.gallery import Gallery
@@ -111,32 +137,40 @@ def _system(flip, qe, rerank, gallery_items, workdir, name, embedded):
     from ppshitu.schemas import INFER_SCHEMA
     from ppshitu.system import RecognitionSystem
 
+    label, flip, qe, rerank, views, backbone = option
     cfg = load_config(os.path.join(ROOT, "configs/inference/inference_general.yaml"),
-                      [f"Global.rec_inference_model_dir={ROOT}/models/demo/rec", "Global.det_inference_model_dir=",
+                      [f"Global.rec_inference_model_dir={model_dir(backbone)}", "Global.det_inference_model_dir=",
                        "Global.cpu_num_threads=2", f"RecPreProcess.flip_average={str(flip).lower()}",
                        f"IndexProcess.query_expansion={qe}", f"IndexProcess.qe_alpha={QE_ALPHA}",
                        f"IndexProcess.rerank={rerank}"], INFER_SCHEMA)
     rec = rec_predictor(cfg)
-    if flip not in embedded:  # the gallery's vectors, once per embedding
+    key = (flip, views, backbone)
+    if key not in embedded:  # the gallery's vectors, once per embedding, with the process's CPU time it took
         emb = Embedder(rec, batch_size=64)
-        embedded[flip] = np.concatenate([emb.embed_crops([rgb for _, rgb in gallery_items[i:i + 64]])
-                                         for i in range(0, len(gallery_items), 64)])
-    vectors = embedded[flip]
-    g = Gallery.create(os.path.join(workdir, f"{name}_{int(flip)}_{qe}_{rerank}"), rec.embedding_size,
+        images = [(lab, f"{i}-{v}.jpg", img) for i, (lab, rgb) in enumerate(gallery_items)
+                  for v, img in enumerate(gallery_views(rgb, views))]
+        emb.embed_crops([images[0][2]])  # warm-up (first-call costs), outside the timing
+        c = time.process_time()
+        vectors = np.concatenate([emb.embed_crops([img for *_, img in images[i:i + 64]])
+                                  for i in range(0, len(images), 64)])
+        embedded[key] = (vectors, [lab for lab, *_ in images], [p for _, p, _ in images], time.process_time() - c)
+    vectors, labels, paths, _ = embedded[key]
+    g = Gallery.create(os.path.join(workdir, f"{name}_{label}".replace(" ", "_")), rec.embedding_size,
                        index_method="Flat", model_fingerprint=model_fingerprint(rec))
-    g.add(vectors, [lab for lab, _ in gallery_items], [f"{i}.jpg" for i in range(len(gallery_items))])
+    g.add(vectors, labels, paths)
     ip = cfg.IndexProcess
     return RecognitionSystem(rec, g, None, score_thres=0.0, query_expansion=ip.query_expansion,
                              qe_alpha=ip.qe_alpha, rerank=ip.rerank, min_crop_std=0.0)
 
 
-def measure(name, gallery_items, queries, timed, workdir):
+def measure(name, gallery_items, queries, timed, workdir, options=OPTIONS):
     rows = []
     truth = [lab for lab, _ in queries]
     systems, embedded = {}, {}
-    for option, flip, qe, rerank in OPTIONS:
-        systems[option] = _system(flip, qe, rerank, gallery_items, workdir, name, embedded)
-    for option, *_ in OPTIONS:
+    for option in options:
+        systems[option[0]] = _system(option, gallery_items, workdir, name, embedded)
+    gallery_cpu = {o[0]: embedded[o[1], o[4], o[5]][3] for o in options}
+    for option, *_ in options:
         system = systems[option]
         t = time.perf_counter()
         vectors = np.concatenate([system.embedder.embed_crops([rgb for _, rgb in queries[i:i + 64]])
@@ -146,12 +180,13 @@ def measure(name, gallery_items, queries, timed, workdir):
         recall = float(np.mean([row[0] == lab for row, lab in zip(labels, truth)]))
         rows.append({"set": name, "option": option, "recall_at_1": recall, "queries": len(queries),
                      "gallery": len(gallery_items), "classes": len(set(truth)), "batch_ms_per_query":
-                     1000 * batch_s / len(queries)})
+                     1000 * batch_s / len(queries), "gallery_cpu_vs_baseline": gallery_cpu[option] /
+                     gallery_cpu["baseline"]})
     # per-query latency, interleaved so each option sees the same load
     # (the process's CPU time as well as wall time: other engineers' jobs inflate wall time, not this process's CPU)
-    times, cpu = {o[0]: [] for o in OPTIONS}, {o[0]: [] for o in OPTIONS}
+    times, cpu = {o[0]: [] for o in options}, {o[0]: [] for o in options}
     for _, rgb in queries[:timed]:
-        for option, *_ in OPTIONS:
+        for option, *_ in options:
             t, c = time.perf_counter(), time.process_time()
             systems[option].search(rgb, k=5)
             times[option].append(time.perf_counter() - t)
@@ -182,18 +217,20 @@ def write(rows, info, quick):
              "csls: rerank=csls (top 10, 5 neighbours). "
              "ms per query: one query at a time through RecognitionSystem.search (embed, expand, search, re-rank), "
              "median, options interleaved in one run on a shared 2-core machine: compare the x-ratios, not the ms.",
-             "CPU ms: this process's CPU time per query (all its threads), less disturbed by the other jobs.",
+             "CPU ms: this process's CPU time per query (all its threads), less disturbed by the other jobs; "
+             "gallery x: the CPU time of embedding the gallery, against the baseline's.",
              "", "| set (gallery / queries / classes) | option | recall@1 | vs baseline | ms / query (wall) | "
-             "x baseline | CPU ms / query | x baseline CPU |", "|---|---|---|---|---|---|---|---|"]
+             "x baseline | CPU ms / query | x baseline CPU | gallery x CPU |", "|---|---|---|---|---|---|---|---|---|"]
     for s in sets:
         base = next(r for r in rows if r["set"] == s and r["option"] == "baseline")
         for r in (r for r in rows if r["set"] == s):
             lines.append(f"| {s} ({r['gallery']} / {r['queries']} / {r['classes']}) | {r['option']} | "
                          f"{r['recall_at_1']:.3f} | {r['recall_at_1'] - base['recall_at_1']:+.3f} | "
                          f"{r['ms_per_query']:.1f} | {r['time_vs_baseline']:.2f} | {r['cpu_ms_per_query']:.1f} | "
-                         f"{r['cpu_vs_baseline']:.2f} |")
-    lines += ["", "EfficientNet-Lite1 / Lite2 backbones: not measured (no trained model of them exists here, and "
-              "training one does not fit a few minutes on 2 shared cores).", ""]
+                         f"{r['cpu_vs_baseline']:.2f} | {r['gallery_cpu_vs_baseline']:.2f} |")
+    lines += ["", "*gallery crops*: 12 vectors per gallery image (whole, central and four corner crops of "
+              f"{CROP_SHARE:.0%} of each side, each mirrored), queries as they are; measured here only."]
+    lines += _backbone_lines(info.get("backbones")) + [""]
     text = "\n".join(lines)
     name = "bench_query_options" + ("_quick" if quick else "")
     with open(os.path.join(out, name + ".md"), "w", encoding="utf-8") as f:
@@ -204,14 +241,39 @@ def write(rows, info, quick):
     return os.path.join(out, name + ".md")
 
 
+def _backbone_lines(trained):
+    """How the Lite1 / Lite2 rows' models were trained (bench/backbone_models.py's records), or why not run."""
+    if not trained:
+        return ["", "EfficientNet-Lite1 / Lite2 backbones: not in this run (`--backbones` trains them as the demo's "
+                "Lite0 was, ~15-30 min each on 2 cores, and adds their rows)."]
+    out = ["", "*Lite1 / Lite2 backbone*: trained exactly as the demo's Lite0 (bench/backbone_models.py: the demo's 40 "
+           "training classes, configs/rec/EfficientNetLite0_demo.yaml, 6 epochs at 160 px, best epoch by unseen "
+           "recall@1, only Arch.Backbone.name changed); the query-time options above use the demo's Lite0. "
+           "Their training, on the demo's 20 unseen classes (each image against all others):", "",
+           "| backbone | off the shelf R@1 | fine-tuned R@1 (epoch) | train img/s | train minutes | load at start |",
+           "|---|---|---|---|---|---|"]
+    for name, r in trained.items():
+        out.append(f"| {r['backbone']} | {r['off_the_shelf_recall1']:.3f} | {r['best_recall1']:.3f} "
+                   f"({r['best_epoch']}) | {r['train_images_per_s']:.1f} | {r['minutes']:.1f} | {r['load_at_start']} |")
+    return out + ["", "(Lite0's own training: models/demo/README.md; its training speed on this run's CPU is not "
+                  "re-measured here.)"]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smaller sets (a minute or two)")
     p.add_argument("--timed", type=int, default=40, help="queries timed one at a time per option")
+    p.add_argument("--backbones", action="store_true",
+                   help="add EfficientNet-Lite1 / Lite2 rows (trained as the demo's Lite0 when not cached)")
     args = p.parse_args(argv)
+    from backbone_models import model_dir, record
+
     from ppshitu.utils.cpu import describe
 
     info = {"cpu": describe(), "load": [round(x, 2) for x in os.getloadavg()]}
+    options = OPTIONS + (BACKBONE_OPTIONS if args.backbones else ())
+    if args.backbones:
+        info["backbones"] = {b: (model_dir(b), record(b))[1] for b in ("lite1", "lite2")}
     print(info["cpu"], flush=True)
     q = args.quick
     sets = [("demo-unseen", lambda: synthetic_set(range(40, 60), 8, 3, "query-options-demo")),
@@ -221,7 +283,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         for name, make in sets:
             gallery_items, queries = make()
-            rows += measure(name, gallery_items, queries, min(args.timed, 15) if q else args.timed, tmp)
+            rows += measure(name, gallery_items, queries, min(args.timed, 15) if q else args.timed, tmp, options)
     return write(rows, info, q)
 
 
