@@ -22,7 +22,7 @@ def _gallery_backends():
 
 def _index_methods():
     from .gallery.indexes import AUTO, INDEX_METHODS  # the registry decides, read when a config is checked
-    return INDEX_METHODS.names() + [AUTO]  # auto: Flat or IVFSQ8 by the gallery's size (indexes.auto_method)
+    return INDEX_METHODS.names() + [AUTO]  # auto: Flat, IVFSQ8 or IVFPQFS by size (indexes.auto_method)
 STR_OR_NONE = (str, NONE)
 NUM = (int, float)
 # The most threads (or worker processes) any key may ask for: Global.cpu_num_threads, Global.num_threads,

@@ -79,8 +79,8 @@ def _method(cls, ip, vectors):
     """IndexProcess.index_method; `auto` resolved here (by the first vectors' count; none: Flat) for a
     store that does not choose by size itself (`chooses_auto`: the faiss store, re-chosen as it grows)."""
     method = ip.get("index_method") or "HNSW32"
-    if method == AUTO and not getattr(cls, "chooses_auto", False):
-        return auto_method(len(vectors) if vectors is not None else 0)
+    if method == AUTO and not getattr(cls, "chooses_auto", False):  # (Milvus: no fast-scan index)
+        return auto_method(len(vectors) if vectors is not None else 0, fast_scan=False)
     return method
 
 

@@ -107,7 +107,8 @@ class Gallery(GalleryStore):
         `index_params`: ef_search, nprobe, nlist, ... (see index_methods.py); an explicit ef_search / nprobe
         is kept as it is ("override"), else the gallery tunes it on its own vectors (search_tuning.py) to reach
         recall@1 `tune_recall` (None: search_tuning.TARGET_RECALL), kept in the manifest for later re-tunings.
-        `index_method` "auto": Flat below indexes.FLAT_BELOW vectors, IVF from there (re-chosen as it grows)."""
+        `index_method` "auto": Flat below indexes.FLAT_BELOW vectors, IVFSQ8 from there, IVFPQFS from
+        indexes.LARGE_FROM (re-chosen as it grows: indexes.auto_method)."""
         if not isinstance(embedding_size, int) or embedding_size <= 0:
             raise GalleryError(f"embedding_size must be a positive int, got {embedding_size!r}")
         if tune_recall is not None:

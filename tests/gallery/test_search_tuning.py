@@ -126,6 +126,31 @@ def test_auto_is_flat_for_a_small_gallery_and_approximate_once_it_grows(tmp_path
     assert [row[0] for row in g.search(queries[:5], k=1)[0]] == [f"object {i}" for i in range(5)]
 
 
+def test_auto_moves_to_fast_scan_lists_at_the_large_size_and_keeps_finding_its_objects(tmp_path, monkeypatch):
+    v, labels, queries = photos(250)                                    # 2,000 vectors
+    monkeypatch.setattr(indexes, "FLAT_BELOW", 600)
+    monkeypatch.setattr(indexes, "LARGE_FROM", 1600)
+    g = Gallery.create(tmp_path / "g", DIM, index_method="auto", vectors=v[:1000], labels=labels[:1000])
+    assert g.manifest["index_method"] == "IVFSQ8"
+    g.add(v[1000:], labels[1000:])                                      # past LARGE_FROM: rebuilt as fast-scan
+    g = Gallery.open(tmp_path / "g")
+    assert g.manifest["index_method"] == indexes.AUTO_LARGE == "IVFPQFS" and g.index.ntotal == len(v)
+    assert g.search_setting()["origin"] == "tuned"
+    found = [row[0] for row in g.search(queries, k=1)[0]]
+    assert np.mean([f == f"object {i}" for i, f in enumerate(found)]) >= 0.95
+    g.remove(labels=[f"object {i}" for i in range(100)])                 # still above half: no rebuild back
+    assert Gallery.open(tmp_path / "g").manifest["index_method"] == "IVFPQFS"
+
+
+def test_auto_method_by_size_with_hysteresis_and_no_fast_scan_where_the_store_lacks_it():
+    large, flat = indexes.LARGE_FROM, indexes.FLAT_BELOW
+    assert indexes.auto_method(flat - 1) == "Flat" and indexes.auto_method(flat) == "IVFSQ8"
+    assert indexes.auto_method(large - 1, "IVFSQ8") == "IVFSQ8" and indexes.auto_method(large, "IVFSQ8") == "IVFPQFS"
+    assert indexes.auto_method(large // 2, "IVFPQFS") == "IVFPQFS"          # not rebuilt back and forth
+    assert indexes.auto_method(large // 2 - 1, "IVFPQFS") == "IVFSQ8"
+    assert indexes.auto_method(10 * large, fast_scan=False) == "IVFSQ8"     # Milvus: no fast-scan index
+
+
 def test_growing_past_the_fraction_tunes_again(tmp_path):
     v, labels, _ = photos(500)
     first = 2000
