@@ -28,15 +28,18 @@ INDEX_METHODS.add("FLAT", "ppshitu.gallery.index_methods:FlatMethod", alias_of="
 # (2.1-4.6x, bench_search_tuned_crossover_IVF.md); below it the runs disagree (0.5x-20x at 250-2,000: noise on a
 # loaded machine), Flat answers thousands of queries/s there anyway, and it is exact.
 # From LARGE_FROM vectors, where the store has it (FAISS; Milvus has no fast-scan index), IVFPQFS: 4-bit PQ lists
-# scanned with SIMD, 256 candidates re-scored exactly. On realistic vectors, each tuned for recall@1 0.98, it
-# answered 0.988 at 7,087 queries per CPU-second of 2 cores at 100k (IVFSQ8: 0.984 at 5,467) and 0.983 at 3,280
-# at 1M (IVFSQ8 0.949 at ~1,000), in a fifth of the memory (bench_search_tuned_*_IVFPQFS*.md).
+# scanned with SIMD, 256 candidates re-scored exactly, in a fifth of IVFSQ8's memory. On realistic vectors, each
+# at its tuned setting for recall@1 0.98, wall clock on 2 cores (queries all in one call / 64 per call / one):
+# 100k IVFSQ8 0.984 at 4,720 / 3,951 / 1,553 q/s, IVFPQFS 0.982 at 3,815 / 3,066 / 1,968 (its exact re-scoring
+# of 256 candidates is most of its time there); 300k IVFSQ8 0.978 at 2,039 / 1,547 / 757, IVFPQFS 0.984 at
+# 3,422 / 2,494 / 1,389; 1M IVFSQ8 0.982 at 749 / 657 / 274, IVFPQFS 0.979 at 2,502 / 1,825 / 718
+# (bench/results/bench_search_tuned_{100000_1000000,300000}_IVFSQ8_IVFPQFS.md). LARGE_FROM: between 100k and 300k.
 AUTO = "auto"
 AUTO_ABOVE = "IVFSQ8"  # IVF with 8-bit lists re-scored exactly: IVF's recall at ~1.8x its queries per CPU-second
 AUTO_LARGE = "IVFPQFS"
 IVF_FAMILY = ("IVF", "IVFSQ8")
 FLAT_BELOW = 5_000
-LARGE_FROM = 100_000
+LARGE_FROM = 200_000
 
 
 def auto_method(n_vectors, current=None, fast_scan=True):
