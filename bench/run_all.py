@@ -636,9 +636,9 @@ def bench_search_tuned_rows(b):
     for n in [20_000] if b.quick else [100_000, 1_000_000]:
         nq = 200 if b.quick else 500 if n >= 1_000_000 else 1000
         with tempfile.TemporaryDirectory(prefix="bench_search_tuned_") as work:
-            raw = tuned.bench_size(n, ["IVF", "IVFSQ8", "HNSW32"], nq, work, progress=lambda line: None,
+            raw = tuned.bench_size(n, ["IVF", "IVFSQ8", "IVFPQFS", "HNSW32"], nq, work, progress=lambda line: None,
                                    max_hnsw=None if b.search_full else 200_000)[1]
-        for method in ("IVF", "IVFSQ8", "HNSW32"):
+        for method in ("IVF", "IVFSQ8", "IVFPQFS", "HNSW32"):  # (IVFPQFS: what auto takes from 200k on FAISS)
             # (rows: "tuned <knob>=..." the stored 0.98 value, "tuned for 0.95 ...", "FAISS default ...")
             got = {" ".join(r["setting"].split()[:2]): r for r in raw if r["method"] == method}
             ref = next((r for k, r in got.items() if k.startswith("FAISS")), None)

@@ -220,7 +220,7 @@ INDEX_PROCESS = {
                          "re-tunes; faiss galleries)"),
     "nlist": Field((int, NONE), None, min_value=1, doc="IVF lists (default: from the data size)"),
     "pq_m": Field((int, NONE), None, min_value=1, doc="IVFPQ sub-quantizers (must divide embedding_size)"),
-    "rerank_factor": Field((int, NONE), None, min_value=1, doc="IVFPQ, IVFSQ8: candidates re-scored exactly, per result"),
+    "rerank_factor": Field((int, NONE), None, min_value=1, doc="IVFPQ, IVFSQ8: candidates re-scored exactly, per result; IVFPQFS: the re-scored pool (default 256)"),
     "use_det": Field(bool, False, doc="index the detector's main object instead of the whole image"),
     "query_expansion": Field(int, 0, min_value=0, max_value=100, doc="alpha-QE at search time: each query "
                              "averaged with its N nearest gallery vectors (weight cosine**qe_alpha), then "
